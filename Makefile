@@ -1,0 +1,41 @@
+# fleetmeter: `make demo` runs the self-checking quickstart, `make test` runs all tests.
+# Every target installs what it needs first (scripts/deps.sh).
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin:/usr/sbin
+GO ?= go
+DATA ?= $(shell mktemp -d /tmp/fleetmeter.XXXXXX)
+DEVICES ?= 60
+DURATION ?= 30s
+
+.PHONY: deps build run demo test unit e2e bench fmt vet
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	$(GO) build -o bin/ ./cmd/...
+
+# The standalone pipeline on embedded defaults, fed by a simulated fleet, until Ctrl-C.
+run: deps
+	$(GO) run ./cmd/fleetmeter standalone --data $(DATA) --simulate $(DEVICES)
+
+# The same for DURATION, then drain and compare ClickHouse's totals with what was sent.
+demo: deps
+	$(GO) run ./cmd/fleetmeter standalone --data $(DATA) --simulate $(DEVICES) --for $(DURATION)
+
+# All tests: vet, unit tests with the race detector, then the end-to-end tests that start
+# Mosquitto, ClickHouse and the binaries on free loopback ports.
+test: deps vet unit e2e
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -timeout 20m $$($(GO) list ./... | grep -v /e2e)
+
+e2e:
+	$(GO) test -timeout 30m -v -count=1 ./e2e/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./record/ ./rating/ ./cdr/ ./ingest/payload/ ./clickhouse/

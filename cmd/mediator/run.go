@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"fleetmeter/ingest/mqtt"
+	"fleetmeter/internal/config"
+	"fleetmeter/internal/obs"
+	"fleetmeter/kafka"
+	"fleetmeter/pipeline"
+)
+
+type mediatorConfig struct {
+	pipeline.MediatorConfig `yaml:",inline"`
+	Listen                  string `yaml:"listen"` // /metrics, /healthz, /readyz
+	LogLevel                string `yaml:"log_level"`
+}
+
+// runCollectors is `mediator run`: the collectors until SIGTERM, then a graceful drain.
+func runCollectors(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	cfg := mediatorConfig{MediatorConfig: pipeline.MediatorConfig{Kafka: kafka.DefaultConfig(), MQTT: mqtt.DefaultConfig()},
+		Listen: "127.0.0.1:9464", LogLevel: "info"}
+	cfg.MQTT.Enabled = true
+	fset := flag.NewFlagSet("mediator run", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	if _, err := config.Load(fset, args, &cfg, func(fs *flag.FlagSet) {
+		fs.Var(config.StringList{P: &cfg.Kafka.Brokers}, "kafka.brokers", "Kafka seed brokers, comma-separated")
+		fs.Var(config.StringList{P: &cfg.MQTT.Brokers}, "mqtt.brokers", "MQTT broker URLs (tcp://host:1883), comma-separated")
+		fs.BoolVar(&cfg.MQTT.Enabled, "mqtt.enabled", cfg.MQTT.Enabled, "run the MQTT collector")
+		fs.StringVar(&cfg.MQTT.ClientID, "mqtt.client-id", cfg.MQTT.ClientID, "MQTT client id (the persistent session is bound to it)")
+		fs.StringVar(&cfg.MQTT.SharedGroup, "mqtt.shared-group", cfg.MQTT.SharedGroup, "subscribe through $share/GROUP/ so mediators split the load")
+		fs.StringVar(&cfg.MQTT.TopicPrefix, "mqtt.topic-prefix", cfg.MQTT.TopicPrefix, "topics are PREFIX/<tenant>/<device>/usage")
+		fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of /metrics, /healthz and /readyz (empty: off)")
+		fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	}); err != nil {
+		return 2
+	}
+	logger, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	reg := obs.NewRegistry()
+	med, err := pipeline.NewMediator(ctx, cfg.MediatorConfig, reg, logger)
+	if err != nil {
+		logger.Error("mediator start", "err", err)
+		return 1
+	}
+	srv, err := obs.Listen(cfg.Listen, reg, obs.Check{Name: "mediator", Fn: med.Ready})
+	if err != nil {
+		logger.Error("listen", "err", err)
+		return 1
+	}
+	logger.Info("mediator running", "listen", srv.Addr(), "kafka", cfg.Kafka.Brokers, "mqtt", cfg.MQTT.Brokers)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return med.Run(gctx) })
+	g.Go(func() error { return srv.Run(gctx) })
+	if err := g.Wait(); err != nil {
+		logger.Error("mediator stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return obs.NewLogger(l), nil
+}

@@ -1,0 +1,104 @@
+// Package config loads a binary's configuration in layers: built-in defaults, then the
+// YAML file named by --config (strict: unknown keys are errors), then FLEETMETER_*
+// environment variables, then command-line flags.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+)
+
+// Load fills cfg from the --config file found in args (if any); then define binds flags
+// to cfg's fields (their defaults now show the file's values), every flag may be set by
+// FLEETMETER_<NAME> (dashes and dots become underscores), and finally args are parsed.
+// It returns the remaining positional arguments.
+func Load(fs *flag.FlagSet, args []string, cfg any, define func(fs *flag.FlagSet)) ([]string, error) {
+	path := configPath(args)
+	fs.String("config", path, "YAML configuration file (flags and FLEETMETER_* variables override it)")
+	if path != "" {
+		if err := LoadFile(path, cfg); err != nil {
+			return nil, err
+		}
+	}
+	define(fs)
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := EnvName(f.Name)
+		if v, ok := os.LookupEnv(name); ok && f.Name != "config" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return fs.Args(), nil
+}
+
+// EnvName is the environment variable that sets flag name.
+func EnvName(flagName string) string {
+	r := strings.NewReplacer("-", "_", ".", "_")
+	return "FLEETMETER_" + strings.ToUpper(r.Replace(flagName))
+}
+
+// LoadFile decodes a YAML file strictly into cfg.
+func LoadFile(path string, cfg any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b), yaml.Strict())
+	if err := dec.Decode(cfg); err != nil {
+		return fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, true))
+	}
+	return nil
+}
+
+func configPath(args []string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		for _, p := range []string{"--config=", "-config="} {
+			if v, ok := strings.CutPrefix(a, p); ok {
+				return v
+			}
+		}
+		if (a == "--config" || a == "-config") && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return os.Getenv("FLEETMETER_CONFIG")
+}
+
+// StringList is a flag.Value of comma-separated strings bound to a slice.
+type StringList struct{ P *[]string }
+
+func (s StringList) String() string {
+	if s.P == nil {
+		return ""
+	}
+	return strings.Join(*s.P, ",")
+}
+
+// Set replaces the list.
+func (s StringList) Set(v string) error {
+	var out []string
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	*s.P = out
+	return nil
+}
