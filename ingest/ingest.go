@@ -42,3 +42,11 @@ func wait(ctx context.Context, ch <-chan error) error {
 		return fmt.Errorf("ingest: waiting for acknowledgement: %w", ctx.Err())
 	}
 }
+
+// Collector is one input of the mediator (MQTT, CoAP, HTTP, CDR drop directory). Run
+// serves until ctx ends, then stops taking input; what it handed the sink is flushed by
+// the sink's owner afterwards. Healthy reports whether it is connected/listening.
+type Collector interface {
+	Run(ctx context.Context) error
+	Healthy() bool
+}
