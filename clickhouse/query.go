@@ -127,3 +127,11 @@ func RollupQuery(db string, f RollupFilter) (string, []any) {
 		"ORDER BY " + keys
 	return q, args
 }
+
+// ActiveDevicesQuery counts distinct devices per tenant among the selected records (a
+// device is identified by tenant and device together).
+func ActiveDevicesQuery(db string, f Filter) (string, []any) {
+	where, args := f.where()
+	return "SELECT tenant, uniqExact(device) AS devices\nFROM " + db + ".rated_usage\n" + where +
+		"GROUP BY tenant\nORDER BY tenant", args
+}

@@ -146,3 +146,23 @@ func (s *Store) Rollup(ctx context.Context, f RollupFilter) ([]RollupRow, error)
 	}
 	return out, nil
 }
+
+// ActiveDevices returns the distinct devices per tenant among the selected records.
+func (s *Store) ActiveDevices(ctx context.Context, f Filter) (map[string]uint64, error) {
+	q, args := ActiveDevicesQuery(s.cfg.Database, f)
+	rows, err := s.conn.Query(s.readContext(ctx), q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("active devices: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var tenant string
+		var n uint64
+		if err := rows.Scan(&tenant, &n); err != nil {
+			return nil, fmt.Errorf("active devices: %w", err)
+		}
+		out[tenant] = n
+	}
+	return out, rows.Err()
+}

@@ -55,7 +55,7 @@ func wantMicros(i int) int64 {
 }
 
 // TestMQTTToClickHouse sends QoS 1 messages with mosquitto_pub through a real Mosquitto
-// to the mediator, kfake, the rater and a real ClickHouse, then checks the exact count
+// to the mediator, kfake, the rater, the loader and a real ClickHouse, then checks the exact count
 // and sum of amounts with clickhouse-client, and that a malformed payload reached topic
 // rejected with a reason while the pipeline kept running.
 func TestMQTTToClickHouse(t *testing.T) {
@@ -78,13 +78,16 @@ func TestMQTTToClickHouse(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(rulesDir, "acme.yaml"), []byte(e2eTariff), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	medListen, raterListen := addr(freePort(t)), addr(freePort(t))
+	medListen, raterListen, loadListen := addr(freePort(t)), addr(freePort(t)), addr(freePort(t))
 	med := start(t, filepath.Join(binDir, "mediator"), "run", "--kafka.brokers", kafkaAddr,
 		"--mqtt.brokers", "tcp://"+mqttAddr, "--mqtt.client-id", "e2e-mediator", "--listen", medListen)
 	rater := start(t, filepath.Join(binDir, "rater"), "run", "--kafka.brokers", kafkaAddr,
-		"--clickhouse.addr", ch.NativeAddr(), "--rules", rulesDir, "--listen", raterListen)
+		"--instance", "e2e-1", "--rules", rulesDir, "--listen", raterListen)
+	loader := start(t, filepath.Join(binDir, "rater"), "load", "--kafka.brokers", kafkaAddr,
+		"--clickhouse.addr", ch.NativeAddr(), "--listen", loadListen)
 	waitReady(t, "http://"+medListen+"/readyz", med)
 	waitReady(t, "http://"+raterListen+"/readyz", rater)
+	waitReady(t, "http://"+loadListen+"/readyz", loader)
 
 	const n, devices = 400, 4
 	now := time.Now().UnixMilli()

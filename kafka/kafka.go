@@ -21,6 +21,7 @@ const (
 	TopicUsage    = "usage"
 	TopicRejected = "rejected"
 	TopicRated    = "rated"
+	TopicState    = "rater-state" // per-partition rating state, committed with the offsets
 )
 
 // HeaderSchema names the schema of a message's payload.
@@ -34,6 +35,10 @@ type Config struct {
 	Linger            time.Duration `yaml:"linger"`             // how long a partition batch waits to fill
 	BatchRecords      int           `yaml:"batch_records"`      // flush a partition batch at this many records
 	ClientID          string        `yaml:"client_id"`
+	// Instance, when set, is this process's static group membership id: a restarted process
+	// takes its old place in the group at once instead of waiting out the session timeout.
+	Instance       string        `yaml:"instance"`
+	SessionTimeout time.Duration `yaml:"session_timeout"`
 }
 
 // DefaultConfig returns the defaults every binary starts from.
@@ -45,6 +50,7 @@ func DefaultConfig() Config {
 		Linger:            5 * time.Millisecond,
 		BatchRecords:      5000,
 		ClientID:          "fleetmeter",
+		SessionTimeout:    15 * time.Second,
 	}
 }
 
@@ -59,6 +65,9 @@ func (c Config) Validate() error {
 	}
 	if c.Linger < 0 || c.Linger > time.Minute {
 		errs = append(errs, fmt.Errorf("kafka.linger: must be within [0, 1m], got %s", c.Linger))
+	}
+	if c.SessionTimeout < 0 {
+		errs = append(errs, fmt.Errorf("kafka.session_timeout: must be >= 0, got %s", c.SessionTimeout))
 	}
 	if c.BatchRecords < 1 {
 		errs = append(errs, fmt.Errorf("kafka.batch_records: must be >= 1, got %d", c.BatchRecords))
@@ -85,13 +94,21 @@ func PartitionOf(tenant, device string, n int32) int32 {
 // each, so producers route by the real count rather than the configured one.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg Config, topics ...string) (map[string]int32, error) {
 	adm := kadm.NewClient(cl)
-	resp, err := adm.CreateTopics(ctx, cfg.Partitions, cfg.ReplicationFactor, nil, topics...)
-	if err != nil {
-		return nil, fmt.Errorf("create topics: %w", err)
-	}
-	for _, r := range resp.Sorted() {
-		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-			return nil, fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
+	for _, t := range topics {
+		var configs map[string]*string
+		if t == TopicState {
+			// Only the newest snapshot of each partition matters.
+			compact := "compact"
+			configs = map[string]*string{"cleanup.policy": &compact}
+		}
+		resp, err := adm.CreateTopics(ctx, cfg.Partitions, cfg.ReplicationFactor, configs, t)
+		if err != nil {
+			return nil, fmt.Errorf("create topic %s: %w", t, err)
+		}
+		for _, r := range resp.Sorted() {
+			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+				return nil, fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
+			}
 		}
 	}
 	md, err := adm.ListTopics(ctx, topics...)
@@ -109,6 +126,28 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg Config, topics ...str
 	return counts, nil
 }
 
+// PartitionCounts returns the partition count of each topic, which must exist.
+func PartitionCounts(ctx context.Context, cfg Config, topics ...string) (map[string]int32, error) {
+	cl, err := kgo.NewClient(baseOpts(cfg, nil)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	defer cl.Close()
+	md, err := kadm.NewClient(cl).ListTopics(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka list topics: %w", err)
+	}
+	counts := make(map[string]int32, len(topics))
+	for _, t := range topics {
+		d, ok := md[t]
+		if !ok || d.Err != nil {
+			return nil, fmt.Errorf("kafka topic %s: missing", t)
+		}
+		counts[t] = int32(len(d.Partitions))
+	}
+	return counts, nil
+}
+
 // slogLogger adapts *slog.Logger to kgo.Logger.
 type slogLogger struct{ l *slog.Logger }
 
@@ -120,6 +159,18 @@ func (s slogLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
 	default:
 		s.l.Warn(msg, kv...)
 	}
+}
+
+// groupOpts are the options of a group member.
+func groupOpts(cfg Config, group string) []kgo.Opt {
+	opts := []kgo.Opt{kgo.ConsumerGroup(group)}
+	if cfg.Instance != "" {
+		opts = append(opts, kgo.InstanceID(cfg.Instance))
+	}
+	if cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout), kgo.RebalanceTimeout(2*cfg.SessionTimeout))
+	}
+	return opts
 }
 
 func baseOpts(cfg Config, logger *slog.Logger) []kgo.Opt {

@@ -1,5 +1,5 @@
-// Package pipeline composes the stages shared by the binaries: the streaming rater that
-// consumes topic usage, prices each record and loads the priced records into the store.
+// Package pipeline composes the stages shared by the binaries: the mediator's collectors
+// and sink, the transactional rater (usage -> rated), and the loader (rated -> ClickHouse).
 // It is wiring: adapters (Kafka, ClickHouse) meet the domain (rating) here.
 package pipeline
 
@@ -19,199 +19,236 @@ import (
 	"fleetmeter/record"
 )
 
-// Store is where rated records land (ClickHouse in production).
-type Store interface {
-	InsertRated(ctx context.Context, recs []record.Rated) error
-	Ping(ctx context.Context) error
+// RaterConfig configures the rating stage.
+type RaterConfig struct {
+	Kafka kafka.Config
+	Group string // shared by every rater instance
+	// InstanceID names this instance's transactional producer: stable across its restarts
+	// (so a restarted instance fences its zombie predecessor), unique among instances.
+	InstanceID string
 }
 
-// Rejecter takes what cannot be rated (topic rejected in production).
-type Rejecter interface {
-	EnqueueRejects(rejs []record.Rejection, done func(error))
-}
-
-// Rater is the streaming rating stage.
+// Rater is the streaming rating stage: a consume-transform-produce loop over topic usage,
+// one Kafka transaction per batch.
 type Rater struct {
-	cons    *kafka.Consumer
+	sess    *kafka.TxSession
 	engine  *rating.Engine
-	store   Store
-	rejects Rejecter
 	logger  *slog.Logger
 	metrics *raterMetrics
+	parts   int32 // partitions of usage = of rated = of rater-state
+	rparts  int32 // partitions of rejected
 
 	mu     sync.Mutex
-	states map[int32]*rating.State // per partition of topic usage
+	states map[int32]*rating.State // per owned partition of usage, loaded lazily
+	stale  atomic.Bool             // partitions moved: drop every state before the next batch
 
-	stalled atomic.Bool // the store or Kafka refuses: not ready
+	ready atomic.Bool
 }
 
 type raterMetrics struct {
 	rated    *prometheus.CounterVec
 	rejected *prometheus.CounterVec
-	batches  prometheus.Histogram
-	retries  prometheus.Counter
+	batches  *prometheus.CounterVec
+	latency  prometheus.Histogram
 }
 
 func newRaterMetrics(reg prometheus.Registerer) *raterMetrics {
 	m := &raterMetrics{
 		rated: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleetmeter_rater_rated_total",
-			Help: "Rated records written to the store, by charge."}, []string{"charge"}),
+			Help: "Rated records committed to topic rated, by charge."}, []string{"charge"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleetmeter_rater_rejected_total",
 			Help: "Usage records the rater rejected, by reason."}, []string{"reason"}),
-		batches: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fleetmeter_rater_batch_seconds",
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleetmeter_rater_transactions_total",
+			Help: "Batch transactions, by outcome (committed, aborted)."}, []string{"outcome"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fleetmeter_rater_batch_seconds",
 			Help: "From poll to commit of one batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
-		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleetmeter_rater_retries_total",
-			Help: "Store, reject or commit attempts that failed and were retried."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rated, m.rejected, m.batches, m.retries)
+		reg.MustRegister(m.rated, m.rejected, m.batches, m.latency)
 	}
 	return m
 }
 
-// RaterConfig configures the stage.
-type RaterConfig struct {
-	Kafka kafka.Config
-	Group string
-}
-
-// NewRater joins the consumer group.
-func NewRater(ctx context.Context, cfg RaterConfig, engine *rating.Engine, store Store, rejects Rejecter,
-	reg prometheus.Registerer, logger *slog.Logger) (*Rater, error) {
+// NewRater joins the group and checks the topic layout.
+func NewRater(ctx context.Context, cfg RaterConfig, engine *rating.Engine, reg prometheus.Registerer,
+	logger *slog.Logger) (*Rater, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Rater{engine: engine, store: store, rejects: rejects, logger: logger,
-		metrics: newRaterMetrics(reg), states: map[int32]*rating.State{}}
-	cons, err := kafka.NewConsumer(ctx, cfg.Kafka, cfg.Group, logger, r.dropStates)
+	if cfg.InstanceID == "" {
+		return nil, errors.New("rater: instance id is required (stable per instance, unique among instances)")
+	}
+	r := &Rater{engine: engine, logger: logger, metrics: newRaterMetrics(reg), states: map[int32]*rating.State{}}
+	sess, err := kafka.NewTxSession(ctx, cfg.Kafka, cfg.Group, "fleetmeter-rater-"+cfg.InstanceID, kafka.TopicUsage,
+		[]string{kafka.TopicRated, kafka.TopicState, kafka.TopicRejected}, logger, func([]int32) { r.stale.Store(true) })
 	if err != nil {
 		return nil, err
 	}
-	r.cons = cons
+	counts, err := kafka.PartitionCounts(ctx, cfg.Kafka, kafka.TopicUsage, kafka.TopicRated, kafka.TopicState, kafka.TopicRejected)
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	r.parts, r.rparts = counts[kafka.TopicUsage], counts[kafka.TopicRejected]
+	if counts[kafka.TopicRated] != r.parts || counts[kafka.TopicState] != r.parts {
+		sess.Close()
+		return nil, fmt.Errorf("rater: topics %s, %s and %s need the same partition count, have %d, %d, %d",
+			kafka.TopicUsage, kafka.TopicRated, kafka.TopicState, r.parts, counts[kafka.TopicRated], counts[kafka.TopicState])
+	}
+	r.sess = sess
 	return r, nil
 }
 
-// Ready reports whether the stage is making progress (store and Kafka accept writes).
+// Ready reports whether the last batch committed (or none was due yet).
 func (r *Rater) Ready(ctx context.Context) error {
-	if r.stalled.Load() {
-		return errors.New("rater stalled: store or kafka refusing writes, retrying")
+	if err := r.sess.Ping(ctx); err != nil {
+		return err
 	}
-	return r.store.Ping(ctx)
+	if !r.ready.Load() {
+		return errors.New("rater: not committing (starting, or kafka refusing transactions)")
+	}
+	return nil
 }
 
-func (r *Rater) dropStates(parts []int32) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, p := range parts {
-		delete(r.states, p)
-	}
-}
-
-func (r *Rater) state(p int32) *rating.State {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st := r.states[p]
-	if st == nil {
-		st = rating.NewState()
-		r.states[p] = st
-	}
-	return st
-}
-
-// Run consumes until ctx ends. Per batch, in this order:
-//  1. rate every polled record (per partition state, so per-device order is the input order);
-//  2. insert the rated records into the store, retrying until it accepts them;
-//  3. send what could not be rated to rejected, retrying until acknowledged;
-//  4. commit the consumed offsets, and only then let a rebalance move partitions.
+// Run rates until ctx ends. Per batch, in one transaction:
+//  1. rate every polled record with the state of its partition, so a device's records
+//     are priced in their order of arrival;
+//  2. produce the rated records to topic rated (same partition as their input), the
+//     rejections to topic rejected, and a snapshot of each touched partition's state to
+//     topic rater-state (same partition);
+//  3. commit the consumed offsets inside the transaction and end it.
 //
-// A crash before 4 replays the batch from the last commit: the store keys rows by
-// record_id and its billing reads collapse duplicates, so a replay changes no total.
+// Rated output, state and offsets thus move together. A crash or rebalance before 3
+// aborts all of it: the next owner of a partition loads the last committed snapshot and
+// re-rates the same records from the committed offsets, producing the same record ids.
+// The loader reads topic rated read-committed, so aborted output never reaches ClickHouse.
 func (r *Rater) Run(ctx context.Context) error {
-	defer r.cons.Close()
+	defer r.sess.Close()
+	r.ready.Store(true)
 	var (
-		batch kafka.Batch
+		msgs  []kafka.Message
+		recs  []record.Usage
 		out   []record.Rated
 		rejs  []record.Rejection
+		enc   = record.NewRatedEncoder()
+		touch []int32
 	)
 	for {
-		err := r.cons.Poll(ctx, &batch)
+		var err error
+		msgs, err = r.sess.Poll(ctx, msgs[:0])
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
+			r.ready.Store(false)
 			r.logger.Warn("rater poll failed, retrying", "err", err)
-			r.metrics.retries.Inc()
 			sleep(ctx, time.Second)
 			continue
 		}
+		if len(msgs) == 0 {
+			continue
+		}
+		if r.stale.Swap(false) {
+			r.dropStates()
+		}
 		start := time.Now()
-		out, rejs = out[:0], append(rejs[:0], batch.Bad...)
-		var cur int32 = -1
-		var st *rating.State
-		for i := range batch.Records {
-			if p := batch.Partitions[i]; p != cur || st == nil {
-				cur, st = p, r.state(p)
-			}
-			u := &batch.Records[i]
-			out, err = r.engine.Rate(st, u, out)
+		if err := r.sess.Begin(); err != nil {
+			return err
+		}
+		rejs, touch = rejs[:0], touch[:0]
+		for i := 0; i < len(msgs); {
+			// Fetches come grouped by partition: rate one partition's run at a time.
+			p := msgs[i].Partition
+			st, err := r.state(ctx, p)
 			if err != nil {
-				rejs = append(rejs, usageRejection(u, err))
+				_, _ = r.sess.End(ctx, false)
+				return err
 			}
-		}
-		if !r.retry(ctx, "store", func() error { return r.store.InsertRated(ctx, out) }) {
-			return nil
-		}
-		if !r.retry(ctx, "reject", func() error { return r.reject(ctx, rejs) }) {
-			return nil
-		}
-		if !r.retry(ctx, "commit", func() error { return r.cons.Commit(ctx) }) {
-			return nil
-		}
-		r.cons.Done()
-		for i := range out {
-			r.metrics.rated.WithLabelValues(out[i].Charge).Inc()
+			recs, out = recs[:0], out[:0]
+			for ; i < len(msgs) && msgs[i].Partition == p; i++ {
+				n := len(recs)
+				recs, err = record.DecodeUsage(msgs[i].Value, recs)
+				if err != nil {
+					rejs = append(rejs, record.Rejection{Source: "kafka", Reason: "bad_batch",
+						Detail: fmt.Sprintf("usage partition %d offset %d: %v", p, msgs[i].Offset, err),
+						Raw:    append([]byte(nil), msgs[i].Value...), Received: msgs[i].Time})
+					recs = recs[:n]
+				}
+			}
+			out = r.engine.RateBatch(st, recs, out, func(j int, err error) {
+				rejs = append(rejs, usageRejection(&recs[j], err))
+			})
+			if len(out) > 0 {
+				payload, err := enc.Encode(nil, out)
+				if err != nil {
+					_, _ = r.sess.End(ctx, false)
+					return fmt.Errorf("rater: encode rated batch: %w", err)
+				}
+				r.sess.Produce(kafka.TopicRated, p, nil, payload, record.RatedSchema)
+			}
+			snap, err := st.MarshalBinary()
+			if err != nil {
+				_, _ = r.sess.End(ctx, false)
+				return fmt.Errorf("rater: snapshot partition %d: %w", p, err)
+			}
+			r.sess.Produce(kafka.TopicState, p, []byte(fmt.Sprintf("usage/%d", p)), snap, "")
+			touch = append(touch, p)
+			for j := range out {
+				r.metrics.rated.WithLabelValues(out[j].Charge).Inc()
+			}
 		}
 		for i := range rejs {
-			r.metrics.rejected.WithLabelValues(rejs[i].Reason).Inc()
+			rj := &rejs[i]
+			r.sess.Produce(kafka.TopicRejected, kafka.PartitionOf(rj.Tenant, rj.Device, r.rparts),
+				[]byte(rj.Tenant+"/"+rj.Device), rj.AppendJSON(nil), "")
+			r.metrics.rejected.WithLabelValues(rj.Reason).Inc()
 		}
-		r.metrics.batches.Observe(time.Since(start).Seconds())
+		committed, err := r.sess.End(ctx, true)
+		if err != nil {
+			r.ready.Store(false)
+			return err
+		}
+		if !committed {
+			// The batch is rolled back and will be consumed again: so must the state be.
+			r.metrics.batches.WithLabelValues("aborted").Inc()
+			r.dropStates()
+			continue
+		}
+		r.ready.Store(true)
+		r.metrics.batches.WithLabelValues("committed").Inc()
+		r.metrics.latency.Observe(time.Since(start).Seconds())
 	}
 }
 
-func (r *Rater) reject(ctx context.Context, rejs []record.Rejection) error {
-	if len(rejs) == 0 {
-		return nil
-	}
-	ch := make(chan error, 1)
-	r.rejects.EnqueueRejects(rejs, func(err error) { ch <- err })
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+func (r *Rater) dropStates() {
+	r.mu.Lock()
+	clear(r.states)
+	r.mu.Unlock()
 }
 
-// retry runs fn until it succeeds, backing off up to 10 s; false when ctx ended first.
-func (r *Rater) retry(ctx context.Context, what string, fn func() error) bool {
-	backoff := 100 * time.Millisecond
-	for {
-		err := fn()
-		if err == nil {
-			r.stalled.Store(false)
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		r.stalled.Store(true)
-		r.metrics.retries.Inc()
-		r.logger.Warn("rater "+what+" failed, retrying", "err", err, "backoff", backoff)
-		if !sleep(ctx, backoff) {
-			return false
-		}
-		backoff = min(backoff*2, 10*time.Second)
+// state returns the state of partition p, loading the last committed snapshot when this
+// instance has none: after start, after a rebalance, after an aborted batch.
+func (r *Rater) state(ctx context.Context, p int32) (*rating.State, error) {
+	r.mu.Lock()
+	st := r.states[p]
+	r.mu.Unlock()
+	if st != nil {
+		return st, nil
 	}
+	st = rating.NewState()
+	snap, err := r.sess.LastValue(ctx, kafka.TopicState, p)
+	if err != nil {
+		return nil, fmt.Errorf("rater: load state of partition %d: %w", p, err)
+	}
+	if snap != nil {
+		if err := st.UnmarshalBinary(snap); err != nil {
+			return nil, fmt.Errorf("rater: state snapshot of partition %d: %w", p, err)
+		}
+	}
+	r.mu.Lock()
+	r.states[p] = st
+	r.mu.Unlock()
+	return st, nil
 }
 
 func usageRejection(u *record.Usage, err error) record.Rejection {

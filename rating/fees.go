@@ -46,52 +46,77 @@ func (e *Engine) Close(sts []*State, period string, out []record.Rated) ([]recor
 	if err != nil {
 		return out, fmt.Errorf("close period: %w", err)
 	}
-	set := e.set.Load()
-	sum := map[string]*agg{}
+	sum := map[string]PeriodTally{}
 	for _, st := range sts {
 		for k, a := range st.aggs {
 			if k.month != m {
 				continue
 			}
 			s := sum[k.tenant]
-			if s == nil {
-				s = &agg{}
-				sum[k.tenant] = s
-			}
-			s.devices += a.devices
-			s.provisional += a.provisional
+			s.Devices += a.devices
+			s.Provisional += a.provisional
+			sum[k.tenant] = s
 		}
 	}
-	tenants := make([]string, 0, len(sum))
-	for t := range sum {
+	return e.Adjust(period, sum, out)
+}
+
+// PeriodTally is what closing a tenant's period needs: its active devices and the
+// provisional device fees already charged.
+type PeriodTally struct {
+	Devices     uint64
+	Provisional record.Micros
+}
+
+// Adjust appends one adjustment per tenant of tally (sorted by tenant): the exact device
+// fee for its active devices minus the provisional fees, so device_fee plus adjustment is
+// exact. Close feeds it from rating states; a store can feed it from rated records.
+func (e *Engine) Adjust(period string, tally map[string]PeriodTally, out []record.Rated) ([]record.Rated, error) {
+	m, err := parsePeriod(period)
+	if err != nil {
+		return out, fmt.Errorf("close period: %w", err)
+	}
+	set := e.set.Load()
+	tenants := make([]string, 0, len(tally))
+	for t := range tally {
 		tenants = append(tenants, t)
 	}
 	slices.Sort(tenants)
 	start, end := m.bounds()
 	now := e.now()
 	for _, ten := range tenants {
-		a := sum[ten]
+		a := tally[ten]
 		var t *rules.Tariff
 		if set != nil {
 			t = set.FeeTariff(ten, start, end)
 		}
 		var exact record.Micros
 		if t != nil && t.Fee != nil {
-			if exact, err = roundRat(t.Fee.Total(a.devices)); err != nil {
+			if exact, err = roundRat(t.Fee.Total(a.Devices)); err != nil {
 				return out, fmt.Errorf("close period %s tenant %s: %w", period, ten, err)
 			}
-		} else if a.provisional == 0 {
+		} else if a.Provisional == 0 {
 			continue
 		}
 		id := "adj:" + ten + ":" + period
 		r := record.Rated{Usage: record.Usage{EventID: id, Tenant: ten, StartTime: start, EndTime: end, ReceivedTime: end},
-			RecordID: id, Charge: record.ChargeAdjustment, ActiveDevices: a.devices, Amount: exact - a.provisional, RatedTime: now}
+			RecordID: id, Charge: record.ChargeAdjustment, ActiveDevices: a.Devices, Amount: exact - a.Provisional, RatedTime: now}
 		if t != nil {
 			r.Tariff, r.TariffVersion, r.Currency = t.ID, t.Stamp, t.Currency
 		}
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// PeriodBounds returns the [start, end) of a period named YYYY-MM, in ms since the epoch.
+func PeriodBounds(period string) (start, end int64, err error) {
+	m, err := parsePeriod(period)
+	if err != nil {
+		return 0, 0, err
+	}
+	start, end = m.bounds()
+	return start, end, nil
 }
 
 // FeeTotal returns the exact device fee of tenant's period for n active devices, rounded

@@ -95,12 +95,11 @@ func runStandalone(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		fmt.Fprintf(stderr, "--log-level: %v\n", err)
+	logger, err := obs.ParseLogger(cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	logger := obs.NewLogger(level)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	code, err := standalone(ctx, cfg, logger, stdout)
@@ -133,8 +132,8 @@ func (f partitionsFlag) Set(s string) error {
 
 // standalone runs the pipeline. Shutdown order, once ctx ends or --for elapsed: the
 // simulator stops publishing; the mediator stops taking MQTT input and flushes its
-// producer; the rater finishes its batch and commits; then ClickHouse, the Kafka broker
-// and the MQTT broker stop, in that order, each after everything feeding it.
+// producer; the rater ends its transaction and the loader commits what it inserted; then
+// ClickHouse, the Kafka broker and the MQTT broker stop (deferred, in that order).
 func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, stdout io.Writer) (int, error) {
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return 1, err
@@ -205,13 +204,18 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	}
 	defer store.Close()
 	engine := rating.NewEngine(set, rating.Options{})
-	rater, err := pipeline.NewRater(ctx, pipeline.RaterConfig{Kafka: kcfg, Group: "fleetmeter-rater"},
-		engine, store, med.Producer, reg, logger.With("component", "rater"))
+	rater, err := pipeline.NewRater(ctx, pipeline.RaterConfig{Kafka: kcfg, Group: "fleetmeter-rater", InstanceID: "standalone"},
+		engine, reg, logger.With("component", "rater"))
 	if err != nil {
 		return 1, err
 	}
-	osrv, err := obs.Listen(cfg.Metrics, reg,
-		obs.Check{Name: "mediator", Fn: med.Ready}, obs.Check{Name: "rater", Fn: rater.Ready})
+	loader, err := pipeline.NewLoader(ctx, pipeline.LoaderConfig{Kafka: kcfg, Group: "fleetmeter-loader"}, store, reg,
+		logger.With("component", "loader"))
+	if err != nil {
+		return 1, err
+	}
+	osrv, err := obs.Listen(cfg.Metrics, reg, obs.Check{Name: "mediator", Fn: med.Ready},
+		obs.Check{Name: "rater", Fn: rater.Ready}, obs.Check{Name: "loader", Fn: loader.Ready})
 	if err != nil {
 		return 1, fmt.Errorf("--metrics: %w", err)
 	}
@@ -221,6 +225,7 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return med.Run(gctx) })
 	g.Go(func() error { return rater.Run(gctx) })
+	g.Go(func() error { return loader.Run(gctx) })
 	g.Go(func() error { return osrv.Run(gctx) })
 	g.Go(func() error {
 		rules.Watch(gctx, rulesPath, 2*time.Second, engine.SetRules, func(err error) {

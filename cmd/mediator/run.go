@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -44,7 +43,7 @@ func runCollectors(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}); err != nil {
 		return 2
 	}
-	logger, err := newLogger(cfg.LogLevel)
+	logger, err := obs.ParseLogger(cfg.LogLevel)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
@@ -71,12 +70,4 @@ func runCollectors(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func newLogger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	return obs.NewLogger(l), nil
 }

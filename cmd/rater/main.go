@@ -15,7 +15,8 @@ type command struct {
 }
 
 var commands = []command{
-	{"run", "run [--config FILE] ...         consume topic usage, rate, load into ClickHouse", runStream},
+	{"run", "run [--config FILE] ...         consume topic usage, rate, produce topic rated (transactional)", runStream},
+	{"load", "load [--config FILE] ...        load topics rated and rejected into ClickHouse", runLoad},
 	{"rules", "rules check FILE...             validate tariff files", runRules},
 	{"rate", "rate --rules DIR|FILE [--in FILE] [--close]   rate canonical JSON Lines offline", runRate},
 	{"close", "close --period YYYY-MM ...      close a billing period", runClose},

@@ -101,3 +101,15 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Registry is the metrics registry every stage registers with.
+type Registry = prometheus.Registry
+
+// ParseLogger returns the JSON logger at the named level (debug, info, warn, error).
+func ParseLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, errors.New("--log-level: " + err.Error())
+	}
+	return NewLogger(l), nil
+}

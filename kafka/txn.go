@@ -1,0 +1,143 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TxSession is a consume-transform-produce loop in one Kafka transaction per batch: the
+// records produced, and the consumed offsets, become visible together or not at all.
+// A rebalance or crash before End aborts the batch; the partitions' next owner consumes
+// it again from the last committed offsets.
+type TxSession struct {
+	sess *kgo.GroupTransactSession
+	cfg  Config
+
+	mu      sync.Mutex
+	errs    []error
+	pending sync.WaitGroup
+}
+
+// NewTxSession joins group on topic in, producing transactionally as txID. txID must be
+// stable per instance (it fences a zombie predecessor) and unique among instances.
+// onLost runs when partitions of in leave this member: their in-memory state is stale.
+func NewTxSession(ctx context.Context, cfg Config, group, txID, in string, out []string, logger *slog.Logger,
+	onLost func(parts []int32)) (*TxSession, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if group == "" || txID == "" {
+		return nil, errors.New("kafka transactions: group and transactional id are required")
+	}
+	lost := func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+		if onLost != nil {
+			onLost(m[in])
+		}
+	}
+	opts := append(append(baseOpts(cfg, logger), groupOpts(cfg, group)...),
+		kgo.TransactionalID(txID),
+		kgo.TransactionTimeout(60*time.Second),
+		kgo.ConsumeTopics(in),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerBatchMaxBytes(16<<20),
+		kgo.FetchMaxBytes(32<<20),
+		kgo.OnPartitionsRevoked(lost),
+		kgo.OnPartitionsLost(lost),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka transactions: %w", err)
+	}
+	// Outputs partitioned like the input are created with the input's partition count.
+	counts, err := EnsureTopics(ctx, sess.Client(), cfg, in)
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	ocfg := cfg
+	ocfg.Partitions = counts[in]
+	if _, err := EnsureTopics(ctx, sess.Client(), ocfg, out...); err != nil {
+		sess.Close()
+		return nil, err
+	}
+	return &TxSession{sess: sess, cfg: cfg}, nil
+}
+
+// Poll appends the next fetched messages to into.
+func (s *TxSession) Poll(ctx context.Context, into []Message) ([]Message, error) {
+	return poll(ctx, s.sess.Client(), into)
+}
+
+// Begin opens the transaction of one batch.
+func (s *TxSession) Begin() error {
+	s.mu.Lock()
+	s.errs = s.errs[:0]
+	s.mu.Unlock()
+	if err := s.sess.Begin(); err != nil {
+		return fmt.Errorf("kafka begin transaction: %w", err)
+	}
+	return nil
+}
+
+// Produce adds a record to the open transaction. value must not change until End.
+func (s *TxSession) Produce(topic string, part int32, key, value []byte, schema string) {
+	r := &kgo.Record{Topic: topic, Partition: part, Key: key, Value: value}
+	if schema != "" {
+		r.Headers = []kgo.RecordHeader{{Key: HeaderSchema, Value: []byte(schema)}}
+	}
+	s.pending.Add(1)
+	s.sess.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
+		defer s.pending.Done()
+		if err != nil {
+			s.mu.Lock()
+			s.errs = append(s.errs, err)
+			s.mu.Unlock()
+		}
+	})
+}
+
+// End commits the batch (its produced records and the consumed offsets) or aborts it.
+// committed is false when it aborted: on a failed produce, on a rebalance during the
+// batch, or when commit was false; the session then rewinds to the committed offsets.
+func (s *TxSession) End(ctx context.Context, commit bool) (bool, error) {
+	try := kgo.TransactionEndTry(commit)
+	if commit {
+		if err := s.sess.Client().Flush(ctx); err != nil {
+			return false, fmt.Errorf("kafka flush: %w", err)
+		}
+		s.pending.Wait()
+		s.mu.Lock()
+		if len(s.errs) > 0 {
+			try = kgo.TryAbort
+		}
+		s.mu.Unlock()
+	}
+	committed, err := s.sess.End(ctx, try)
+	if err != nil {
+		return false, fmt.Errorf("kafka end transaction: %w", err)
+	}
+	return committed, nil
+}
+
+// LastValue returns the value of the last committed record of topic/part, nil if the
+// partition is empty. It is how a new owner of a partition loads the state snapshot its
+// predecessor committed together with its last offsets.
+func (s *TxSession) LastValue(ctx context.Context, topic string, part int32) ([]byte, error) {
+	return lastValue(ctx, s.cfg, topic, part)
+}
+
+// Ping checks the cluster answers.
+func (s *TxSession) Ping(ctx context.Context) error { return s.sess.Client().Ping(ctx) }
+
+// Close aborts what is open and leaves the group.
+func (s *TxSession) Close() { s.sess.CloseAllowingRebalance() }
