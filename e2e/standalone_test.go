@@ -45,7 +45,7 @@ func TestStandaloneSelfCheck(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(lines[0], "ready ")), &ready); err != nil {
 		t.Fatalf("ready line: %v", err)
 	}
-	for _, k := range []string{"mqtt", "kafka", "clickhouse"} {
+	for _, k := range []string{"mqtt", "kafka", "clickhouse", "coap", "http"} {
 		if !strings.HasPrefix(ready[k], "127.0.0.1:") {
 			t.Errorf("ready line: %s = %q, want a loopback host:port", k, ready[k])
 		}

@@ -19,7 +19,7 @@ import (
 
 	"fleetmeter/clickhouse"
 	"fleetmeter/deploy"
-	"fleetmeter/ingest/mqtt"
+	"fleetmeter/ingest/httpin"
 	"fleetmeter/internal/chserver"
 	"fleetmeter/internal/config"
 	"fleetmeter/internal/obs"
@@ -187,10 +187,17 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	kcfg := kafka.DefaultConfig()
 	kcfg.Brokers = []string{kafkaAddr}
 	kcfg.Partitions = cfg.Partitions
-	mcfg := pipeline.MediatorConfig{Kafka: kcfg, MQTT: mqtt.DefaultConfig()}
-	mcfg.MQTT.Enabled = true
+	mcfg := pipeline.DefaultMediatorConfig()
+	mcfg.Kafka = kcfg
 	mcfg.MQTT.Brokers = []string{"tcp://" + mqttAddr}
 	mcfg.MQTT.ClientID = "fleetmeter-standalone-mediator"
+	// CoAP on plain UDP in dev mode (POST /usage/<tenant>/<device>) and HTTP ingest with a
+	// demo key per simulated tenant (demo-key-<tenant>-0000); both on free loopback ports.
+	mcfg.CoAP.Enabled, mcfg.CoAP.Listen, mcfg.CoAP.DevMode = true, "127.0.0.1:0", true
+	mcfg.HTTP.Enabled, mcfg.HTTP.Listen = true, "127.0.0.1:0"
+	for _, t := range sim.Tenants {
+		mcfg.HTTP.Keys = append(mcfg.HTTP.Keys, httpin.APIKey{Key: "demo-key-" + t + "-0000", Tenant: t})
+	}
 	med, err := pipeline.NewMediator(ctx, mcfg, reg, logger.With("component", "mediator"))
 	if err != nil {
 		return 1, err
@@ -239,8 +246,12 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 		_ = g.Wait()
 		return 1, fmt.Errorf("pipeline did not become ready: %w", err)
 	}
+	select {
+	case <-med.CoAP.Ready():
+	case <-gctx.Done():
+	}
 	ready, _ := json.Marshal(map[string]string{"mqtt": mqttAddr, "kafka": kafkaAddr, "clickhouse": chAddr,
-		"metrics": osrv.Addr()})
+		"coap": med.CoAP.Addr(), "http": med.HTTP.Addr(), "metrics": osrv.Addr()})
 	fmt.Fprintf(stdout, "ready %s\n", ready)
 
 	var simDone chan simResult

@@ -2,11 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"fleetmeter/kafka"
 	"fleetmeter/record"
 )
 
@@ -150,5 +158,141 @@ func TestCDRUsage(t *testing.T) {
 	code, out, errs := runCDRTest(t, nil, "decode", filepath.Join(cdrTestdata, "no-such-file.cdr"))
 	if code != 1 || out != "" || !strings.Contains(errs, "no-such-file.cdr") {
 		t.Errorf("missing file: exit %d, stderr %q", code, errs)
+	}
+}
+
+// topicCounts reads topics usage and rejected to their ends: usage records by event_id,
+// and the rejections.
+func topicCounts(t *testing.T, broker string) (map[string]int, []record.Rejection) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics(kafka.TopicUsage, kafka.TopicRejected),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, kafka.TopicUsage, kafka.TopicRejected)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type tp struct {
+		topic string
+		part  int32
+	}
+	left := map[tp]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[tp{o.Topic, o.Partition}] = o.Offset
+		}
+	})
+	ids := map[string]int{}
+	var rejs []record.Rejection
+	var recs []record.Usage
+	for len(left) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("topics not read to the end: %v", left)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Topic == kafka.TopicRejected {
+				rj, err := record.ParseRejection(r.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rejs = append(rejs, rj)
+			} else {
+				if recs, err = record.DecodeUsage(r.Value, recs[:0]); err != nil {
+					t.Fatal(err)
+				}
+				for _, u := range recs {
+					ids[u.EventID]++
+				}
+			}
+			if k := (tp{r.Topic, r.Partition}); r.Offset+1 >= left[k] {
+				delete(left, k)
+			}
+		})
+	}
+	return ids, rejs
+}
+
+func TestCDRImport(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	broker := cluster.ListenAddrs()[0]
+
+	dir := t.TempDir()
+	copyVector := func(vector, name string) {
+		b, err := os.ReadFile(filepath.Join(cdrTestdata, vector))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, name), b, 0o644)
+	}
+	copyVector("chf_small_10.cdr", "a.cdr")
+	copyVector("chf_free5gc_native_3.cdr", "b.cdr")
+	copyVector("chf_damaged_truncated.cdr", "c.cdr")
+	copyVector("chf_small_10.cdr", ".hidden.cdr")
+	copyVector("chf_small_10.cdr", "d.cdr.part")
+
+	// Without --move: files stay; the damaged one is reported and makes the exit code 1.
+	code, out, errs := runCDRTest(t, nil, "import", "--kafka.brokers", broker, "--tenant-default", "acme", dir)
+	if code != 1 || out != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %s", code, out, errs)
+	}
+	if !strings.Contains(errs, filepath.Join(dir, "c.cdr")+": decode cdr: offset 3825, record 7") {
+		t.Errorf("stderr does not name the damaged file and offset:\n%s", errs)
+	}
+	summary := regexp.MustCompile(`(?m)^imported 3 of 3 files \(1 damaged, 0 errors\): 54 records, 1 rejected, `)
+	if !summary.MatchString(errs) {
+		t.Errorf("summary missing:\n%s", errs)
+	}
+	if strings.Contains(errs, "\r") {
+		t.Error("progress redraws on a non-terminal")
+	}
+	ids, rejs := topicCounts(t, broker)
+	// a.cdr's 28 records, b.cdr's 8, c.cdr's 18 (the vectors share event_ids: a.cdr's
+	// cover all of them).
+	n := 0
+	for _, c := range ids {
+		n += c
+	}
+	if n != 28+8+18 || len(ids) != 28 || len(rejs) != 1 || rejs[0].Reason != "cdr_damaged" {
+		t.Errorf("%d records, %d distinct event_ids, %d rejections", n, len(ids), len(rejs))
+	}
+	for _, n := range []string{"a.cdr", "b.cdr", "c.cdr"} {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s moved without --move", n)
+		}
+	}
+
+	// --move, naming files: done/ and failed/ beside them.
+	code, _, errs = runCDRTest(t, nil, "import", "--kafka.brokers", broker, "--tenant-default", "acme", "--move",
+		filepath.Join(dir, "a.cdr"), filepath.Join(dir, "c.cdr"))
+	if code != 1 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, p := range []string{"done/a.cdr", "failed/c.cdr", "failed/c.cdr.reason"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	// A clean run exits 0.
+	if code, _, errs := runCDRTest(t, nil, "import", "--kafka.brokers", broker, "--tenant-default", "acme", "--pattern", "*.cdr", dir); code != 0 ||
+		!strings.Contains(errs, "imported 1 of 1 files (0 damaged, 0 errors): 8 records") {
+		t.Errorf("exit %d: %s", code, errs)
+	}
+}
+
+func TestCDRImportUsage(t *testing.T) {
+	for _, args := range [][]string{{"import"}, {"import", "--bogus", "d"}, {"import", "--pattern", "[", "d"}} {
+		if code, _, errs := runCDRTest(t, nil, args...); code != 2 || errs == "" {
+			t.Errorf("%q: exit %d, stderr %q", args, code, errs)
+		}
 	}
 }

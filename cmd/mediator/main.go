@@ -16,7 +16,7 @@ type command struct {
 
 var commands = []command{
 	{"run", "run [--config FILE] ...       run the collectors", runCollectors},
-	{"cdr", "cdr decode FILE...            print CDR files as canonical JSON Lines", runCDR},
+	{"cdr", "cdr decode FILE... | cdr import DIR|FILE...   print CDR files as canonical JSON Lines, or back-fill them into Kafka", runCDR},
 }
 
 func main() {

@@ -11,10 +11,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"fleetmeter/ingest/mqtt"
 	"fleetmeter/internal/config"
 	"fleetmeter/internal/obs"
-	"fleetmeter/kafka"
 	"fleetmeter/pipeline"
 )
 
@@ -26,9 +24,7 @@ type mediatorConfig struct {
 
 // runCollectors is `mediator run`: the collectors until SIGTERM, then a graceful drain.
 func runCollectors(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	cfg := mediatorConfig{MediatorConfig: pipeline.MediatorConfig{Kafka: kafka.DefaultConfig(), MQTT: mqtt.DefaultConfig()},
-		Listen: "127.0.0.1:9464", LogLevel: "info"}
-	cfg.MQTT.Enabled = true
+	cfg := mediatorConfig{MediatorConfig: pipeline.DefaultMediatorConfig(), Listen: "127.0.0.1:9464", LogLevel: "info"}
 	fset := flag.NewFlagSet("mediator run", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	if _, err := config.Load(fset, args, &cfg, func(fs *flag.FlagSet) {
@@ -38,6 +34,15 @@ func runCollectors(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fs.StringVar(&cfg.MQTT.ClientID, "mqtt.client-id", cfg.MQTT.ClientID, "MQTT client id (the persistent session is bound to it)")
 		fs.StringVar(&cfg.MQTT.SharedGroup, "mqtt.shared-group", cfg.MQTT.SharedGroup, "subscribe through $share/GROUP/ so mediators split the load")
 		fs.StringVar(&cfg.MQTT.TopicPrefix, "mqtt.topic-prefix", cfg.MQTT.TopicPrefix, "topics are PREFIX/<tenant>/<device>/usage")
+		fs.BoolVar(&cfg.CoAP.Enabled, "coap.enabled", cfg.CoAP.Enabled, "run the CoAP collector")
+		fs.StringVar(&cfg.CoAP.Listen, "coap.listen", cfg.CoAP.Listen, "CoAP UDP address (empty: no plain UDP)")
+		fs.StringVar(&cfg.CoAP.DTLSListen, "coap.dtls-listen", cfg.CoAP.DTLSListen, "CoAP DTLS (PSK) address (empty: off)")
+		fs.BoolVar(&cfg.CoAP.DevMode, "coap.dev-mode", cfg.CoAP.DevMode, "accept POST /usage/<tenant>/<device> on plain UDP")
+		fs.StringVar(&cfg.CoAP.RegistryFile, "coap.registry-file", cfg.CoAP.RegistryFile, "device registry (PSK identities)")
+		fs.BoolVar(&cfg.HTTP.Enabled, "http.enabled", cfg.HTTP.Enabled, "run the HTTP ingest (keys come from the config file)")
+		fs.StringVar(&cfg.HTTP.Listen, "http.listen", cfg.HTTP.Listen, "HTTP ingest address")
+		fs.BoolVar(&cfg.CDR.Enabled, "cdr.enabled", cfg.CDR.Enabled, "run the CDR drop-directory collector")
+		fs.StringVar(&cfg.CDR.Dir, "cdr.dir", cfg.CDR.Dir, "CDR drop directory (done/ and failed/ beneath it)")
 		fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of /metrics, /healthz and /readyz (empty: off)")
 		fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	}); err != nil {

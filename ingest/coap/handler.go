@@ -1,0 +1,343 @@
+package coap
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
+	"github.com/plgd-dev/go-coap/v3/options/config"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"fleetmeter/ingest/payload"
+	"fleetmeter/ingest/registry"
+	"fleetmeter/record"
+)
+
+type (
+	responseWriter = responsewriter.ResponseWriter[*udpClient.Conn]
+	poolMessage    = pool.Message
+)
+
+// Rejection reasons of this collector, beside the payload parser's and the registry's.
+const (
+	reasonUnauthenticated   = "unauthenticated"    // plain UDP without dev mode, or POST /usage without an identity
+	reasonUnknownIdentity   = "unknown_identity"   // a DTLS PSK identity the registry does not know
+	reasonWrongIdentity     = "wrong_identity"     // a path naming another device than the DTLS identity
+	reasonTooLarge          = "too_large"          // body above max_body
+	reasonUnsupportedFormat = "unsupported_format" // a Content-Format other than 50, 110, 112
+)
+
+const (
+	blockSZX             = blockwise.SZX1024
+	blockTransferTimeout = 10 * time.Second
+	rawPrefix            = 1024 // bytes of an oversize body kept in its rejection
+)
+
+// process wraps go-coap's per-request processing (deduplication, response cache,
+// block-wise reassembly) to do two things it cannot be configured to do: refuse a
+// block-wise upload with 4.13 as soon as it passes max_body (instead of buffering it
+// whole), and answer a non-confirmable request with a non-confirmable response
+// (go-coap sends CON).
+func (c *Collector) process(req *pool.Message, cc *udpClient.Conn, handler config.HandlerFunc[*udpClient.Conn]) {
+	reqType := req.Type()
+	if c.block1TooLarge(req) {
+		mid := req.MessageID()
+		cc.ProcessReceivedMessageWithHandler(req, func(w *responseWriter, _ *pool.Message) {
+			c.entityTooLarge(w)
+			if reqType == message.Confirmable {
+				w.Message().SetType(message.Acknowledgement)
+				w.Message().SetMessageID(mid)
+			} else {
+				w.Message().SetType(message.NonConfirmable)
+				w.Message().SetMessageID(cc.GetMessageID())
+			}
+		})
+		return
+	}
+	cc.ProcessReceivedMessageWithHandler(req, func(w *responseWriter, r *pool.Message) {
+		handler(w, r)
+		if reqType == message.NonConfirmable && w.Message().IsModified() && w.Message().Type() == message.Confirmable {
+			w.Message().SetType(message.NonConfirmable)
+		}
+	})
+}
+
+// block1TooLarge reports whether a Block1 upload already exceeds max_body with this block
+// or announces (Size1) that it will.
+func (c *Collector) block1TooLarge(req *pool.Message) bool {
+	v, err := req.GetOptionUint32(message.Block1)
+	if err != nil {
+		return false
+	}
+	szx, num, _, err := blockwise.DecodeBlockOption(v)
+	if err != nil {
+		return false
+	}
+	size := num * szx.Size()
+	if n, err := req.BodySize(); err == nil {
+		size += n
+	}
+	if s1, err := req.GetOptionUint32(message.Size1); err == nil && int64(s1) > size {
+		size = int64(s1)
+	}
+	return size > int64(c.cfg.MaxBody)
+}
+
+func (c *Collector) entityTooLarge(w *responseWriter) {
+	c.metrics.Rejected.WithLabelValues(record.SourceCoAP, reasonTooLarge).Inc()
+	_ = w.SetResponse(codes.RequestEntityTooLarge, message.TextPlain, nil)
+	w.Message().SetOptionUint32(message.Size1, uint32(c.cfg.MaxBody))
+	w.Message().SetBody(bytes.NewReader([]byte(reasonTooLarge + ": body above " + strconv.Itoa(c.cfg.MaxBody) + " bytes")))
+}
+
+// serve handles one (reassembled) request. It runs on the endpoint's own goroutine, so
+// one endpoint's requests are handled, and handed to the sink, in order.
+func (c *Collector) serve(w *responseWriter, r *pool.Message, secure bool) {
+	var segs [4][]byte
+	n := uriPath(r, segs[:])
+	if n == 0 || string(segs[0]) != "usage" || (n != 1 && n != 3) {
+		_ = w.SetResponse(codes.NotFound, message.TextPlain, nil)
+		return
+	}
+	if r.Code() != codes.POST {
+		_ = w.SetResponse(codes.MethodNotAllowed, message.TextPlain, nil)
+		return
+	}
+	received := time.Now()
+	c.received.Inc()
+	rej := record.Rejection{Source: record.SourceCoAP, Received: received.UnixMilli()}
+
+	// Who is speaking: the DTLS identity, or in dev mode the path.
+	reg := c.live.Load()
+	var tenant, device string
+	if secure {
+		id, _ := w.Conn().Context().Value(pskIdentityKey{}).(string)
+		d, ok := reg.ByPSKIdentity(id)
+		if !ok { // the registry dropped it since the handshake
+			rej.Reason, rej.Detail = reasonUnknownIdentity, "PSK identity "+strconv.Quote(id)+" is not in the device registry"
+			c.refuse(w, r, codes.Unauthorized, rej)
+			return
+		}
+		tenant, device = d.Tenant, d.Device
+		if n == 3 && (string(segs[1]) != tenant || string(segs[2]) != device) {
+			rej.Tenant, rej.Device = tenant, device
+			rej.Reason = reasonWrongIdentity
+			rej.Detail = "identity " + strconv.Quote(id) + " is " + tenant + "/" + device + ", not " + string(segs[1]) + "/" + string(segs[2])
+			c.refuse(w, r, codes.Forbidden, rej)
+			return
+		}
+	} else {
+		if !c.cfg.DevMode || n == 1 {
+			// Unauthenticated and spoofable: counted, answered, not written to Kafka.
+			c.metrics.Rejected.WithLabelValues(record.SourceCoAP, reasonUnauthenticated).Inc()
+			msg := "use coaps:// (DTLS PSK)"
+			if c.cfg.DevMode {
+				msg = "no identity: POST /usage/<tenant>/<device>, or use coaps://"
+			}
+			c.respond(w, codes.Unauthorized, reasonUnauthenticated+": "+msg)
+			return
+		}
+		tenant, device = string(segs[1]), string(segs[2])
+		if err := reg.Admit(tenant, device); err != nil {
+			rej.Tenant, rej.Device = tenant, device
+			rej.Reason, rej.Detail = registry.ReasonUnknownDevice, err.Error()
+			c.refuse(w, r, codes.Unauthorized, rej)
+			return
+		}
+	}
+	rej.Tenant, rej.Device = tenant, device
+
+	if !c.reserve() {
+		c.backpressure(w)
+		return
+	}
+	size, err := r.BodySize()
+	if err != nil || size > int64(c.cfg.MaxBody) {
+		c.release()
+		rej.Reason, rej.Detail = reasonTooLarge, "body of "+strconv.FormatInt(size, 10)+" bytes above max_body "+strconv.Itoa(c.cfg.MaxBody)+"; raw holds its first bytes"
+		c.refuseWith(w, r, codes.RequestEntityTooLarge, rej, rawPrefix)
+		return
+	}
+	kind := payload.KindAuto
+	if cf, err := r.ContentFormat(); err == nil {
+		if kind = payload.KindFromCoAPFormat(uint16(cf)); kind == payload.KindAuto {
+			c.release()
+			rej.Reason, rej.Detail = reasonUnsupportedFormat, "Content-Format "+strconv.Itoa(int(cf))+" is not 50 (json), 110 (senml+json) or 112 (senml+cbor)"
+			c.refuse(w, r, codes.UnsupportedMediaType, rej)
+			return
+		}
+	}
+
+	wk := c.workers.Get().(*worker)
+	wk.body, err = readBody(r, wk.body, int(size))
+	if err != nil {
+		c.workers.Put(wk)
+		c.release()
+		c.respond(w, codes.InternalServerError, "cannot read body")
+		return
+	}
+	id := payload.Identity{Tenant: tenant, Device: device, Source: record.SourceCoAP}
+	wk.recs, err = wk.parser.Parse(kind, wk.body, id, rej.Received, wk.recs[:0])
+	if err != nil {
+		rej.Reason, rej.Detail = "bad_payload", err.Error()
+		var inv *record.InvalidError
+		if errors.As(err, &inv) {
+			rej.Reason, rej.Detail = inv.Reason, inv.Msg
+		}
+		rej.Raw = bytes.Clone(wk.body)
+		c.workers.Put(wk)
+		c.release()
+		c.refuseWith(w, r, codes.BadRequest, rej, -1)
+		return
+	}
+	nrec := len(wk.recs)
+	if nrec == 0 { // an empty pack: nothing to hand on
+		c.workers.Put(wk)
+		c.release()
+		_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
+		return
+	}
+	done := make(chan error, 1)
+	c.inFlightGau.Inc()
+	c.sink.Enqueue(wk.recs, func(err error) {
+		c.inFlightGau.Dec()
+		c.release()
+		if err == nil {
+			c.accepted.Add(float64(nrec))
+			c.ackLatency.Observe(time.Since(received).Seconds())
+		}
+		done <- err
+	})
+	c.workers.Put(wk) // the sink copied the records
+	if c.await(w, r, done) {
+		_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
+	}
+}
+
+// await waits for the sink's acknowledgement. On an error or timeout the device gets
+// 5.03 and retries; the records may still reach Kafka, and their deterministic event ids
+// make the retry's copies collapse downstream. It reports whether the sink acknowledged.
+func (c *Collector) await(w *responseWriter, r *pool.Message, done <-chan error) bool {
+	t := time.NewTimer(c.cfg.AckTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err == nil {
+			return true
+		}
+		c.logger.Warn("coap: sink refused records", "err", err)
+	case <-t.C:
+	case <-r.Context().Done(): // endpoint closed: nobody to answer
+		return false
+	case <-c.stopping:
+	}
+	c.backpressure(w)
+	return false
+}
+
+// reserve takes an in-flight slot; false means the collector is saturated.
+func (c *Collector) reserve() bool {
+	if c.inflight.Add(1) > int64(c.cfg.MaxInFlight) {
+		c.inflight.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (c *Collector) release() { c.inflight.Add(-1) }
+
+func (c *Collector) backpressure(w *responseWriter) {
+	_ = w.SetResponse(codes.ServiceUnavailable, message.TextPlain, nil)
+	w.Message().SetOptionUint32(message.MaxAge, uint32(c.cfg.BackpressureMaxAge/time.Second))
+}
+
+// refuse answers code after the rejection rej (its raw input: the body) is acknowledged.
+func (c *Collector) refuse(w *responseWriter, r *pool.Message, code codes.Code, rej record.Rejection) {
+	c.refuseWith(w, r, code, rej, c.cfg.MaxBody)
+}
+
+// refuseWith is refuse keeping at most keep bytes of the body as raw input (-1: rej.Raw
+// is set already). The rejection takes an in-flight slot like records do: if none is
+// free, or the sink fails, the device gets 5.03 and retries rather than a 4.xx whose
+// record was lost.
+func (c *Collector) refuseWith(w *responseWriter, r *pool.Message, code codes.Code, rej record.Rejection, keep int) {
+	if keep >= 0 {
+		rej.Raw = bodyPrefix(r, keep)
+	}
+	if !c.reserve() {
+		c.backpressure(w)
+		return
+	}
+	done := make(chan error, 1)
+	c.inFlightGau.Inc()
+	c.sink.EnqueueRejects([]record.Rejection{rej}, func(err error) {
+		c.inFlightGau.Dec()
+		c.release()
+		if err == nil {
+			c.metrics.Rejected.WithLabelValues(rej.Source, rej.Reason).Inc()
+		}
+		done <- err
+	})
+	if c.await(w, r, done) {
+		c.respond(w, code, rej.Reason+": "+rej.Detail)
+	}
+}
+
+// respond sets code with a diagnostic payload (RFC 7252 5.5.2: no Content-Format).
+func (c *Collector) respond(w *responseWriter, code codes.Code, diag string) {
+	_ = w.SetResponse(code, message.TextPlain, nil)
+	w.Message().SetBody(bytes.NewReader([]byte(diag)))
+}
+
+// uriPath fills segs with the Uri-Path segments and returns how many there are; more
+// than len(segs) returns len(segs)+1 (no route has that many).
+func uriPath(r *pool.Message, segs [][]byte) int {
+	n := 0
+	for _, o := range r.Options() {
+		if o.ID != message.URIPath {
+			continue
+		}
+		if n == len(segs) {
+			return n + 1
+		}
+		segs[n] = o.Value
+		n++
+	}
+	return n
+}
+
+func readBody(r *pool.Message, buf []byte, size int) ([]byte, error) {
+	body := r.Body()
+	if body == nil || size == 0 {
+		return buf[:0], nil
+	}
+	if _, err := body.Seek(0, io.SeekStart); err != nil {
+		return buf[:0], err
+	}
+	if cap(buf) < size {
+		buf = make([]byte, size)
+	}
+	buf = buf[:size]
+	_, err := io.ReadFull(body, buf)
+	return buf, err
+}
+
+// bodyPrefix copies at most max bytes of the body.
+func bodyPrefix(r *pool.Message, max int) []byte {
+	body := r.Body()
+	if body == nil || max <= 0 {
+		return nil
+	}
+	if _, err := body.Seek(0, io.SeekStart); err != nil {
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(body, int64(max)))
+	return b
+}

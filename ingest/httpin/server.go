@@ -1,0 +1,497 @@
+// Package httpin is the HTTP collector for gateways and partners: POST /v1/usage with a
+// per-tenant API key takes JSON Lines of canonical usage.v1 records, SenML (JSON, CBOR)
+// or fleetmeter plain JSON for one device, or a CloudEvents batch, and answers 202 only
+// after the sink (Kafka) acknowledged every accepted record. README.md is the client's
+// contract.
+package httpin
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"fleetmeter/ingest"
+	"fleetmeter/ingest/payload"
+	"fleetmeter/record"
+)
+
+// Path is where usage is posted.
+const Path = "/v1/usage"
+
+const src = record.SourceHTTP
+
+// Server is the HTTP collector. New binds the listener, Run serves.
+type Server struct {
+	cfg     Config
+	sink    ingest.Sink
+	metrics *ingest.Metrics
+	logger  *slog.Logger
+	keys    []tenantKey
+	lim     payload.Limits
+	ln      net.Listener
+	srv     *http.Server
+	tls     bool
+	sem     chan struct{} // one token per request being served
+	batches sync.Pool     // *batch
+	healthy atomic.Bool
+	warned  atomic.Int64 // unix seconds of the last sink warning (logs are throttled)
+	now     func() time.Time
+}
+
+type tenantKey struct {
+	digest [sha256.Size]byte
+	tenant string
+}
+
+// New validates cfg, reads the key files and the TLS pair, and binds cfg.Listen, so
+// Addr is known (and a port conflict reported) before Run. metrics and logger may be nil.
+// Call Run to serve, or Close to release the listener without serving.
+func New(cfg Config, sink ingest.Sink, metrics *ingest.Metrics, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(cfg.Keys) == 0 {
+		return nil, errors.New("http.keys: at least one API key is required")
+	}
+	if sink == nil {
+		return nil, errors.New("httpin: nil sink")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if metrics == nil {
+		metrics = ingest.NewMetrics(nil)
+	}
+	keys, err := loadKeys(cfg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, sink: sink, metrics: metrics, logger: logger, keys: keys,
+		sem: make(chan struct{}, cfg.MaxConcurrent), now: time.Now, lim: cfg.limits()}
+	s.batches.New = func() any { return new(batch) }
+	mux := http.NewServeMux()
+	mux.HandleFunc(Path, s.handleUsage)
+	s.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		// The response follows the body read and the sink's acknowledgement.
+		WriteTimeout: cfg.ReadTimeout + cfg.AckTimeout + 5*time.Second,
+		IdleTimeout:  cfg.IdleTimeout,
+		ErrorLog:     slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	if cfg.TLSCert != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("http.tls_cert, http.tls_key: %w", err)
+		}
+		s.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+		s.tls = true
+	}
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("http.listen: %w", err)
+	}
+	return s, nil
+}
+
+func loadKeys(cfgKeys []APIKey) ([]tenantKey, error) {
+	var errs []error
+	keys := make([]tenantKey, 0, len(cfgKeys))
+	first := make(map[[sha256.Size]byte]int)
+	for i, k := range cfgKeys {
+		key := k.Key
+		if k.KeyFile != "" {
+			b, err := os.ReadFile(k.KeyFile)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("http.keys[%d].key_file: %w", i, err))
+				continue
+			}
+			key = strings.TrimSpace(string(b))
+			if err := checkKey(key); err != nil {
+				errs = append(errs, fmt.Errorf("http.keys[%d].key_file: %s: %w", i, k.KeyFile, err))
+				continue
+			}
+		}
+		d := sha256.Sum256([]byte(key))
+		if j, dup := first[d]; dup {
+			errs = append(errs, fmt.Errorf("http.keys[%d]: same key as http.keys[%d]", i, j))
+			continue
+		}
+		first[d] = i
+		keys = append(keys, tenantKey{digest: d, tenant: k.Tenant})
+	}
+	return keys, errors.Join(errs...)
+}
+
+// Addr is the bound address (host:port), also when the configured port was 0.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Healthy reports whether the collector is serving.
+func (s *Server) Healthy() bool { return s.healthy.Load() }
+
+// Close releases the listener of a Server whose Run was never called.
+func (s *Server) Close() error {
+	_ = s.srv.Close()
+	if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() {
+		if s.tls {
+			errc <- s.srv.ServeTLS(s.ln, "", "")
+			return
+		}
+		errc <- s.srv.Serve(s.ln)
+	}()
+	s.healthy.Store(true)
+	s.logger.Info("http collector listening", "addr", s.Addr(), "tls", s.tls)
+	select {
+	case err := <-errc:
+		s.healthy.Store(false)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("httpin: serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.healthy.Store(false)
+	// Shutdown order: close the listener (no new connections) and idle keep-alive
+	// connections; requests in flight finish, each waiting for the sink's
+	// acknowledgement (at most AckTimeout), which the sink's owner keeps serving until
+	// the collectors have returned. Past ShutdownTimeout the remaining connections are
+	// cut: those clients see no response and retry, which event_ids make safe.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.srv.Shutdown(sctx); err != nil {
+		s.logger.Warn("http collector: shutdown timed out, closing connections", "err", err)
+		_ = s.srv.Close()
+	}
+	<-errc
+	return nil
+}
+
+// bodyKind is what a request's Content-Type selects.
+type bodyKind uint8
+
+const (
+	kindUnknown bodyKind = iota
+	kindJSONLines
+	kindCloudEvents
+	kindCloudEvent // one structured event
+	kindDevice     // plain JSON or SenML for ?device=, through payload.Parser
+)
+
+func kindOf(contentType string) (bodyKind, payload.Kind) {
+	mt, _, _ := strings.Cut(contentType, ";")
+	mt = strings.TrimSpace(mt)
+	switch {
+	case strings.EqualFold(mt, "application/x-ndjson"), strings.EqualFold(mt, "application/jsonl"):
+		return kindJSONLines, payload.KindAuto
+	case strings.EqualFold(mt, "application/cloudevents-batch+json"):
+		return kindCloudEvents, payload.KindAuto
+	case strings.EqualFold(mt, "application/cloudevents+json"):
+		return kindCloudEvent, payload.KindAuto
+	}
+	if k := payload.KindFromContentType(mt); k != payload.KindAuto {
+		return kindDevice, k
+	}
+	return kindUnknown, payload.KindAuto
+}
+
+const supportedTypes = "application/x-ndjson, application/jsonl, application/cloudevents-batch+json, application/cloudevents+json, " +
+	"application/json, application/senml+json, application/senml+cbor"
+
+// handleUsage serves POST /v1/usage. Every answer but 202 and 400 leaves nothing on the
+// sink; 400 is answered after the refused items went to topic rejected (and the valid
+// ones to usage).
+func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
+	received := s.now()
+	s.metrics.Received.WithLabelValues(src).Inc()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		s.fail(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+		return
+	}
+	tenant, ok := s.authenticate(r.Header.Get("Authorization"))
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="fleetmeter"`)
+		s.fail(w, http.StatusUnauthorized, "unauthorized", "missing or unknown API key (Authorization: Bearer <key>)")
+		return
+	}
+	kind, pkind := kindOf(r.Header.Get("Content-Type"))
+	if kind == kindUnknown {
+		s.fail(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be one of "+supportedTypes)
+		return
+	}
+	gz := false
+	switch enc := r.Header.Get("Content-Encoding"); {
+	case enc == "" || strings.EqualFold(enc, "identity"):
+	case strings.EqualFold(enc, "gzip"):
+		gz = true
+	default:
+		s.fail(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Encoding must be gzip or identity")
+		return
+	}
+	if r.ContentLength > s.cfg.MaxBody {
+		s.tooLarge(w, "body exceeds http.max_body")
+		return
+	}
+	select {
+	case s.sem <- struct{}{}:
+		defer func() { <-s.sem }()
+	default:
+		s.unavailable(w, "too many requests in flight")
+		return
+	}
+
+	b := s.batches.Get().(*batch)
+	b.reset(tenant, received.UnixMilli(), s.lim, s.cfg.MaxLines)
+	reuse := true
+	defer func() {
+		if reuse {
+			b.trim()
+			s.batches.Put(b)
+		}
+	}()
+	body, err := s.readBody(w, r, b, gz)
+	var gzErr *gzipError
+	switch {
+	case err == nil:
+	case errors.Is(err, errTooLarge):
+		s.tooLarge(w, err.Error())
+		return
+	case errors.As(err, &gzErr):
+		b.refuse(wholeBody, "", ReasonBadEncoding, err.Error(), b.raw)
+	default: // the client went away or was too slow; there is nobody to tell
+		s.logger.Debug("http collector: reading body", "err", err)
+		s.fail(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+
+	if b.nerr == 0 {
+		switch kind {
+		case kindJSONLines:
+			if tooManyLines(body, s.cfg.MaxLines) {
+				s.tooLarge(w, "more lines than http.max_lines")
+				return
+			}
+			b.jsonLines(body)
+		case kindCloudEvents:
+			if !b.cloudEvents(body) {
+				s.tooLarge(w, "more events than http.max_lines")
+				return
+			}
+		case kindCloudEvent:
+			b.cloudEvent(0, bytes.TrimSpace(body))
+		case kindDevice:
+			b.device(pkind, r.URL.Query().Get("device"), body)
+			if b.nerr == 1 && b.errs[0].Reason == payload.ReasonTooManyRecords {
+				s.tooLarge(w, b.errs[0].Message)
+				return
+			}
+		}
+	}
+
+	settled, err := s.produce(r.Context(), b)
+	// Until every done callback ran, the sink may still read b's slices.
+	reuse = settled
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.warnSink(err)
+			s.unavailable(w, "not acknowledged by the sink: "+err.Error())
+		}
+		return
+	}
+	if len(b.recs)+len(b.rejs) > 0 {
+		s.metrics.AckLatency.WithLabelValues(src).Observe(time.Since(received).Seconds())
+	}
+	if n := len(b.recs); n > 0 {
+		s.metrics.Accepted.WithLabelValues(src).Add(float64(n))
+	}
+	for i := range b.rejs {
+		s.metrics.Rejected.WithLabelValues(src, b.rejs[i].Reason).Inc()
+	}
+	if b.nerr > 0 {
+		writeErrors(w, len(b.recs), b.nerr, b.errs)
+		return
+	}
+	writeAccepted(w, len(b.recs))
+}
+
+// authenticate maps a bearer key to its tenant. Keys are compared as SHA-256 digests in
+// constant time, every key each time, so neither timing nor length tells a guess apart.
+func (s *Server) authenticate(h string) (string, bool) {
+	scheme, key, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	key = strings.TrimSpace(key)
+	if key == "" {
+		return "", false
+	}
+	d := sha256.Sum256([]byte(key))
+	match := -1
+	for i := range s.keys {
+		if subtle.ConstantTimeCompare(d[:], s.keys[i].digest[:]) == 1 {
+			match = i
+		}
+	}
+	if match < 0 {
+		return "", false
+	}
+	return s.keys[match].tenant, true
+}
+
+var errTooLarge = errors.New("body exceeds http.max_body")
+
+type gzipError struct{ err error }
+
+func (e *gzipError) Error() string { return "gzip: " + e.err.Error() }
+func (e *gzipError) Unwrap() error { return e.err }
+
+// readBody reads the body into b, decompressing gzip, bounded by MaxBody before and
+// after decompression (errTooLarge). A body that does not decompress is a *gzipError;
+// b.raw keeps the compressed bytes for the rejection.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, b *batch, gz bool) ([]byte, error) {
+	limit := s.cfg.MaxBody
+	var err error
+	b.raw, err = readAll(b.raw[:0], http.MaxBytesReader(w, r.Body, limit), r.ContentLength)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errTooLarge
+		}
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if !gz {
+		return b.raw, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(b.raw))
+	if err == nil {
+		b.body, err = readAll(b.body[:0], io.LimitReader(zr, limit+1), -1)
+	}
+	switch {
+	case err != nil:
+		return nil, &gzipError{err}
+	case int64(len(b.body)) > limit:
+		return nil, fmt.Errorf("decompressed %w", errTooLarge)
+	}
+	return b.body, nil
+}
+
+func readAll(dst []byte, r io.Reader, size int64) ([]byte, error) {
+	if size > 0 && int64(cap(dst)) < size {
+		dst = make([]byte, 0, size+1) // +1: the read that sees EOF needs room
+	}
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+}
+
+var errAckTimeout = errors.New("no acknowledgement within http.ack_timeout")
+
+// produce hands b's records and rejections to the sink and waits for both
+// acknowledgements. settled reports whether every done callback has run: only then may
+// b's slices be reused.
+func (s *Server) produce(ctx context.Context, b *batch) (settled bool, err error) {
+	pending := 0
+	if len(b.recs) > 0 {
+		pending++
+	}
+	if len(b.rejs) > 0 {
+		pending++
+	}
+	if pending == 0 {
+		return true, nil
+	}
+	s.metrics.InFlight.WithLabelValues(src).Inc()
+	left := atomic.Int32{}
+	left.Store(int32(pending))
+	ch := make(chan error, pending)
+	done := func(err error) {
+		if left.Add(-1) == 0 {
+			s.metrics.InFlight.WithLabelValues(src).Dec()
+		}
+		ch <- err
+	}
+	// Rejections first: a request whose usage is acknowledged has its refused lines
+	// in flight too, and neither is reported before both are.
+	if len(b.rejs) > 0 {
+		s.sink.EnqueueRejects(b.rejs, done)
+	}
+	if len(b.recs) > 0 {
+		s.sink.Enqueue(b.recs, done)
+	}
+	timer := time.NewTimer(s.cfg.AckTimeout)
+	defer timer.Stop()
+	for pending > 0 {
+		select {
+		case err := <-ch:
+			pending--
+			if err != nil {
+				return pending == 0, err
+			}
+		case <-timer.C:
+			return false, errAckTimeout
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	return true, nil
+}
+
+// warnSink logs a sink failure at most every 10 s: under an outage every request fails.
+func (s *Server) warnSink(err error) {
+	now := time.Now().Unix()
+	last := s.warned.Load()
+	if now-last >= 10 && s.warned.CompareAndSwap(last, now) {
+		s.logger.Warn("http collector: sink did not acknowledge, answering 503", "err", err)
+	}
+}
+
+func (s *Server) fail(w http.ResponseWriter, status int, code, msg string) {
+	switch status {
+	case http.StatusUnauthorized, http.StatusUnsupportedMediaType, http.StatusRequestEntityTooLarge:
+		s.metrics.Rejected.WithLabelValues(src, code).Inc()
+	}
+	writeError(w, status, code, msg)
+}
+
+func (s *Server) tooLarge(w http.ResponseWriter, msg string) {
+	s.fail(w, http.StatusRequestEntityTooLarge, "too_large", msg)
+}
+
+func (s *Server) unavailable(w http.ResponseWriter, msg string) {
+	secs := int64((s.cfg.RetryAfter + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", fmt.Sprint(secs))
+	s.fail(w, http.StatusServiceUnavailable, "unavailable", msg)
+}
