@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sync/errgroup"
@@ -34,6 +35,21 @@ func runCollectors(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fs.StringVar(&cfg.MQTT.ClientID, "mqtt.client-id", cfg.MQTT.ClientID, "MQTT client id (the persistent session is bound to it)")
 		fs.StringVar(&cfg.MQTT.SharedGroup, "mqtt.shared-group", cfg.MQTT.SharedGroup, "subscribe through $share/GROUP/ so mediators split the load")
 		fs.StringVar(&cfg.MQTT.TopicPrefix, "mqtt.topic-prefix", cfg.MQTT.TopicPrefix, "topics are PREFIX/<tenant>/<device>/usage")
+		fs.StringVar(&cfg.MQTT.Username, "mqtt.username", cfg.MQTT.Username, "MQTT username")
+		fs.StringVar(&cfg.MQTT.Password, "mqtt.password", cfg.MQTT.Password, "MQTT password (prefer FLEETMETER_MQTT_PASSWORD)")
+		fs.Func("mqtt.qos", "subscription QoS: 0, 1 or 2 (default 1)", func(v string) error {
+			q, err := strconv.ParseUint(v, 10, 8)
+			if err != nil || q > 2 {
+				return fmt.Errorf("qos value must be 0, 1, or 2, got %q", v)
+			}
+			cfg.MQTT.QoS = byte(q)
+			return nil
+		})
+		fs.StringVar(&cfg.MQTT.CAFile, "mqtt.ca-file", cfg.MQTT.CAFile, "PEM roots for ssl:// brokers")
+		fs.StringVar(&cfg.MQTT.CertFile, "mqtt.cert-file", cfg.MQTT.CertFile, "PEM client certificate (mutual TLS)")
+		fs.StringVar(&cfg.MQTT.KeyFile, "mqtt.key-file", cfg.MQTT.KeyFile, "its key")
+		fs.BoolVar(&cfg.MQTT.InsecureTLS, "mqtt.insecure-tls", cfg.MQTT.InsecureTLS, "skip broker certificate verification")
+		fs.IntVar(&cfg.MQTT.MaxInFlight, "mqtt.max-in-flight", cfg.MQTT.MaxInFlight, "messages awaiting Kafka before the collector stops reading")
 		fs.BoolVar(&cfg.CoAP.Enabled, "coap.enabled", cfg.CoAP.Enabled, "run the CoAP collector")
 		fs.StringVar(&cfg.CoAP.Listen, "coap.listen", cfg.CoAP.Listen, "CoAP UDP address (empty: no plain UDP)")
 		fs.StringVar(&cfg.CoAP.DTLSListen, "coap.dtls-listen", cfg.CoAP.DTLSListen, "CoAP DTLS (PSK) address (empty: off)")

@@ -1,7 +1,8 @@
-// Package mqtt is the MQTT collector: it subscribes to <prefix>/<tenant>/<device>/usage,
-// normalizes each payload to usage.v1 and acknowledges a QoS 1/2 message to the broker
-// only after Kafka acknowledged its records. The session is persistent (clean session
-// off), so whatever was not acknowledged before a crash is redelivered on reconnect.
+// Package mqtt is the MQTT collector: it subscribes to <prefix>/<tenant>/<device>/usage
+// (and .../usage/<format>), normalizes each payload to usage.v1 and acknowledges a QoS 1/2
+// message to the broker only after Kafka acknowledged its records. The session is
+// persistent (clean session off), so whatever was not acknowledged before a crash is
+// redelivered on reconnect. README.md describes topics, options and broker settings.
 package mqtt
 
 import (
@@ -12,63 +13,17 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"fleetmeter/ingest"
 	"fleetmeter/ingest/payload"
 	"fleetmeter/record"
 )
-
-// Config of the MQTT collector.
-type Config struct {
-	Enabled     bool     `yaml:"enabled"`
-	Brokers     []string `yaml:"brokers"`      // tcp://host:1883, ssl://host:8883
-	ClientID    string   `yaml:"client_id"`    // stable: the persistent session hangs on it
-	TopicPrefix string   `yaml:"topic_prefix"` // topics are <prefix>/<tenant>/<device>/usage
-	SharedGroup string   `yaml:"shared_group"` // non-empty: subscribe via $share/<group>/ to split load
-	QoS         byte     `yaml:"qos"`
-	Username    string   `yaml:"username"`
-	Password    string   `yaml:"password"`
-	CAFile      string   `yaml:"ca_file"`
-	InsecureTLS bool     `yaml:"insecure_tls"`
-}
-
-// DefaultConfig returns the collector defaults.
-func DefaultConfig() Config {
-	return Config{Brokers: []string{"tcp://127.0.0.1:1883"}, ClientID: "fleetmeter-mediator",
-		TopicPrefix: "fleetmeter", QoS: 1}
-}
-
-// Validate reports every problem, naming the key.
-func (c Config) Validate() error {
-	var errs []error
-	if len(c.Brokers) == 0 {
-		errs = append(errs, errors.New("mqtt.brokers: at least one broker URL is required"))
-	}
-	if c.ClientID == "" {
-		errs = append(errs, errors.New("mqtt.client_id: required (the persistent session is bound to it)"))
-	}
-	if c.QoS > 2 {
-		errs = append(errs, fmt.Errorf("mqtt.qos: must be 0, 1 or 2, got %d", c.QoS))
-	}
-	if c.TopicPrefix == "" || strings.ContainsAny(c.TopicPrefix, "+#") {
-		errs = append(errs, fmt.Errorf("mqtt.topic_prefix: must be non-empty without wildcards, got %q", c.TopicPrefix))
-	}
-	return errors.Join(errs...)
-}
-
-// Filter is the subscription filter the config implies.
-func (c Config) Filter() string {
-	f := c.TopicPrefix + "/+/+/usage"
-	if c.SharedGroup != "" {
-		f = "$share/" + c.SharedGroup + "/" + f
-	}
-	return f
-}
 
 // Collector is a running MQTT collector.
 type Collector struct {
@@ -76,9 +31,37 @@ type Collector struct {
 	sink    ingest.Sink
 	metrics *ingest.Metrics
 	logger  *slog.Logger
-	parser  payload.Parser // used only by paho's single ordered handler goroutine
-	recs    []record.Usage
+
+	// The metric children of source mqtt, resolved once: the handler runs per message.
+	received, accepted prometheus.Counter
+	inFlight           prometheus.Gauge
+	ackLatency         prometheus.Observer
+
+	// mu guards parser and recs. Paho runs one handler goroutine per connection, so it is
+	// uncontended; it is held anyway because a reconnect starts a new handler goroutine.
+	mu     sync.Mutex
+	parser payload.Parser
+	recs   []record.Usage
+
+	// slots bounds the messages in flight (cap MaxInFlight); acks carries the sink's
+	// answers to the acker goroutine. It has the same capacity, and a message holds a slot
+	// until its answer is taken, so a sink callback never blocks on it.
+	slots    chan struct{}
+	acks     chan ackItem
+	stopping chan struct{} // closed when Run's context ends: handlers stop waiting for slots
+	stopOnce sync.Once
+	resync   chan struct{} // cap 1: a refused message needs a reconnect to be redelivered
+
 	healthy atomic.Bool
+	sinkLog throttle
+}
+
+// ackItem is the sink's answer for one message.
+type ackItem struct {
+	msg      paho.Message
+	received time.Time
+	records  int
+	err      error
 }
 
 // New builds a collector; Run connects it.
@@ -86,22 +69,72 @@ func New(cfg Config, sink ingest.Sink, metrics *ingest.Metrics, logger *slog.Log
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if metrics == nil {
 		metrics = ingest.NewMetrics(nil)
 	}
+	const src = record.SourceMQTT
 	return &Collector{cfg: cfg, sink: sink, metrics: metrics, logger: logger,
-		parser: payload.Parser{Limits: payload.DefaultLimits()}}, nil
+		received: metrics.Received.WithLabelValues(src), accepted: metrics.Accepted.WithLabelValues(src),
+		inFlight: metrics.InFlight.WithLabelValues(src), ackLatency: metrics.AckLatency.WithLabelValues(src),
+		parser: payload.Parser{Limits: payload.DefaultLimits()},
+		slots:  make(chan struct{}, cfg.MaxInFlight), acks: make(chan ackItem, cfg.MaxInFlight),
+		stopping: make(chan struct{}), resync: make(chan struct{}, 1)}, nil
 }
 
 // Healthy reports whether the broker connection and subscription are up.
 func (c *Collector) Healthy() bool { return c.healthy.Load() }
 
-// Run connects, subscribes and serves until ctx ends. Paho reconnects with backoff on
-// its own; each (re)connect resubscribes.
+// Run connects, subscribes and serves until ctx ends. Paho reconnects with exponential
+// backoff (1s doubling to MaxReconnectInterval) and each connect resubscribes. Run itself
+// starts a new session connection only when the sink refused a message, because an MQTT
+// 3.1.1 broker redelivers an unacknowledged message only on reconnect.
 func (c *Collector) Run(ctx context.Context) error {
+	opts, err := c.clientOptions(ctx)
+	if err != nil {
+		return err
+	}
+	ackerDone := make(chan struct{})
+	ackerStop := make(chan struct{})
+	go c.acker(ackerStop, ackerDone)
+	defer func() { close(ackerStop); <-ackerDone }()
+
+	backoff, lastResync := time.Second, time.Time{}
+	for {
+		cl := paho.NewClient(opts)
+		cl.Connect() // with ConnectRetry the token completes only on success; retries run in the background
+		select {
+		case <-ctx.Done():
+			c.healthy.Store(false)
+			// Shutdown: handlers waiting for a slot give up (their messages stay unacknowledged),
+			// then disconnect without acknowledging what is in flight: the broker keeps those
+			// messages in the persistent session and redelivers them.
+			c.stopOnce.Do(func() { close(c.stopping) })
+			cl.Disconnect(250)
+			return nil
+		case <-c.resync:
+			c.healthy.Store(false)
+			if time.Since(lastResync) > 2*c.cfg.MaxReconnectInterval {
+				backoff = time.Second // the last trouble is long past
+			}
+			lastResync = time.Now()
+			c.logger.Warn("mqtt: reconnecting so the broker redelivers messages Kafka refused", "after", backoff)
+			cl.Disconnect(0)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				c.stopOnce.Do(func() { close(c.stopping) })
+				return nil
+			}
+			backoff = min(2*backoff, c.cfg.MaxReconnectInterval)
+		}
+	}
+}
+
+func (c *Collector) clientOptions(ctx context.Context) (*paho.ClientOptions, error) {
 	opts := paho.NewClientOptions()
 	for _, b := range c.cfg.Brokers {
 		opts.AddBroker(b)
@@ -115,42 +148,75 @@ func (c *Collector) Run(ctx context.Context) error {
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(30 * time.Second).
-		SetKeepAlive(30 * time.Second).
+		SetMaxReconnectInterval(c.cfg.MaxReconnectInterval).
+		SetConnectTimeout(c.cfg.ConnectTimeout).
+		SetKeepAlive(c.cfg.KeepAlive).
 		SetUsername(c.cfg.Username).
 		SetPassword(c.cfg.Password).
-		// Messages the broker redelivers from the persistent session can arrive before the
-		// subscription is renewed; the default handler catches them (and shared-subscription
-		// topics, which no route pattern matches).
+		// No routes: every message goes to the default handler. Messages the broker
+		// redelivers from the persistent session arrive before the subscription is renewed,
+		// and shared-subscription topics match no route pattern anyway.
 		SetDefaultPublishHandler(c.handle)
-	if c.cfg.CAFile != "" || c.cfg.InsecureTLS {
+	if c.cfg.CAFile != "" || c.cfg.CertFile != "" || c.cfg.InsecureTLS {
 		tc, err := c.tlsConfig()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		opts.SetTLSConfig(tc)
 	}
-	opts.SetOnConnectHandler(func(cl paho.Client) {
-		tok := cl.Subscribe(c.cfg.Filter(), c.cfg.QoS, nil)
-		if tok.WaitTimeout(30*time.Second) && tok.Error() == nil {
+	opts.SetOnConnectHandler(func(cl paho.Client) { c.subscribe(ctx, cl) })
+	opts.SetConnectionLostHandler(func(_ paho.Client, err error) {
+		c.healthy.Store(false)
+		c.logger.Warn("mqtt connection lost; reconnecting with backoff", "err", err)
+	})
+	opts.SetReconnectingHandler(func(_ paho.Client, o *paho.ClientOptions) {
+		c.logger.Info("mqtt reconnecting", "brokers", c.cfg.Brokers)
+	})
+	return opts, nil
+}
+
+// subscribe runs on each (re)connect, on its own goroutine, until the broker granted the
+// subscription or the connection is gone; only then is the collector healthy.
+func (c *Collector) subscribe(ctx context.Context, cl paho.Client) {
+	wait := time.Second
+	for ctx.Err() == nil && cl.IsConnectionOpen() {
+		err := c.trySubscribe(cl)
+		if err == nil {
 			c.healthy.Store(true)
 			c.logger.Info("mqtt subscribed", "filter", c.cfg.Filter(), "qos", c.cfg.QoS)
 			return
 		}
-		c.logger.Error("mqtt subscribe failed", "filter", c.cfg.Filter(), "err", tok.Error())
-		cl.Disconnect(0) // reconnect logic retries the whole session
-	})
-	opts.SetConnectionLostHandler(func(_ paho.Client, err error) {
-		c.healthy.Store(false)
-		c.logger.Warn("mqtt connection lost", "err", err)
-	})
-	cl := paho.NewClient(opts)
-	cl.Connect() // with ConnectRetry the token completes only on success; retries run in the background
-	<-ctx.Done()
-	c.healthy.Store(false)
-	// Disconnect without acknowledging what is still in flight: the broker keeps those
-	// messages in the persistent session and redelivers them.
-	cl.Disconnect(250)
+		c.logger.Error("mqtt subscribe failed; retrying", "filter", c.cfg.Filter(), "err", err, "after", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		}
+		wait = min(2*wait, c.cfg.MaxReconnectInterval)
+	}
+}
+
+func (c *Collector) trySubscribe(cl paho.Client) error {
+	tok := cl.Subscribe(c.cfg.Filter(), c.cfg.QoS, nil)
+	if !tok.WaitTimeout(c.cfg.ConnectTimeout) {
+		return fmt.Errorf("no SUBACK within %s", c.cfg.ConnectTimeout)
+	}
+	if err := tok.Error(); err != nil {
+		return err
+	}
+	st, ok := tok.(*paho.SubscribeToken)
+	if !ok {
+		return nil
+	}
+	for _, granted := range st.Result() {
+		if granted == 0x80 {
+			return errors.New("broker refused the subscription (SUBACK 0x80): check its ACL for this user")
+		}
+		if granted < c.cfg.QoS {
+			c.logger.Warn("mqtt broker granted a lower QoS than asked: messages are not redelivered after a crash",
+				"asked", c.cfg.QoS, "granted", granted)
+		}
+	}
 	return nil
 }
 
@@ -167,72 +233,66 @@ func (c *Collector) tlsConfig() (*tls.Config, error) {
 		}
 		tc.RootCAs = pool
 	}
+	if c.cfg.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.cfg.CertFile, c.cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.cert_file, mqtt.key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
 	return tc, nil
 }
 
-// handle runs on paho's ordered router goroutine for every message.
-func (c *Collector) handle(_ paho.Client, m paho.Message) {
-	const src = record.SourceMQTT
-	received := time.Now()
-	c.metrics.Received.WithLabelValues(src).Inc()
-	c.metrics.InFlight.WithLabelValues(src).Inc()
-	ack := func(err error) {
-		c.metrics.InFlight.WithLabelValues(src).Dec()
-		if err != nil {
-			// Not acknowledged: the broker redelivers it with the session.
-			c.logger.Error("mqtt: sink refused message, leaving it unacknowledged", "topic", m.Topic(), "err", err)
+// acker takes the sink's answers off the Kafka client's callback goroutine and
+// acknowledges to the broker, which may block on the network.
+func (c *Collector) acker(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for {
+		select {
+		case a := <-c.acks:
+			c.finish(a)
+		case <-stop:
 			return
 		}
-		c.metrics.AckLatency.WithLabelValues(src).Observe(time.Since(received).Seconds())
-		m.Ack()
 	}
-	tenant, device, ok := c.parseTopic(m.Topic())
-	if !ok {
-		c.reject(record.Rejection{Source: src, Reason: "bad_topic",
-			Detail: "topic " + m.Topic() + " is not " + c.cfg.TopicPrefix + "/<tenant>/<device>/usage",
-			Raw:    m.Payload(), Received: received.UnixMilli()}, ack)
-		return
-	}
-	id := payload.Identity{Tenant: tenant, Device: device, Source: src}
-	var err error
-	c.recs, err = c.parser.Parse(payload.KindAuto, m.Payload(), id, received.UnixMilli(), c.recs[:0])
-	if err != nil {
-		reason := "bad_payload"
-		var inv *record.InvalidError
-		if errors.As(err, &inv) {
-			reason = inv.Reason
-		}
-		c.reject(record.Rejection{Source: src, Tenant: tenant, Device: device, Reason: reason,
-			Detail: err.Error(), Raw: m.Payload(), Received: received.UnixMilli()}, ack)
-		return
-	}
-	n := len(c.recs)
-	c.sink.Enqueue(c.recs, func(err error) {
-		if err == nil {
-			c.metrics.Accepted.WithLabelValues(src).Add(float64(n))
-		}
-		ack(err)
-	})
 }
 
-func (c *Collector) reject(r record.Rejection, ack func(error)) {
-	c.metrics.Rejected.WithLabelValues(r.Source, r.Reason).Inc()
-	c.sink.EnqueueRejects([]record.Rejection{r}, ack)
+func (c *Collector) finish(a ackItem) {
+	<-c.slots
+	c.inFlight.Dec()
+	if a.err != nil {
+		// Not acknowledged: the broker redelivers it once the session reconnects.
+		if ok, n := c.sinkLog.allow(time.Now(), 5*time.Second); ok {
+			c.logger.Error("mqtt: sink refused messages, leaving them unacknowledged",
+				"topic", a.msg.Topic(), "err", a.err, "refused_since_last_log", n)
+		}
+		select {
+		case c.resync <- struct{}{}:
+		default:
+		}
+		return
+	}
+	c.accepted.Add(float64(a.records))
+	c.ackLatency.Observe(time.Since(a.received).Seconds())
+	a.msg.Ack() // a no-op for QoS 0
 }
 
-// parseTopic splits <prefix>/<tenant>/<device>/usage.
-func (c *Collector) parseTopic(topic string) (tenant, device string, ok bool) {
-	rest, found := strings.CutPrefix(topic, c.cfg.TopicPrefix+"/")
-	if !found {
-		return "", "", false
+// throttle lets a repeated log line through at most once per interval.
+type throttle struct {
+	mu         sync.Mutex
+	next       time.Time
+	suppressed int
+}
+
+// allow reports whether to log now, and how many calls were suppressed since the last.
+func (t *throttle) allow(now time.Time, every time.Duration) (bool, int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.suppressed++
+	if now.Before(t.next) {
+		return false, 0
 	}
-	rest, found = strings.CutSuffix(rest, "/usage")
-	if !found {
-		return "", "", false
-	}
-	tenant, device, found = strings.Cut(rest, "/")
-	if !found || tenant == "" || device == "" || strings.Contains(device, "/") {
-		return "", "", false
-	}
-	return tenant, device, true
+	n := t.suppressed
+	t.suppressed, t.next = 0, now.Add(every)
+	return true, n
 }

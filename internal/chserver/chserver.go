@@ -34,6 +34,7 @@ type Server struct {
 	dir      string
 	logger   *slog.Logger
 	cmd      *exec.Cmd
+	ports    []int // native, http, interserver
 	tcpPort  int
 	httpPort int
 
@@ -112,6 +113,20 @@ func start(ctx context.Context, bin string, args []string, dir string, logger *s
 	if err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
 	}
+	return startOn(ctx, bin, args, dir, ports, logger)
+}
+
+// Restart starts a stopped server again on its data directory and ports, as an operator
+// restarting it would: clients reconnect to the same address.
+func (s *Server) Restart(ctx context.Context) (*Server, error) {
+	bin, args, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	return startOn(ctx, bin, args, s.dir, s.ports, s.logger)
+}
+
+func startOn(ctx context.Context, bin string, args []string, dir string, ports []int, logger *slog.Logger) (*Server, error) {
 	cfg := filepath.Join(dir, "config.xml")
 	if err := writeConfig(dir, ports[0], ports[1], ports[2]); err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
@@ -132,7 +147,7 @@ func start(ctx context.Context, bin string, args []string, dir string, logger *s
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
 	}
-	s := &Server{dir: dir, logger: logger, cmd: cmd, tcpPort: ports[0], httpPort: ports[1], done: make(chan struct{})}
+	s := &Server{dir: dir, logger: logger, cmd: cmd, tcpPort: ports[0], httpPort: ports[1], ports: ports, done: make(chan struct{})}
 	go func() {
 		s.waitErr = cmd.Wait()
 		close(s.done)

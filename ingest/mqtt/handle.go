@@ -1,0 +1,97 @@
+package mqtt
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"fleetmeter/ingest/payload"
+	"fleetmeter/record"
+)
+
+// handle runs on paho's ordered router goroutine for every message. It parses and hands
+// the records to the sink; the acknowledgement to the broker follows from the acker.
+func (c *Collector) handle(_ paho.Client, m paho.Message) {
+	received := time.Now()
+	c.received.Inc()
+	select {
+	case c.slots <- struct{}{}:
+	default:
+		// At the in-flight bound: stop reading from the broker until Kafka catches up.
+		select {
+		case c.slots <- struct{}{}:
+		case <-c.stopping:
+			return // unacknowledged, so the broker redelivers it
+		}
+	}
+	c.inFlight.Inc()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tenant, device, kind, ok := c.parseTopic(m.Topic())
+	if !ok {
+		c.reject(record.Rejection{Source: record.SourceMQTT, Tenant: tenant, Device: device, Reason: "bad_topic",
+			Detail: "topic " + m.Topic() + " is not " + c.cfg.TopicPrefix + "/<tenant>/<device>/usage[/json|/senml-json|/senml-cbor]",
+			Raw:    m.Payload(), Received: received.UnixMilli()}, m, received)
+		return
+	}
+	id := payload.Identity{Tenant: tenant, Device: device, Source: record.SourceMQTT}
+	var err error
+	c.recs, err = c.parser.Parse(kind, m.Payload(), id, received.UnixMilli(), c.recs[:0])
+	if err != nil {
+		reason := "bad_payload"
+		var inv *record.InvalidError
+		if errors.As(err, &inv) {
+			reason = inv.Reason
+		}
+		c.reject(record.Rejection{Source: record.SourceMQTT, Tenant: tenant, Device: device, Reason: reason,
+			Detail: err.Error(), Raw: m.Payload(), Received: received.UnixMilli()}, m, received)
+		return
+	}
+	n := len(c.recs)
+	c.sink.Enqueue(c.recs, func(err error) {
+		c.acks <- ackItem{msg: m, received: received, records: n, err: err}
+	})
+}
+
+func (c *Collector) reject(r record.Rejection, m paho.Message, received time.Time) {
+	c.metrics.Rejected.WithLabelValues(r.Source, r.Reason).Inc()
+	c.sink.EnqueueRejects([]record.Rejection{r}, func(err error) {
+		c.acks <- ackItem{msg: m, received: received, err: err}
+	})
+}
+
+// parseTopic splits <prefix>/<tenant>/<device>/usage[/<format>]. MQTT 3.1.1 (what paho v1
+// speaks) has no content-type property, so the format is the optional last level; without
+// it the payload is sniffed. '+' may not appear in an MQTT topic name (Mosquitto refuses
+// to publish one), so the media types are spelled senml-json and senml-cbor; the '+'
+// spellings are accepted too for brokers that let them through.
+func (c *Collector) parseTopic(topic string) (tenant, device string, kind payload.Kind, ok bool) {
+	rest, found := strings.CutPrefix(topic, c.cfg.TopicPrefix)
+	if !found || !strings.HasPrefix(rest, "/") {
+		return "", "", 0, false
+	}
+	tenant, rest, _ = strings.Cut(rest[1:], "/")
+	device, rest, _ = strings.Cut(rest, "/")
+	if tenant == "" || device == "" {
+		return "", "", 0, false
+	}
+	level, format, hasFormat := strings.Cut(rest, "/")
+	if level != "usage" {
+		return tenant, device, 0, false
+	}
+	if !hasFormat {
+		return tenant, device, payload.KindAuto, true
+	}
+	switch format {
+	case "json":
+		return tenant, device, payload.KindJSON, true
+	case "senml-json", "senml+json", "senml":
+		return tenant, device, payload.KindSenMLJSON, true
+	case "senml-cbor", "senml+cbor", "cbor":
+		return tenant, device, payload.KindSenMLCBOR, true
+	}
+	return tenant, device, 0, false
+}
