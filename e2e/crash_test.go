@@ -58,6 +58,55 @@ func crashInput(t *testing.T, devices, perDevice int, jsonl string) []record.Usa
 	return recs
 }
 
+// writeTariffs copies the example tariffs into dir/rules.
+func writeTariffs(t *testing.T, dir string) string {
+	t.Helper()
+	rulesDir := filepath.Join(dir, "rules")
+	if err := os.MkdirAll(rulesDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := fs.WalkDir(deploy.Tariffs, "tariffs", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := deploy.Tariffs.ReadFile(p)
+			err = os.WriteFile(filepath.Join(rulesDir, d.Name()), b, 0o600)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rulesDir
+}
+
+// offlineTotals rates input with `rater rate` and sums per tenant: every charge after
+// closing the periods when closing, else the usage charges only.
+func offlineTotals(t *testing.T, ctx context.Context, rulesDir, input string, closing bool) map[string]clickhouse.Total {
+	t.Helper()
+	args := []string{"rate", "--rules", rulesDir, "--in", input}
+	if closing {
+		args = append(args, "--close")
+	}
+	out := run(t, ctx, filepath.Join(binDir, "rater"), "", args...)
+	want := map[string]clickhouse.Total{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		r, err := record.ParseRatedJSON(sc.Bytes())
+		if err != nil {
+			t.Fatalf("offline output: %v", err)
+		}
+		if !closing && r.Charge != record.ChargeUsage {
+			continue
+		}
+		w := want[r.Tenant]
+		w.Tenant, w.Currency = r.Tenant, r.Currency
+		w.Records++
+		w.Amount += r.Amount
+		want[r.Tenant] = w
+	}
+	return want
+}
+
 // restartable is a stage the harness kills and starts again with the same arguments.
 type restartable struct {
 	name string
@@ -83,36 +132,12 @@ func TestCrashEffectivelyOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	rulesDir := filepath.Join(dir, "rules")
-	if err := os.MkdirAll(rulesDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	_ = fs.WalkDir(deploy.Tariffs, "tariffs", func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			b, _ := deploy.Tariffs.ReadFile(p)
-			err = os.WriteFile(filepath.Join(rulesDir, d.Name()), b, 0o600)
-		}
-		return err
-	})
+	rulesDir := writeTariffs(t, dir)
 	input := filepath.Join(dir, "input.jsonl")
 	recs := crashInput(t, 500, 400, input)
 
 	// What billing must see, computed offline by the same engine.
-	offline := run(t, ctx, filepath.Join(binDir, "rater"), "", "rate", "--rules", rulesDir, "--in", input, "--close")
-	want := map[string]clickhouse.Total{}
-	sc := bufio.NewScanner(strings.NewReader(offline))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		r, err := record.ParseRatedJSON(sc.Bytes())
-		if err != nil {
-			t.Fatalf("offline output: %v", err)
-		}
-		w := want[r.Tenant]
-		w.Tenant, w.Currency = r.Tenant, r.Currency
-		w.Records++
-		w.Amount += r.Amount
-		want[r.Tenant] = w
-	}
+	want := offlineTotals(t, ctx, rulesDir, input, true)
 
 	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(filepath.Join(dir, "kafka")))
 	if err != nil {

@@ -67,11 +67,12 @@ func NewConsumer(ctx context.Context, cfg Config, group string, topics []string,
 // Poll waits for the next fetches and appends them to into. Until Done is called no
 // rebalance can take partitions away, so committing what was polled stays valid.
 func (c *Consumer) Poll(ctx context.Context, into []Message) ([]Message, error) {
-	return poll(ctx, c.cl, into)
+	return poll(ctx, c.cl, 0, into)
 }
 
-func poll(ctx context.Context, cl *kgo.Client, into []Message) ([]Message, error) {
-	fetches := cl.PollRecords(ctx, 0)
+// poll fetches at most max messages (0: what is buffered).
+func poll(ctx context.Context, cl *kgo.Client, max int, into []Message) ([]Message, error) {
+	fetches := cl.PollRecords(ctx, max)
 	if fetches.IsClientClosed() {
 		return into, fmt.Errorf("kafka poll: %w", kgo.ErrClientClosed)
 	}

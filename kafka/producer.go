@@ -75,7 +75,6 @@ func NewProducer(ctx context.Context, cfg Config, logger *slog.Logger) (*Produce
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0), // batching happens here, per partition, before encoding
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerBatchMaxBytes(16<<20),
 		// Payloads are LZ4-compressed Arrow already: compressing again costs CPU, saves nothing.
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.MaxBufferedRecords(1024),

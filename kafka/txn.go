@@ -16,8 +16,9 @@ import (
 // A rebalance or crash before End aborts the batch; the partitions' next owner consumes
 // it again from the last committed offsets.
 type TxSession struct {
-	sess *kgo.GroupTransactSession
-	cfg  Config
+	sess   *kgo.GroupTransactSession
+	cfg    Config
+	logger *slog.Logger
 
 	mu      sync.Mutex
 	errs    []error
@@ -49,7 +50,6 @@ func NewTxSession(ctx context.Context, cfg Config, group, txID, in string, out [
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
-		kgo.ProducerBatchMaxBytes(16<<20),
 		kgo.FetchMaxBytes(32<<20),
 		kgo.OnPartitionsRevoked(lost),
 		kgo.OnPartitionsLost(lost),
@@ -70,12 +70,19 @@ func NewTxSession(ctx context.Context, cfg Config, group, txID, in string, out [
 		sess.Close()
 		return nil, err
 	}
-	return &TxSession{sess: sess, cfg: cfg}, nil
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &TxSession{sess: sess, cfg: cfg, logger: logger}, nil
 }
 
-// Poll appends the next fetched messages to into.
+// maxPollMessages bounds one transaction: a backlog after an outage is worked off in
+// transactions of bounded size (each message holds up to Config.BatchRecords records).
+const maxPollMessages = 16
+
+// Poll appends the next fetched messages to into, at most maxPollMessages.
 func (s *TxSession) Poll(ctx context.Context, into []Message) ([]Message, error) {
-	return poll(ctx, s.sess.Client(), into)
+	return poll(ctx, s.sess.Client(), maxPollMessages, into)
 }
 
 // Begin opens the transaction of one batch.
@@ -119,6 +126,7 @@ func (s *TxSession) End(ctx context.Context, commit bool) (bool, error) {
 		s.mu.Lock()
 		if len(s.errs) > 0 {
 			try = kgo.TryAbort
+			s.logger.Error("kafka transaction aborted: a produce failed", "err", errors.Join(s.errs...))
 		}
 		s.mu.Unlock()
 	}

@@ -28,6 +28,9 @@ type RaterConfig struct {
 	InstanceID string
 }
 
+// ratedChunk is the most rated records in one message of topic rated.
+const ratedChunk = 4096
+
 // Rater is the streaming rating stage: a consume-transform-produce loop over topic usage,
 // one Kafka transaction per batch.
 type Rater struct {
@@ -46,7 +49,7 @@ type Rater struct {
 }
 
 type raterMetrics struct {
-	rated    *prometheus.CounterVec
+	rated    prometheus.Counter
 	rejected *prometheus.CounterVec
 	batches  *prometheus.CounterVec
 	latency  prometheus.Histogram
@@ -54,8 +57,8 @@ type raterMetrics struct {
 
 func newRaterMetrics(reg prometheus.Registerer) *raterMetrics {
 	m := &raterMetrics{
-		rated: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleetmeter_rater_rated_total",
-			Help: "Rated records committed to topic rated, by charge."}, []string{"charge"}),
+		rated: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleetmeter_rater_rated_total",
+			Help: "Rated records committed to topic rated."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleetmeter_rater_rejected_total",
 			Help: "Usage records the rater rejected, by reason."}, []string{"reason"}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleetmeter_rater_transactions_total",
@@ -126,12 +129,11 @@ func (r *Rater) Run(ctx context.Context) error {
 	defer r.sess.Close()
 	r.ready.Store(true)
 	var (
-		msgs  []kafka.Message
-		recs  []record.Usage
-		out   []record.Rated
-		rejs  []record.Rejection
-		enc   = record.NewRatedEncoder()
-		touch []int32
+		msgs []kafka.Message
+		recs []record.Usage
+		out  []record.Rated
+		rejs []record.Rejection
+		enc  = record.NewRatedEncoder()
 	)
 	for {
 		var err error
@@ -155,7 +157,8 @@ func (r *Rater) Run(ctx context.Context) error {
 		if err := r.sess.Begin(); err != nil {
 			return err
 		}
-		rejs, touch = rejs[:0], touch[:0]
+		rejs = rejs[:0]
+		nRated := 0
 		for i := 0; i < len(msgs); {
 			// Fetches come grouped by partition: rate one partition's run at a time.
 			p := msgs[i].Partition
@@ -178,8 +181,9 @@ func (r *Rater) Run(ctx context.Context) error {
 			out = r.engine.RateBatch(st, recs, out, func(j int, err error) {
 				rejs = append(rejs, usageRejection(&recs[j], err))
 			})
-			if len(out) > 0 {
-				payload, err := enc.Encode(nil, out)
+			// Messages stay well under the broker's default 1 MiB limit (~95 B a row).
+			for k := 0; k < len(out); k += ratedChunk {
+				payload, err := enc.Encode(nil, out[k:min(k+ratedChunk, len(out))])
 				if err != nil {
 					_, _ = r.sess.End(ctx, false)
 					return fmt.Errorf("rater: encode rated batch: %w", err)
@@ -192,16 +196,12 @@ func (r *Rater) Run(ctx context.Context) error {
 				return fmt.Errorf("rater: snapshot partition %d: %w", p, err)
 			}
 			r.sess.Produce(kafka.TopicState, p, []byte(fmt.Sprintf("usage/%d", p)), snap, "")
-			touch = append(touch, p)
-			for j := range out {
-				r.metrics.rated.WithLabelValues(out[j].Charge).Inc()
-			}
+			nRated += len(out)
 		}
 		for i := range rejs {
 			rj := &rejs[i]
 			r.sess.Produce(kafka.TopicRejected, kafka.PartitionOf(rj.Tenant, rj.Device, r.rparts),
 				[]byte(rj.Tenant+"/"+rj.Device), rj.AppendJSON(nil), "")
-			r.metrics.rejected.WithLabelValues(rj.Reason).Inc()
 		}
 		committed, err := r.sess.End(ctx, true)
 		if err != nil {
@@ -216,6 +216,10 @@ func (r *Rater) Run(ctx context.Context) error {
 		}
 		r.ready.Store(true)
 		r.metrics.batches.WithLabelValues("committed").Inc()
+		r.metrics.rated.Add(float64(nRated))
+		for i := range rejs {
+			r.metrics.rejected.WithLabelValues(rejs[i].Reason).Inc()
+		}
 		r.metrics.latency.Observe(time.Since(start).Seconds())
 	}
 }

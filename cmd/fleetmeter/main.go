@@ -16,6 +16,7 @@ type command struct {
 
 var commands = []command{
 	{"standalone", "standalone --data DIR [--rules DIR] [--simulate N] [--for D] [--kafka ADDR] [--clickhouse ADDR]", runStandalone},
+	{"load", "load [--records N] [--devices D] [--data DIR] [--kafka ADDR] [--clickhouse ADDR] [--partitions P] [--overlap]", runLoad},
 }
 
 func main() {

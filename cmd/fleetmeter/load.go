@@ -1,0 +1,748 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"fleetmeter/clickhouse"
+	"fleetmeter/ingest/payload"
+	"fleetmeter/internal/chserver"
+	"fleetmeter/internal/config"
+	"fleetmeter/internal/obs"
+	"fleetmeter/kafka"
+	"fleetmeter/pipeline"
+	"fleetmeter/rating"
+	"fleetmeter/record"
+	"fleetmeter/rules"
+	"fleetmeter/sim"
+)
+
+type loadConfig struct {
+	Records    int           `yaml:"records"`
+	Devices    int           `yaml:"devices"`
+	Seed       uint64        `yaml:"seed"`
+	Data       string        `yaml:"data"`
+	Kafka      string        `yaml:"kafka"`
+	ClickHouse string        `yaml:"clickhouse"`
+	Partitions int32         `yaml:"partitions"`
+	Overlap    bool          `yaml:"overlap"`
+	Stall      time.Duration `yaml:"stall"`
+	CPUProfile string        `yaml:"cpuprofile"`
+	LogLevel   string        `yaml:"log_level"`
+}
+
+func defaultLoad() loadConfig {
+	return loadConfig{Records: 500_000, Devices: 10_000, Seed: 1, Partitions: 4, Stall: 60 * time.Second, LogLevel: "warn"}
+}
+
+func (c loadConfig) validate() error {
+	var errs []error
+	if c.Records < 1 {
+		errs = append(errs, fmt.Errorf("--records: must be >= 1, got %d", c.Records))
+	}
+	if c.Devices < 1 {
+		errs = append(errs, fmt.Errorf("--devices: must be >= 1, got %d", c.Devices))
+	}
+	if c.Partitions < 1 {
+		errs = append(errs, fmt.Errorf("--partitions: must be >= 1, got %d", c.Partitions))
+	}
+	if c.Stall <= 0 {
+		errs = append(errs, fmt.Errorf("--stall: must be > 0, got %s", c.Stall))
+	}
+	return errors.Join(errs...)
+}
+
+// The load test's own databases, dropped and recreated on every run, so a run against a
+// shared --clickhouse neither reads nor disturbs anything else.
+const (
+	loadDatabase = "fleetmeter_load"
+	rawDatabase  = "fleetmeter_load_raw"
+	rawBatch     = 100_000
+)
+
+func runLoad(args []string, stdout, stderr io.Writer) int {
+	cfg := defaultLoad()
+	fset := flag.NewFlagSet("fleetmeter load", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	_, err := config.Load(fset, args, &cfg, func(fs *flag.FlagSet) {
+		fs.IntVar(&cfg.Records, "records", cfg.Records, "canonical usage records to push through")
+		fs.IntVar(&cfg.Devices, "devices", cfg.Devices, "simulated devices the records come from")
+		fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "simulator seed")
+		fs.StringVar(&cfg.Data, "data", cfg.Data, "directory for the embedded Kafka's and ClickHouse's data (default: a temporary one, removed)")
+		fs.StringVar(&cfg.Kafka, "kafka", cfg.Kafka, "use this Kafka cluster (host:port,...; pipeline topics must be empty) instead of the embedded broker")
+		fs.StringVar(&cfg.ClickHouse, "clickhouse", cfg.ClickHouse, "use this ClickHouse (native host:port) instead of a local server")
+		fs.Var(partitionsFlag{&cfg.Partitions}, "partitions", "partitions of the pipeline topics")
+		fs.BoolVar(&cfg.Overlap, "overlap", cfg.Overlap, "produce while the rater and loader run, instead of before")
+		fs.DurationVar(&cfg.Stall, "stall", cfg.Stall, "give up when ClickHouse's count does not move for this long")
+		fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "write a CPU profile of the pipeline stage to this file")
+		fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	})
+	if err != nil {
+		return 2
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	logger, err := obs.ParseLogger(cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code, err := load(ctx, cfg, logger, stdout, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "fleetmeter load:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+// stage is one measured line of the result table.
+type stage struct {
+	name    string
+	records int
+	took    time.Duration
+	raw     bool // the baseline the ratios are taken against
+	ratio   bool // print its ratio to the baseline
+}
+
+func (s stage) rate() float64 { return float64(s.records) / s.took.Seconds() }
+
+// load measures, in this order: the raw insert of the offline-rated rows (then dropped,
+// so its merges do not run during the pipeline), producing the records to topic usage,
+// and the rater and loader until rated_usage holds every record. Shutdown: the stages
+// stop first; the store, ClickHouse and the Kafka broker after them (deferred).
+func load(ctx context.Context, cfg loadConfig, logger *slog.Logger, stdout, stderr io.Writer) (int, error) {
+	progress := func(format string, args ...any) { fmt.Fprintf(stderr, "load: "+format+"\n", args...) }
+	dir := cfg.Data
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "fleetmeter-load-")
+		if err != nil {
+			return 1, err
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	} else if _, err := os.Stat(filepath.Join(dir, "kafka")); err == nil && cfg.Kafka == "" {
+		return 2, fmt.Errorf("--data: %s already holds a Kafka log; the load test needs a fresh directory", dir)
+	}
+	rulesPath, err := prepareRules(standaloneConfig{Data: dir})
+	if err != nil {
+		return 1, err
+	}
+	set, err := rules.Load(rulesPath)
+	if err != nil {
+		return 1, fmt.Errorf("tariffs: %w", err)
+	}
+
+	t := time.Now()
+	recs, err := genUsage(cfg.Records, cfg.Devices, cfg.Seed)
+	if err != nil {
+		return 1, err
+	}
+	progress("generated %d usage records from %d devices in %.2fs", len(recs), min(cfg.Devices, cfg.Records), time.Since(t).Seconds())
+
+	kcfg := kafka.DefaultConfig()
+	kcfg.Partitions = cfg.Partitions
+	if cfg.Kafka == "" {
+		port, err := freePort()
+		if err != nil {
+			return 1, err
+		}
+		kc, addr, err := startKafka(dir, port, cfg.Partitions)
+		if err != nil {
+			return 1, err
+		}
+		defer kc.Close()
+		kcfg.Brokers = []string{addr}
+	} else {
+		kcfg.Brokers = []string{cfg.Kafka}
+		if err := checkEmptyTopics(ctx, kcfg); err != nil {
+			return 2, err
+		}
+	}
+	chAddr := cfg.ClickHouse
+	if chAddr == "" {
+		srv, err := chserver.Start(ctx, filepath.Join(dir, "clickhouse"), logger)
+		if errors.Is(err, chserver.ErrNotInstalled) {
+			return 1, fmt.Errorf("%w\n  or point --clickhouse at a running server's native port", err)
+		}
+		if err != nil {
+			return 1, err
+		}
+		defer srv.Stop()
+		chAddr = srv.NativeAddr()
+	}
+	store, err := openFreshStore(ctx, chAddr)
+	if err != nil {
+		return 1, err
+	}
+	defer store.Close()
+	progress("kafka %s, clickhouse %s (version %s), %d partitions", kcfg.Brokers[0], chAddr, store.Version(), cfg.Partitions)
+
+	// (1) The baseline: the same rows the pipeline will write, rated offline once.
+	t = time.Now()
+	rated, err := rateOffline(set, recs)
+	if err != nil {
+		return 1, err
+	}
+	want := offlineTotals(rated)
+	progress("rated offline: %d rows (%d usage, %d device fees) in %.2fs", len(rated), len(recs), len(rated)-len(recs), time.Since(t).Seconds())
+	rawTook, err := rawInsert(ctx, store, rated, progress)
+	if err != nil {
+		return 1, err
+	}
+	rows := len(rated)
+	rated = nil
+	stages := []stage{{name: "raw insert (clickhouse-go column-wise, 100k batches)", records: len(recs), took: rawTook, raw: true}}
+	progress("raw insert: %d rows in %.2fs, %.0f rows/s", rows, rawTook.Seconds(), float64(rows)/rawTook.Seconds())
+
+	// (2) The pipeline.
+	res, err := runPipeline(ctx, cfg, kcfg, set, store, recs, logger, progress)
+	if err != nil {
+		return 1, err
+	}
+	stages = append(stages, res.stages...)
+	writeTable(stdout, stages)
+	fmt.Fprintf(stdout, "raw insert wrote %d rows (%d usage, %d device fees) at %.0f rows/s\n", rows, len(recs), rows-len(recs), float64(rows)/rawTook.Seconds())
+	fmt.Fprintf(stdout, "rater: %.0f transactions, %.0f records/transaction, %.2fs inside transactions\n",
+		res.txns, float64(len(recs))/max(res.txns, 1), res.txnSeconds)
+	fmt.Fprintf(stdout, "loader: %d inserts, %.0f rows/insert (largest %d), %.2fs inside InsertRated\n",
+		res.inserts, float64(res.insertRows)/float64(max(res.inserts, 1)), res.maxInsert, res.insertTime.Seconds())
+
+	// The count billing reads, duplicates collapsed, and the amounts beside the offline ones.
+	got, err := store.Totals(ctx, clickhouse.Filter{Charge: record.ChargeUsage})
+	if err != nil {
+		return 1, err
+	}
+	var n uint64
+	amountsMatch := len(got) == len(want)
+	for _, g := range got {
+		n += g.Records
+		if w, ok := want[g.Tenant]; !ok || w != g {
+			amountsMatch = false
+		}
+	}
+	fmt.Fprintf(stdout, "clickhouse holds %d usage records, want %d; amounts per tenant match offline rating: %t\n", n, len(recs), amountsMatch)
+	if n != uint64(len(recs)) || !amountsMatch {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+// genUsage builds n canonical usage records from a simulated fleet of devices, as the
+// MQTT collector would from their payloads, all in period 2026-10: device by device,
+// round after round, so each device's records come in time order.
+func genUsage(n, devices int, seed uint64) ([]record.Usage, error) {
+	devices = min(devices, n)
+	fleet := sim.NewFleet(devices, seed)
+	p := payload.Parser{Limits: payload.DefaultLimits()}
+	base := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	const month = 31 * 24 * 3600 * 1000
+	rounds := (n + devices - 1) / devices
+	step := min(60_000, (month-int64(devices))/int64(rounds))
+	recs := make([]record.Usage, 0, n)
+	for k := 0; len(recs) < n; k++ {
+		for i := 0; i < devices && len(recs) < n; i++ {
+			d := &fleet.Devices[i]
+			ts := base + int64(k)*step + int64(i)
+			var err error
+			recs, err = p.Parse(payload.KindJSON, fleet.Message(nil, i, uint64(k+1), ts),
+				payload.Identity{Tenant: d.Tenant, Device: d.ID, Source: record.SourceMQTT}, ts, recs)
+			if err != nil {
+				return nil, fmt.Errorf("generate usage: device %s: %w", d.ID, err)
+			}
+		}
+	}
+	return recs, nil
+}
+
+// rateOffline rates recs with one state, as `rater rate` does.
+func rateOffline(set *rules.Set, recs []record.Usage) ([]record.Rated, error) {
+	eng := rating.NewEngine(set, rating.Options{})
+	var errs []error
+	out := eng.RateBatch(rating.NewState(), recs, make([]record.Rated, 0, len(recs)+len(recs)/8), func(i int, err error) {
+		if len(errs) < 3 {
+			errs = append(errs, fmt.Errorf("record %d: %w", i, err))
+		}
+	})
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("rate offline: %w", errors.Join(errs...))
+	}
+	return out, nil
+}
+
+func offlineTotals(rated []record.Rated) map[string]clickhouse.Total {
+	m := map[string]clickhouse.Total{}
+	for i := range rated {
+		r := &rated[i]
+		if r.Charge != record.ChargeUsage {
+			continue
+		}
+		t := m[r.Tenant]
+		t.Tenant, t.Currency = r.Tenant, r.Currency
+		t.Records++
+		t.Amount += r.Amount
+		m[r.Tenant] = t
+	}
+	return m
+}
+
+// openFreshStore drops the load test's databases and opens the store on a new one.
+func openFreshStore(ctx context.Context, addr string) (*clickhouse.Store, error) {
+	chcfg := clickhouse.DefaultConfig()
+	chcfg.Addr = []string{addr}
+	admin, err := clickhouse.Open(ctx, chcfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, db := range []string{loadDatabase, rawDatabase} {
+		if err := admin.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
+			admin.Close()
+			return nil, fmt.Errorf("drop database %s: %w", db, err)
+		}
+	}
+	admin.Close()
+	chcfg.Database = loadDatabase
+	return clickhouse.Open(ctx, chcfg)
+}
+
+// checkEmptyTopics refuses a cluster whose pipeline topics hold records: the stages
+// would consume them too and the count would not be the test's.
+func checkEmptyTopics(ctx context.Context, kcfg kafka.Config) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kcfg.Brokers...))
+	if err != nil {
+		return fmt.Errorf("--kafka: %w", err)
+	}
+	defer cl.Close()
+	topics := []string{kafka.TopicUsage, kafka.TopicRated, kafka.TopicState, kafka.TopicRejected}
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("--kafka: %w", err)
+	}
+	var held int64
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil {
+			held += o.Offset
+		}
+	})
+	if held > 0 {
+		return fmt.Errorf("--kafka: the pipeline topics %v already hold %d records; the load test needs them empty or absent", topics, held)
+	}
+	return nil
+}
+
+// rawInsert is the ceiling the pipeline is compared with: rows already rated and laid
+// out column by column (outside the clock), appended by clickhouse-go in 100k-row batches
+// into a plain MergeTree table with rated_usage's columns, in a scratch database that is
+// dropped afterwards.
+func rawInsert(ctx context.Context, store *clickhouse.Store, rows []record.Rated, progress func(string, ...any)) (time.Duration, error) {
+	conn := store.Conn()
+	table := rawDatabase + ".rated"
+	for _, q := range []string{
+		"CREATE DATABASE IF NOT EXISTS " + rawDatabase,
+		"CREATE TABLE " + table + " AS " + loadDatabase + ".rated_usage ENGINE = MergeTree() PARTITION BY toYYYYMM(start_time) ORDER BY (tenant, record_id)",
+	} {
+		if err := conn.Exec(ctx, q); err != nil {
+			return 0, fmt.Errorf("raw insert: %w", err)
+		}
+	}
+	q := "INSERT INTO " + table + " (" + joinComma(rawColumnNames) + ")"
+	var took time.Duration
+	for i := 0; i < len(rows); i += rawBatch {
+		cols := rawColumns(rows[i:min(i+rawBatch, len(rows))])
+		start := time.Now()
+		batch, err := conn.PrepareBatch(ctx, q)
+		if err != nil {
+			return 0, fmt.Errorf("raw insert: %w", err)
+		}
+		for c, v := range cols {
+			if err := batch.Column(c).Append(v); err != nil {
+				_ = batch.Abort()
+				return 0, fmt.Errorf("raw insert: column %s: %w", rawColumnNames[c], err)
+			}
+		}
+		if err := batch.Send(); err != nil {
+			return 0, fmt.Errorf("raw insert: %w", err)
+		}
+		took += time.Since(start)
+	}
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM "+table).Scan(&n); err != nil {
+		return 0, fmt.Errorf("raw insert: %w", err)
+	}
+	if n != uint64(len(rows)) {
+		return 0, fmt.Errorf("raw insert: table holds %d rows, sent %d", n, len(rows))
+	}
+	if err := conn.Exec(ctx, "DROP DATABASE "+rawDatabase); err != nil {
+		progress("raw insert: drop %s: %v", rawDatabase, err)
+	}
+	return took, nil
+}
+
+func joinComma(s []string) string {
+	var b []byte
+	for i, v := range s {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, v...)
+	}
+	return string(b)
+}
+
+// rawColumnNames and rawColumns mirror the loader's INSERT (clickhouse/insert.go): the
+// same columns, Go types and conversions, so the baseline sends the bytes the loader does.
+var rawColumnNames = []string{
+	"event_id", "tenant", "device", "source",
+	"start_time", "end_time", "received_time",
+	"bytes_up", "bytes_down", "duration_ms", "events", "rating_group",
+	"plmn", "cell", "lat", "lon", "rat", "slice_sst", "slice_sd",
+	"record_id", "charge", "zone", "mobility", "tariff", "tariff_version", "offer",
+	"active_devices", "currency", "amount_micros", "rated_time",
+	"start_time_ms", "end_time_ms", "received_time_ms", "rated_time_ms",
+}
+
+func rawColumns(rows []record.Rated) []any {
+	n := len(rows)
+	strs := func(f func(r *record.Rated) string) []string {
+		out := make([]string, n)
+		for i := range rows {
+			out[i] = f(&rows[i])
+		}
+		return out
+	}
+	u64s := func(f func(r *record.Rated) uint64) []uint64 {
+		out := make([]uint64, n)
+		for i := range rows {
+			out[i] = f(&rows[i])
+		}
+		return out
+	}
+	secs := func(f func(r *record.Rated) int64) []int64 {
+		out := make([]int64, n)
+		for i := range rows {
+			ms := f(&rows[i])
+			out[i] = min(max(ms, 0)/1000, 1<<32-1)
+		}
+		return out
+	}
+	millis := func(f func(r *record.Rated) int64) []uint64 {
+		return u64s(func(r *record.Rated) uint64 { return uint64(max(f(r), 0)) })
+	}
+	lat, lon, sst := make([]*float64, n), make([]*float64, n), make([]*uint8, n)
+	latV, lonV, sstV := make([]float64, n), make([]float64, n), make([]uint8, n)
+	group, amount := make([]uint32, n), make([]int64, n)
+	for i := range rows {
+		r := &rows[i]
+		if r.HasPos {
+			latV[i], lonV[i] = r.Lat, r.Lon
+			lat[i], lon[i] = &latV[i], &lonV[i]
+		}
+		if r.HasSlice {
+			sstV[i] = r.SliceSST
+			sst[i] = &sstV[i]
+		}
+		group[i], amount[i] = r.RatingGroup, int64(r.Amount)
+	}
+	start := func(r *record.Rated) int64 { return r.StartTime }
+	end := func(r *record.Rated) int64 { return r.EndTime }
+	recv := func(r *record.Rated) int64 { return r.ReceivedTime }
+	ratedAt := func(r *record.Rated) int64 { return r.RatedTime }
+	return []any{
+		strs(func(r *record.Rated) string { return r.EventID }),
+		strs(func(r *record.Rated) string { return r.Tenant }),
+		strs(func(r *record.Rated) string { return r.Device }),
+		strs(func(r *record.Rated) string { return r.Source }),
+		secs(start), secs(end), secs(recv),
+		u64s(func(r *record.Rated) uint64 { return r.BytesUp }),
+		u64s(func(r *record.Rated) uint64 { return r.BytesDown }),
+		u64s(func(r *record.Rated) uint64 { return r.DurationMs }),
+		u64s(func(r *record.Rated) uint64 { return r.Events }),
+		group,
+		strs(func(r *record.Rated) string { return r.PLMN }),
+		strs(func(r *record.Rated) string { return r.Cell }),
+		lat, lon,
+		strs(func(r *record.Rated) string { return r.RAT }),
+		sst,
+		strs(func(r *record.Rated) string { return r.SliceSD }),
+		strs(func(r *record.Rated) string { return r.RecordID }),
+		strs(func(r *record.Rated) string { return r.Charge }),
+		strs(func(r *record.Rated) string { return r.Zone }),
+		strs(func(r *record.Rated) string { return r.Mobility }),
+		strs(func(r *record.Rated) string { return r.Tariff }),
+		strs(func(r *record.Rated) string { return r.TariffVersion }),
+		strs(func(r *record.Rated) string { return r.Offer }),
+		u64s(func(r *record.Rated) uint64 { return r.ActiveDevices }),
+		strs(func(r *record.Rated) string { return r.Currency }),
+		amount,
+		secs(ratedAt),
+		millis(start), millis(end), millis(recv), millis(ratedAt),
+	}
+}
+
+func writeTable(w io.Writer, stages []stage) {
+	var raw float64
+	for _, s := range stages {
+		if s.raw {
+			raw = s.rate()
+		}
+	}
+	fmt.Fprintf(w, "%-52s %9s %8s %10s %13s\n", "stage", "records", "seconds", "records/s", "ratio to raw")
+	for _, s := range stages {
+		ratio := "-"
+		if s.raw || s.ratio {
+			ratio = fmt.Sprintf("%.2f", s.rate()/raw)
+		}
+		fmt.Fprintf(w, "%-52s %9d %8.2f %10.0f %13s\n", s.name, s.records, s.took.Seconds(), s.rate(), ratio)
+	}
+}
+
+type pipelineResult struct {
+	stages     []stage
+	txns       float64 // rater transactions committed
+	txnSeconds float64 // from Begin to committed End, summed
+	inserts    int64   // loader InsertRated calls with rows
+	insertRows int64
+	maxInsert  int64
+	insertTime time.Duration
+}
+
+// timedStore counts and times the loader's inserts: the loader inserts once per poll, so
+// their sizes show how well it batches.
+type timedStore struct {
+	pipeline.Store
+	inserts, rows, largest, nanos atomic.Int64
+}
+
+func (s *timedStore) InsertRated(ctx context.Context, recs []record.Rated) error {
+	if len(recs) == 0 {
+		return s.Store.InsertRated(ctx, recs)
+	}
+	start := time.Now()
+	err := s.Store.InsertRated(ctx, recs)
+	s.nanos.Add(int64(time.Since(start)))
+	s.inserts.Add(1)
+	s.rows.Add(int64(len(recs)))
+	if n := int64(len(recs)); n > s.largest.Load() {
+		s.largest.Store(n) // one loader goroutine: no race between load and store
+	}
+	return err
+}
+
+// runPipeline produces recs to topic usage (before the stages start, or with --overlap
+// while they run), runs the rater and the loader in-process and clocks them until
+// rated_usage counts every record. The stages stop (context cancelled) once it does.
+func runPipeline(ctx context.Context, cfg loadConfig, kcfg kafka.Config, set *rules.Set, store *clickhouse.Store,
+	recs []record.Usage, logger *slog.Logger, progress func(string, ...any)) (pipelineResult, error) {
+	var res pipelineResult
+	prod, err := kafka.NewProducer(ctx, kcfg, logger.With("component", "producer"))
+	if err != nil {
+		return res, err
+	}
+	defer prod.Close(context.Background())
+	if !cfg.Overlap {
+		start := time.Now()
+		if err := produceAll(ctx, prod, recs); err != nil {
+			return res, err
+		}
+		took := time.Since(start)
+		progress("produced %d records to topic usage in %.2fs, %.0f records/s", len(recs), took.Seconds(), float64(len(recs))/took.Seconds())
+		res.stages = append(res.stages, stage{name: "produce to topic usage", records: len(recs), took: took})
+	}
+
+	reg := obs.NewRegistry()
+	ts := &timedStore{Store: store}
+	rater, err := pipeline.NewRater(ctx, pipeline.RaterConfig{Kafka: kcfg, Group: "fleetmeter-load-rater", InstanceID: "load"},
+		rating.NewEngine(set, rating.Options{}), reg, logger.With("component", "rater"))
+	if err != nil {
+		return res, err
+	}
+	loader, err := pipeline.NewLoader(ctx, pipeline.LoaderConfig{Kafka: kcfg, Group: "fleetmeter-load-loader"}, ts, reg,
+		logger.With("component", "loader"))
+	if err != nil {
+		return res, err
+	}
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return res, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return res, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(runCtx)
+	start := time.Now()
+	g.Go(func() error { return rater.Run(gctx) })
+	g.Go(func() error { return loader.Run(gctx) })
+	var produced time.Duration
+	if cfg.Overlap {
+		g.Go(func() error {
+			if err := produceAll(gctx, prod, recs); err != nil {
+				return err
+			}
+			produced = time.Since(start)
+			progress("produced %d records to topic usage in %.2fs (overlapping)", len(recs), produced.Seconds())
+			return nil
+		})
+	}
+	status := func() string {
+		return fmt.Sprintf("rater: %.0f rows rated (aborted batches included), %.0f transactions committed, %.0f aborted; loader: %.0f rows inserted",
+			metricSum(reg, "fleetmeter_rater_rated_total", ""), metricSum(reg, "fleetmeter_rater_transactions_total", "committed"),
+			metricSum(reg, "fleetmeter_rater_transactions_total", "aborted"), metricSum(reg, "fleetmeter_loader_rows_total", "rated_usage"))
+	}
+	firstAt, firstN, werr := waitCount(gctx, store, uint64(len(recs)), cfg.Stall, start, progress, status)
+	took := time.Since(start)
+	end := time.Now()
+	cancel()
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return res, err
+	}
+	if werr != nil {
+		return res, werr
+	}
+	name := "rater+loader: usage -> rated_usage"
+	if cfg.Overlap {
+		res.stages = append(res.stages, stage{name: "produce to topic usage (overlapping)", records: len(recs), took: produced})
+		name = "produce+rater+loader, overlapped"
+	}
+	progress("pipeline: %d usage records in clickhouse after %.2fs, %.0f records/s", len(recs), took.Seconds(), float64(len(recs))/took.Seconds())
+	res.stages = append(res.stages, stage{name: name, records: len(recs), took: took, ratio: true})
+	if steady := len(recs) - int(firstN); steady > 0 && end.After(firstAt) {
+		res.stages = append(res.stages, stage{name: "  the same, from its first row in clickhouse", records: steady,
+			took: end.Sub(firstAt), ratio: true})
+	}
+
+	mfs, err := reg.Gather()
+	if err != nil {
+		return res, err
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "fleetmeter_rater_batch_seconds" && len(mf.GetMetric()) == 1 {
+			h := mf.GetMetric()[0].GetHistogram()
+			res.txns, res.txnSeconds = float64(h.GetSampleCount()), h.GetSampleSum()
+		}
+	}
+	res.inserts, res.insertRows, res.maxInsert = ts.inserts.Load(), ts.rows.Load(), ts.largest.Load()
+	res.insertTime = time.Duration(ts.nanos.Load())
+	return res, nil
+}
+
+// metricSum adds up the counters (or histogram counts) of family name in reg whose
+// label value equals label, or all of them when label is empty.
+func metricSum(reg *obs.Registry, name, label string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := label == ""
+			for _, l := range m.GetLabel() {
+				match = match || l.GetValue() == label
+			}
+			if !match {
+				continue
+			}
+			if c := m.GetCounter(); c != nil {
+				sum += c.GetValue()
+			} else if h := m.GetHistogram(); h != nil {
+				sum += float64(h.GetSampleCount())
+			}
+		}
+	}
+	return sum
+}
+
+// produceAll hands every record to the producer at once (it batches per partition and
+// Kafka's buffer limit pushes back) and waits for all acknowledgements.
+func produceAll(ctx context.Context, prod *kafka.Producer, recs []record.Usage) error {
+	const chunk = 10_000
+	calls := (len(recs) + chunk - 1) / chunk
+	acks := make(chan error, calls)
+	for i := 0; i < len(recs); i += chunk {
+		prod.Enqueue(recs[i:min(i+chunk, len(recs))], func(err error) { acks <- err })
+	}
+	for range calls {
+		select {
+		case err := <-acks:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("produce: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// waitCount polls rated_usage's usage rows until there are want of them. It returns
+// when it first saw rows there and how many: the start of the sustained phase. A plain
+// count is cheap enough to poll often; duplicates (a retried insert) are left to the
+// final check, which collapses them.
+func waitCount(ctx context.Context, store *clickhouse.Store, want uint64, stall time.Duration, start time.Time,
+	progress func(string, ...any), status func() string) (firstAt time.Time, firstN uint64, err error) {
+	q := "SELECT count() FROM " + loadDatabase + ".rated_usage WHERE charge = '" + record.ChargeUsage + "'"
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var last uint64
+	lastChange, lastReport := time.Now(), time.Now()
+	for {
+		var n uint64
+		if err := store.Conn().QueryRow(ctx, q).Scan(&n); err != nil {
+			if ctx.Err() != nil {
+				return firstAt, firstN, fmt.Errorf("waiting for clickhouse: %w", ctx.Err())
+			}
+			return firstAt, firstN, fmt.Errorf("count rated_usage: %w", err)
+		}
+		now := time.Now()
+		if n > 0 && firstAt.IsZero() {
+			firstAt, firstN = now, n
+		}
+		if n >= want {
+			return firstAt, firstN, nil
+		}
+		if n != last {
+			last, lastChange = n, now
+		} else if now.Sub(lastChange) > stall {
+			return firstAt, firstN, fmt.Errorf("stalled: clickhouse has held %d of %d usage records for %s; %s", n, want, stall, status())
+		}
+		if now.Sub(lastReport) >= 2*time.Second {
+			lastReport = now
+			progress("pipeline: %d/%d usage records in clickhouse after %.1fs; %s", n, want, now.Sub(start).Seconds(), status())
+		}
+		select {
+		case <-ctx.Done():
+			return firstAt, firstN, fmt.Errorf("waiting for clickhouse: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"fleetmeter/clickhouse"
+	"fleetmeter/ingest"
+	"fleetmeter/internal/chserver"
+	"fleetmeter/kafka"
+	"fleetmeter/record"
+)
+
+// rssKB reads a process's resident set size.
+func rssKB(t *testing.T, pid int) int {
+	t.Helper()
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	return 0
+}
+
+func readyStatus(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestClickHouseOutage stops ClickHouse for 30 seconds while usage keeps flowing: the
+// loader must report not ready, stop consuming (its memory stays flat), and once
+// ClickHouse is back every record must land exactly once.
+func TestClickHouseOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("outage test: runs in make test, not with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	rulesDir := writeTariffs(t, dir)
+	recs := crashInput(t, 100, 400, filepath.Join(dir, "input.jsonl"))
+
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	kafkaAddr := kc.ListenAddrs()[0]
+	ch, err := chserver.Start(ctx, filepath.Join(dir, "clickhouse"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ch.Stop() }()
+
+	kcfg := kafka.DefaultConfig()
+	kcfg.Brokers = []string{kafkaAddr}
+	prod, err := kafka.NewProducer(ctx, kcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close(context.Background())
+
+	raterListen, loadListen := addr(freePort(t)), addr(freePort(t))
+	rater := start(t, filepath.Join(binDir, "rater"), "run", "--kafka.brokers", kafkaAddr, "--instance", "o1",
+		"--rules", rulesDir, "--listen", raterListen, "--log-level", "warn")
+	loader := start(t, filepath.Join(binDir, "rater"), "load", "--kafka.brokers", kafkaAddr, "--instance", "o1",
+		"--clickhouse.addr", ch.NativeAddr(), "--listen", loadListen, "--log-level", "error")
+	waitReady(t, "http://"+raterListen+"/readyz", rater)
+	waitReady(t, "http://"+loadListen+"/readyz", loader)
+
+	// Feed usage steadily through the whole outage.
+	fed := make(chan error, 1)
+	go func() {
+		const chunk = 500
+		for i := 0; i < len(recs); i += chunk {
+			if err := ingest.Produce(ctx, prod, recs[i:min(i+chunk, len(recs))]); err != nil {
+				fed <- err
+				return
+			}
+			time.Sleep(40 * time.Millisecond)
+		}
+		fed <- nil
+	}()
+	time.Sleep(3 * time.Second)
+	if err := ch.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	outageStart := time.Now()
+	var notReady bool
+	rssFirst, rssMax := 0, 0
+	for time.Since(outageStart) < 30*time.Second {
+		if readyStatus("http://"+loadListen+"/readyz") == http.StatusServiceUnavailable {
+			notReady = true
+		}
+		rss := rssKB(t, loader.cmd.Process.Pid)
+		if rssFirst == 0 && time.Since(outageStart) > 3*time.Second {
+			rssFirst = rss
+		}
+		rssMax = max(rssMax, rss)
+		time.Sleep(time.Second)
+	}
+	if !notReady {
+		t.Errorf("loader /readyz never reported the ClickHouse outage")
+	}
+	t.Logf("loader RSS during the outage: %d kB after 3 s, at most %d kB", rssFirst, rssMax)
+	if rssMax-rssFirst > 64<<10 {
+		t.Errorf("loader memory grew by %d kB during the outage: it keeps consuming", rssMax-rssFirst)
+	}
+	if ch, err = ch.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, "http://"+loadListen+"/readyz", loader)
+	if err := <-fed; err != nil {
+		t.Fatal(err)
+	}
+
+	chcfg := clickhouse.DefaultConfig()
+	chcfg.Addr = []string{ch.NativeAddr()}
+	store, err := clickhouse.Open(ctx, chcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	offline := offlineTotals(t, ctx, rulesDir, filepath.Join(dir, "input.jsonl"), false)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		got, err := store.Totals(ctx, clickhouse.Filter{Charge: record.ChargeUsage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		match := len(got) == len(offline)
+		for _, g := range got {
+			n += g.Records
+			match = match && offline[g.Tenant] == g
+		}
+		if match {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the outage clickhouse holds %d usage records %v; want %v", n, got, offline)
+		}
+		time.Sleep(time.Second)
+	}
+}
