@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"fleetmeter/clickhouse"
 	"fleetmeter/rating"
@@ -45,4 +47,28 @@ func ClosePeriod(ctx context.Context, store *clickhouse.Store, engine *rating.En
 		return nil, fmt.Errorf("close %s: %w", period, err)
 	}
 	return adj, nil
+}
+
+// AutoClose closes each period once `after` has passed since it ended (late records
+// have had that long to arrive), checking every minute until ctx ends. Closing is
+// idempotent, so every loader instance may run it, and a restart simply closes again.
+func AutoClose(ctx context.Context, store *clickhouse.Store, engine *rating.Engine, after time.Duration, logger *slog.Logger) {
+	done := ""
+	for {
+		now := time.Now().UTC()
+		prev := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, -1, 0)
+		period := prev.Format("2006-01")
+		if _, end, err := rating.PeriodBounds(period); err == nil && period != done && now.UnixMilli() >= end+after.Milliseconds() {
+			adj, err := ClosePeriod(ctx, store, engine, period)
+			if err != nil {
+				logger.Error("automatic period close failed, retrying", "period", period, "err", err)
+			} else {
+				done = period
+				logger.Info("period closed", "period", period, "adjustments", len(adj))
+			}
+		}
+		if !sleep(ctx, time.Minute) {
+			return
+		}
+	}
 }

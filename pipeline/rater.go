@@ -45,7 +45,8 @@ type Rater struct {
 	states map[int32]*rating.State // per owned partition of usage, loaded lazily
 	stale  atomic.Bool             // partitions moved: drop every state before the next batch
 
-	ready atomic.Bool
+	ready   atomic.Bool
+	counter *partitionCounter
 }
 
 type raterMetrics struct {
@@ -99,6 +100,8 @@ func NewRater(ctx context.Context, cfg RaterConfig, engine *rating.Engine, reg p
 			kafka.TopicUsage, kafka.TopicRated, kafka.TopicState, r.parts, counts[kafka.TopicRated], counts[kafka.TopicState])
 	}
 	r.sess = sess
+	r.counter = newPartitionCounter(r)
+	engine.UseCounter(r.counter)
 	return r, nil
 }
 
@@ -128,6 +131,9 @@ func (r *Rater) Ready(ctx context.Context) error {
 func (r *Rater) Run(ctx context.Context) error {
 	defer r.sess.Close()
 	r.ready.Store(true)
+	cctx, stopCount := context.WithCancel(ctx)
+	defer stopCount()
+	go r.counter.refresh(cctx, 30*time.Second)
 	var (
 		msgs []kafka.Message
 		recs []record.Usage

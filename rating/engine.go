@@ -62,6 +62,9 @@ func (e *Engine) SetRules(set *rules.Set) { e.set.Store(set) }
 // Rules returns the set in force.
 func (e *Engine) Rules() *rules.Set { return e.set.Load() }
 
+// UseCounter replaces the device counter; call it before the first Rate.
+func (e *Engine) UseCounter(c DeviceCounter) { e.counter = c }
+
 // Counter returns the engine's device counter.
 func (e *Engine) Counter() DeviceCounter { return e.counter }
 

@@ -14,10 +14,10 @@ import (
 // tier holding the tenant's count as known now.
 func (e *Engine) firstSight(set *rules.Set, st *State, u *record.Usage, m month, now int64, out []record.Rated) []record.Rated {
 	period := st.periodName(m)
+	a := st.agg(u.Tenant, m)
+	a.devices++ // before counting: a counter may count from the states themselves
 	e.counter.Add(u.Tenant, period, 1)
 	n := e.counter.Count(u.Tenant, period)
-	a := st.agg(u.Tenant, m)
-	a.devices++
 	start, end := m.bounds()
 	t := set.FeeTariff(u.Tenant, start, end)
 	if t == nil || t.Fee == nil {

@@ -371,3 +371,25 @@ func fnvBytes(b []byte) uint64 {
 	}
 	return h
 }
+
+// ActiveDevices returns how many of tenant's devices this State has seen in period
+// (YYYY-MM); 0 for a malformed period.
+func (s *State) ActiveDevices(tenant, period string) uint64 {
+	m, err := parsePeriod(period)
+	if err != nil {
+		return 0
+	}
+	if a := s.aggs[aggKey{tenant, m}]; a != nil {
+		return a.devices
+	}
+	return 0
+}
+
+// Tally returns the active devices per tenant and period ("tenant\x00YYYY-MM").
+func (s *State) Tally() map[string]uint64 {
+	out := make(map[string]uint64, len(s.aggs))
+	for k, a := range s.aggs {
+		out[k.tenant+"\x00"+k.month.String()] = a.devices
+	}
+	return out
+}

@@ -31,6 +31,7 @@ type streamConfig struct {
 	Instance   string            `yaml:"instance"`
 	Rules      string            `yaml:"rules"`
 	Reload     time.Duration     `yaml:"reload"`
+	CloseAfter time.Duration     `yaml:"close_after"`
 	Listen     string            `yaml:"listen"`
 	LogLevel   string            `yaml:"log_level"`
 }
@@ -57,6 +58,7 @@ func loadStream(name string, args []string, stderr io.Writer) (streamConfig, *sl
 		fs.StringVar(&cfg.Instance, "instance", cfg.Instance, "this instance's id: stable across restarts, unique per group (static membership, transactional id)")
 		fs.StringVar(&cfg.Rules, "rules", cfg.Rules, "tariff directory or file (reloaded on change)")
 		fs.DurationVar(&cfg.Reload, "reload", cfg.Reload, "how often to look for tariff changes")
+		fs.DurationVar(&cfg.CloseAfter, "close-after", cfg.CloseAfter, "rater load: close each period this long after it ends (0: only `rater close`; needs --rules)")
 		fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of /metrics, /healthz and /readyz (empty: off)")
 		fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 		if name == "rater close" {
@@ -126,7 +128,22 @@ func runLoad(args []string, _ io.Reader, _, stderr io.Writer) int {
 		if err != nil {
 			return nil, nil, err
 		}
-		return []obs.Check{{Name: "loader", Fn: l.Ready}}, []func(context.Context) error{l.Run}, nil
+		loops := []func(context.Context) error{l.Run}
+		if cfg.CloseAfter > 0 {
+			set, err := rules.Load(cfg.Rules)
+			if err != nil {
+				return nil, nil, fmt.Errorf("--close-after needs the tariffs: %w", err)
+			}
+			engine := rating.NewEngine(set, rating.Options{})
+			loops = append(loops, func(ctx context.Context) error {
+				go rules.Watch(ctx, cfg.Rules, cfg.Reload, engine.SetRules, func(err error) {
+					logger.Error("tariff change refused; the previous tariffs stay in force", "err", err)
+				})
+				pipeline.AutoClose(ctx, store, engine, cfg.CloseAfter, logger)
+				return nil
+			})
+		}
+		return []obs.Check{{Name: "loader", Fn: l.Ready}}, loops, nil
 	}, cfg.Listen)
 }
 
