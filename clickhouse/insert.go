@@ -209,3 +209,11 @@ func (s *Store) InsertRejected(ctx context.Context, rows []record.Rejection) err
 	}
 	return nil
 }
+
+// RatedColumns returns the column list and column slices InsertRated sends for rows, for
+// a baseline that drives clickhouse-go directly with the same bytes (fleetmeter load).
+func RatedColumns(rows []record.Rated) (names []string, values []any) {
+	var c ratedColumns
+	c.fill(rows)
+	return ratedColumnNames, c.values()
+}

@@ -365,10 +365,11 @@ func rawInsert(ctx context.Context, store *clickhouse.Store, rows []record.Rated
 			return 0, fmt.Errorf("raw insert: %w", err)
 		}
 	}
-	q := "INSERT INTO " + table + " (" + joinComma(rawColumnNames) + ")"
+	names, _ := clickhouse.RatedColumns(nil)
+	q := "INSERT INTO " + table + " (" + joinComma(names) + ")"
 	var took time.Duration
 	for i := 0; i < len(rows); i += rawBatch {
-		cols := rawColumns(rows[i:min(i+rawBatch, len(rows))])
+		_, cols := clickhouse.RatedColumns(rows[i:min(i+rawBatch, len(rows))])
 		start := time.Now()
 		batch, err := conn.PrepareBatch(ctx, q)
 		if err != nil {
@@ -377,7 +378,7 @@ func rawInsert(ctx context.Context, store *clickhouse.Store, rows []record.Rated
 		for c, v := range cols {
 			if err := batch.Column(c).Append(v); err != nil {
 				_ = batch.Abort()
-				return 0, fmt.Errorf("raw insert: column %s: %w", rawColumnNames[c], err)
+				return 0, fmt.Errorf("raw insert: column %s: %w", names[c], err)
 			}
 		}
 		if err := batch.Send(); err != nil {
@@ -407,96 +408,6 @@ func joinComma(s []string) string {
 		b = append(b, v...)
 	}
 	return string(b)
-}
-
-// rawColumnNames and rawColumns mirror the loader's INSERT (clickhouse/insert.go): the
-// same columns, Go types and conversions, so the baseline sends the bytes the loader does.
-var rawColumnNames = []string{
-	"event_id", "tenant", "device", "source",
-	"start_time", "end_time", "received_time",
-	"bytes_up", "bytes_down", "duration_ms", "events", "rating_group",
-	"plmn", "cell", "lat", "lon", "rat", "slice_sst", "slice_sd",
-	"record_id", "charge", "zone", "mobility", "tariff", "tariff_version", "offer",
-	"active_devices", "currency", "amount_micros", "rated_time",
-	"start_time_ms", "end_time_ms", "received_time_ms", "rated_time_ms",
-}
-
-func rawColumns(rows []record.Rated) []any {
-	n := len(rows)
-	strs := func(f func(r *record.Rated) string) []string {
-		out := make([]string, n)
-		for i := range rows {
-			out[i] = f(&rows[i])
-		}
-		return out
-	}
-	u64s := func(f func(r *record.Rated) uint64) []uint64 {
-		out := make([]uint64, n)
-		for i := range rows {
-			out[i] = f(&rows[i])
-		}
-		return out
-	}
-	secs := func(f func(r *record.Rated) int64) []int64 {
-		out := make([]int64, n)
-		for i := range rows {
-			ms := f(&rows[i])
-			out[i] = min(max(ms, 0)/1000, 1<<32-1)
-		}
-		return out
-	}
-	millis := func(f func(r *record.Rated) int64) []uint64 {
-		return u64s(func(r *record.Rated) uint64 { return uint64(max(f(r), 0)) })
-	}
-	lat, lon, sst := make([]*float64, n), make([]*float64, n), make([]*uint8, n)
-	latV, lonV, sstV := make([]float64, n), make([]float64, n), make([]uint8, n)
-	group, amount := make([]uint32, n), make([]int64, n)
-	for i := range rows {
-		r := &rows[i]
-		if r.HasPos {
-			latV[i], lonV[i] = r.Lat, r.Lon
-			lat[i], lon[i] = &latV[i], &lonV[i]
-		}
-		if r.HasSlice {
-			sstV[i] = r.SliceSST
-			sst[i] = &sstV[i]
-		}
-		group[i], amount[i] = r.RatingGroup, int64(r.Amount)
-	}
-	start := func(r *record.Rated) int64 { return r.StartTime }
-	end := func(r *record.Rated) int64 { return r.EndTime }
-	recv := func(r *record.Rated) int64 { return r.ReceivedTime }
-	ratedAt := func(r *record.Rated) int64 { return r.RatedTime }
-	return []any{
-		strs(func(r *record.Rated) string { return r.EventID }),
-		strs(func(r *record.Rated) string { return r.Tenant }),
-		strs(func(r *record.Rated) string { return r.Device }),
-		strs(func(r *record.Rated) string { return r.Source }),
-		secs(start), secs(end), secs(recv),
-		u64s(func(r *record.Rated) uint64 { return r.BytesUp }),
-		u64s(func(r *record.Rated) uint64 { return r.BytesDown }),
-		u64s(func(r *record.Rated) uint64 { return r.DurationMs }),
-		u64s(func(r *record.Rated) uint64 { return r.Events }),
-		group,
-		strs(func(r *record.Rated) string { return r.PLMN }),
-		strs(func(r *record.Rated) string { return r.Cell }),
-		lat, lon,
-		strs(func(r *record.Rated) string { return r.RAT }),
-		sst,
-		strs(func(r *record.Rated) string { return r.SliceSD }),
-		strs(func(r *record.Rated) string { return r.RecordID }),
-		strs(func(r *record.Rated) string { return r.Charge }),
-		strs(func(r *record.Rated) string { return r.Zone }),
-		strs(func(r *record.Rated) string { return r.Mobility }),
-		strs(func(r *record.Rated) string { return r.Tariff }),
-		strs(func(r *record.Rated) string { return r.TariffVersion }),
-		strs(func(r *record.Rated) string { return r.Offer }),
-		u64s(func(r *record.Rated) uint64 { return r.ActiveDevices }),
-		strs(func(r *record.Rated) string { return r.Currency }),
-		amount,
-		secs(ratedAt),
-		millis(start), millis(end), millis(recv), millis(ratedAt),
-	}
 }
 
 func writeTable(w io.Writer, stages []stage) {
