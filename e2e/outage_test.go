@@ -17,6 +17,7 @@ import (
 	"fleetmeter/clickhouse"
 	"fleetmeter/ingest"
 	"fleetmeter/internal/chserver"
+	"fleetmeter/internal/chserver/chtest"
 	"fleetmeter/kafka"
 	"fleetmeter/record"
 )
@@ -160,6 +161,100 @@ func TestClickHouseOutage(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("after the outage clickhouse holds %d usage records %v; want %v", n, got, offline)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// TestKafkaOutage takes the Kafka broker away for 20 seconds while raters and the loader
+// run: both report not ready, and once the broker is back (same port, same log) every
+// record lands in ClickHouse exactly once, as offline rating says.
+func TestKafkaOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("outage test: runs in make test, not with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	rulesDir := writeTariffs(t, dir)
+	input := filepath.Join(dir, "input.jsonl")
+	recs := crashInput(t, 100, 300, input)
+
+	port := freePort(t)
+	kdir := filepath.Join(dir, "kafka")
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(kdir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { kc.Close() }()
+	kafkaAddr := addr(port)
+	ch := chtest.StartForTest(t)
+
+	kcfg := kafka.DefaultConfig()
+	kcfg.Brokers = []string{kafkaAddr}
+	prod, err := kafka.NewProducer(ctx, kcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := len(recs) / 2
+	if err := ingest.Produce(ctx, prod, recs[:half]); err != nil {
+		t.Fatal(err)
+	}
+
+	raterListen, loadListen := addr(freePort(t)), addr(freePort(t))
+	rater := start(t, filepath.Join(binDir, "rater"), "run", "--kafka.brokers", kafkaAddr, "--instance", "k1",
+		"--rules", rulesDir, "--listen", raterListen, "--log-level", "error")
+	loader := start(t, filepath.Join(binDir, "rater"), "load", "--kafka.brokers", kafkaAddr, "--instance", "k1",
+		"--clickhouse.addr", ch.NativeAddr(), "--listen", loadListen, "--log-level", "error")
+	waitReady(t, "http://"+raterListen+"/readyz", rater)
+	waitReady(t, "http://"+loadListen+"/readyz", loader)
+	time.Sleep(2 * time.Second)
+
+	kc.Close()
+	outage := time.Now()
+	raterDown, loaderDown := false, false
+	for time.Since(outage) < 20*time.Second {
+		raterDown = raterDown || readyStatus("http://"+raterListen+"/readyz") == http.StatusServiceUnavailable
+		loaderDown = loaderDown || readyStatus("http://"+loadListen+"/readyz") == http.StatusServiceUnavailable
+		time.Sleep(time.Second)
+	}
+	if !raterDown || !loaderDown {
+		t.Errorf("during the Kafka outage /readyz said not ready: rater %v, loader %v; want both", raterDown, loaderDown)
+	}
+	if kc, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(kdir)); err != nil {
+		t.Fatal(err)
+	}
+	// The rest of the input arrives once the broker is back.
+	if err := ingest.Produce(ctx, prod, recs[half:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = prod.Close(ctx)
+	waitReady(t, "http://"+raterListen+"/readyz", rater)
+	waitReady(t, "http://"+loadListen+"/readyz", loader)
+
+	chcfg := clickhouse.DefaultConfig()
+	chcfg.Addr = []string{ch.NativeAddr()}
+	store, err := clickhouse.Open(ctx, chcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	want := offlineTotals(t, ctx, rulesDir, input, false)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		got, err := store.Totals(ctx, clickhouse.Filter{Charge: record.ChargeUsage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		match := len(got) == len(want)
+		for _, g := range got {
+			match = match && want[g.Tenant] == g
+		}
+		if match {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the Kafka outage clickhouse holds %v; want %v", got, want)
 		}
 		time.Sleep(time.Second)
 	}

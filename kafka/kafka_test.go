@@ -109,7 +109,7 @@ func TestLastValueAfterTransactions(t *testing.T) {
 	if _, err := EnsureTopics(ctx, cl, cfg, TopicState); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := lastValue(ctx, cfg, TopicState, 1); err != nil || v != nil {
+	if v, err := LastValue(ctx, cfg, TopicState, 1); err != nil || v != nil {
 		t.Fatalf("empty partition: %q, %v", v, err)
 	}
 	for i, commit := range []bool{true, true, false} { // the third is aborted
@@ -124,7 +124,7 @@ func TestLastValueAfterTransactions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	v, err := lastValue(ctx, cfg, TopicState, 1)
+	v, err := LastValue(ctx, cfg, TopicState, 1)
 	if err != nil || string(v) != "snap1" {
 		t.Fatalf("last committed value = %q, %v; want snap1", v, err)
 	}

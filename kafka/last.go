@@ -10,10 +10,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// lastValue reads the last committed record of one partition. Snapshots are written one
+// LastValue reads the last committed record of one partition. Snapshots are written one
 // per transaction, each followed by a commit marker, so it looks back a few offsets from
 // the last stable offset and keeps the newest data record it sees.
-func lastValue(ctx context.Context, cfg Config, topic string, part int32) ([]byte, error) {
+//
+// It is how a new owner of a partition loads the state snapshot its predecessor committed
+// together with its last offsets; nil when the partition is empty.
+func LastValue(ctx context.Context, cfg Config, topic string, part int32) ([]byte, error) {
 	cl, err := kgo.NewClient(append(baseOpts(cfg, nil), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.FetchMaxWait(100*time.Millisecond))...)
 	if err != nil {
@@ -79,4 +82,14 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, part int32, from, e
 			return last, found, nil
 		}
 	}
+}
+
+// Ping checks the cluster answers, with a short-lived client.
+func Ping(ctx context.Context, cfg Config) error {
+	cl, err := kgo.NewClient(baseOpts(cfg, nil)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return cl.Ping(ctx)
 }

@@ -137,15 +137,5 @@ func (s *TxSession) End(ctx context.Context, commit bool) (bool, error) {
 	return committed, nil
 }
 
-// LastValue returns the value of the last committed record of topic/part, nil if the
-// partition is empty. It is how a new owner of a partition loads the state snapshot its
-// predecessor committed together with its last offsets.
-func (s *TxSession) LastValue(ctx context.Context, topic string, part int32) ([]byte, error) {
-	return lastValue(ctx, s.cfg, topic, part)
-}
-
-// Ping checks the cluster answers.
-func (s *TxSession) Ping(ctx context.Context) error { return s.sess.Client().Ping(ctx) }
-
 // Close aborts what is open and leaves the group.
 func (s *TxSession) Close() { s.sess.CloseAllowingRebalance() }

@@ -52,7 +52,7 @@ func (c *partitionCounter) Count(tenant, period string) uint64 {
 func (c *partitionCounter) refresh(ctx context.Context, every time.Duration) {
 	for {
 		for p := int32(0); p < c.r.parts && ctx.Err() == nil; p++ {
-			snap, err := c.r.sess.LastValue(ctx, kafka.TopicState, p)
+			snap, err := kafka.LastValue(ctx, c.r.kcfg, kafka.TopicState, p)
 			if err != nil || snap == nil {
 				continue
 			}

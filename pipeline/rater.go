@@ -34,7 +34,9 @@ const ratedChunk = 4096
 // Rater is the streaming rating stage: a consume-transform-produce loop over topic usage,
 // one Kafka transaction per batch.
 type Rater struct {
-	sess    *kafka.TxSession
+	sess    *kafka.TxSession // replaced by Run when Kafka fails it
+	open    func(ctx context.Context) (*kafka.TxSession, error)
+	kcfg    kafka.Config
 	engine  *rating.Engine
 	logger  *slog.Logger
 	metrics *raterMetrics
@@ -82,9 +84,12 @@ func NewRater(ctx context.Context, cfg RaterConfig, engine *rating.Engine, reg p
 	if cfg.InstanceID == "" {
 		return nil, errors.New("rater: instance id is required (stable per instance, unique among instances)")
 	}
-	r := &Rater{engine: engine, logger: logger, metrics: newRaterMetrics(reg), states: map[int32]*rating.State{}}
-	sess, err := kafka.NewTxSession(ctx, cfg.Kafka, cfg.Group, "fleetmeter-rater-"+cfg.InstanceID, kafka.TopicUsage,
-		[]string{kafka.TopicRated, kafka.TopicState, kafka.TopicRejected}, logger, func([]int32) { r.stale.Store(true) })
+	r := &Rater{engine: engine, logger: logger, metrics: newRaterMetrics(reg), states: map[int32]*rating.State{}, kcfg: cfg.Kafka}
+	r.open = func(ctx context.Context) (*kafka.TxSession, error) {
+		return kafka.NewTxSession(ctx, cfg.Kafka, cfg.Group, "fleetmeter-rater-"+cfg.InstanceID, kafka.TopicUsage,
+			[]string{kafka.TopicRated, kafka.TopicState, kafka.TopicRejected}, logger, func([]int32) { r.stale.Store(true) })
+	}
+	sess, err := r.open(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +112,7 @@ func NewRater(ctx context.Context, cfg RaterConfig, engine *rating.Engine, reg p
 
 // Ready reports whether the last batch committed (or none was due yet).
 func (r *Rater) Ready(ctx context.Context) error {
-	if err := r.sess.Ping(ctx); err != nil {
+	if err := kafka.Ping(ctx, r.kcfg); err != nil {
 		return err
 	}
 	if !r.ready.Load() {
@@ -128,12 +133,43 @@ func (r *Rater) Ready(ctx context.Context) error {
 // aborts all of it: the next owner of a partition loads the last committed snapshot and
 // re-rates the same records from the committed offsets, producing the same record ids.
 // The loader reads topic rated read-committed, so aborted output never reaches ClickHouse.
+//
+// When Kafka fails the session itself (an outage, a fenced or expired transaction), the
+// batch is aborted, the states dropped, and a new session joins the group once Kafka
+// answers again, resuming from the committed offsets and snapshots.
 func (r *Rater) Run(ctx context.Context) error {
-	defer r.sess.Close()
-	r.ready.Store(true)
 	cctx, stopCount := context.WithCancel(ctx)
 	defer stopCount()
 	go r.counter.refresh(cctx, 30*time.Second)
+	backoff := time.Second
+	for {
+		err := r.runSession(ctx)
+		r.sess.Close()
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.ready.Store(false)
+		r.dropStates()
+		r.logger.Error("rater session failed, rejoining", "err", err, "backoff", backoff)
+		for {
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(backoff*2, 30*time.Second)
+			sess, err := r.open(ctx)
+			if err == nil {
+				r.sess = sess
+				backoff = time.Second
+				break
+			}
+			r.logger.Warn("rater: kafka not available yet", "err", err)
+		}
+	}
+}
+
+// runSession runs batches on r.sess until ctx ends (nil) or the session fails.
+func (r *Rater) runSession(ctx context.Context) error {
+	r.ready.Store(true)
 	var (
 		msgs []kafka.Message
 		recs []record.Usage
@@ -246,7 +282,7 @@ func (r *Rater) state(ctx context.Context, p int32) (*rating.State, error) {
 		return st, nil
 	}
 	st = rating.NewState()
-	snap, err := r.sess.LastValue(ctx, kafka.TopicState, p)
+	snap, err := kafka.LastValue(ctx, r.kcfg, kafka.TopicState, p)
 	if err != nil {
 		return nil, fmt.Errorf("rater: load state of partition %d: %w", p, err)
 	}
