@@ -50,6 +50,8 @@ func runCollectors(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fs.StringVar(&cfg.MQTT.KeyFile, "mqtt.key-file", cfg.MQTT.KeyFile, "its key")
 		fs.BoolVar(&cfg.MQTT.InsecureTLS, "mqtt.insecure-tls", cfg.MQTT.InsecureTLS, "skip broker certificate verification")
 		fs.IntVar(&cfg.MQTT.MaxInFlight, "mqtt.max-in-flight", cfg.MQTT.MaxInFlight, "messages awaiting Kafka before the collector stops reading")
+		fs.StringVar(&cfg.MQTT.RegistryFile, "mqtt.registry-file", cfg.MQTT.RegistryFile, "device registry (strict: unlisted devices rejected)")
+		fs.DurationVar(&cfg.MQTT.RegistryReload, "mqtt.registry-reload", cfg.MQTT.RegistryReload, "device registry poll interval")
 		fs.BoolVar(&cfg.CoAP.Enabled, "coap.enabled", cfg.CoAP.Enabled, "run the CoAP collector")
 		fs.StringVar(&cfg.CoAP.Listen, "coap.listen", cfg.CoAP.Listen, "CoAP UDP address (empty: no plain UDP)")
 		fs.StringVar(&cfg.CoAP.DTLSListen, "coap.dtls-listen", cfg.CoAP.DTLSListen, "CoAP DTLS (PSK) address (empty: off)")

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"fleetmeter/ingest/registry"
 )
 
 // Config of the MQTT collector.
@@ -31,13 +33,23 @@ type Config struct {
 	// bound the collector stops reading from the broker, which keeps holding the rest in
 	// the session: memory stays bounded while Kafka is slow or down.
 	MaxInFlight int `yaml:"max_in_flight"`
+
+	// RegistryFile is the device registry (see ingest/registry), reloaded every
+	// RegistryReload. With a registry, a strict one refuses devices it does not list
+	// (unknown_device), and any refuses a device id it lists only under other tenants
+	// (wrong_tenant). Empty and Registry nil: no registry, every device is admitted.
+	RegistryFile   string        `yaml:"registry_file"`
+	RegistryReload time.Duration `yaml:"registry_reload"`
+	// Registry, when set by the caller, is used instead of RegistryFile (the mediator
+	// shares one watched registry among its collectors); the collector does not watch it.
+	Registry *registry.Live `yaml:"-"`
 }
 
 // DefaultConfig returns the collector defaults.
 func DefaultConfig() Config {
 	return Config{Brokers: []string{"tcp://127.0.0.1:1883"}, ClientID: "fleetmeter-mediator",
 		TopicPrefix: "fleetmeter", QoS: 1, KeepAlive: 30 * time.Second, ConnectTimeout: 10 * time.Second,
-		MaxReconnectInterval: 30 * time.Second, MaxInFlight: 20000}
+		MaxReconnectInterval: 30 * time.Second, MaxInFlight: 20000, RegistryReload: 5 * time.Second}
 }
 
 func (c Config) withDefaults() Config {
@@ -53,6 +65,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = d.MaxInFlight
+	}
+	if c.RegistryReload == 0 {
+		c.RegistryReload = d.RegistryReload
 	}
 	return c
 }
@@ -104,6 +119,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInFlight < 0 {
 		errs = append(errs, fmt.Errorf("mqtt.max_in_flight: must be >= 0, got %d", c.MaxInFlight))
+	}
+	if c.RegistryReload < 0 {
+		errs = append(errs, fmt.Errorf("mqtt.registry_reload: must be positive, got %s", c.RegistryReload))
 	}
 	return errors.Join(errs...)
 }

@@ -11,8 +11,9 @@ import (
 	"fleetmeter/record"
 )
 
-// handle runs on paho's ordered router goroutine for every message. It parses and hands
-// the records to the sink; the acknowledgement to the broker follows from the acker.
+// handle runs on paho's ordered router goroutine for every message. It checks the topic's
+// (tenant, device) against the device registry, if any, parses and hands the records to
+// the sink; the acknowledgement to the broker follows from the acker.
 func (c *Collector) handle(_ paho.Client, m paho.Message) {
 	received := time.Now()
 	c.received.Inc()
@@ -36,6 +37,14 @@ func (c *Collector) handle(_ paho.Client, m paho.Message) {
 			Detail: "topic " + m.Topic() + " is not " + c.cfg.TopicPrefix + "/<tenant>/<device>/usage[/json|/senml-json|/senml-cbor]",
 			Raw:    m.Payload(), Received: received.UnixMilli()}, m, received)
 		return
+	}
+	if a := c.adm.current(); a != nil {
+		if reason, detail := a.check(tenant, device); reason != "" {
+			// Acknowledged to the broker only once the rejection is written, like any other.
+			c.reject(record.Rejection{Source: record.SourceMQTT, Tenant: tenant, Device: device, Reason: reason,
+				Detail: detail, Raw: m.Payload(), Received: received.UnixMilli()}, m, received)
+			return
+		}
 	}
 	id := payload.Identity{Tenant: tenant, Device: device, Source: record.SourceMQTT}
 	var err error

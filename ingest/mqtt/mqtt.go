@@ -22,6 +22,7 @@ import (
 
 	"fleetmeter/ingest"
 	"fleetmeter/ingest/payload"
+	"fleetmeter/ingest/registry"
 	"fleetmeter/record"
 )
 
@@ -52,6 +53,11 @@ type Collector struct {
 	stopOnce sync.Once
 	resync   chan struct{} // cap 1: a refused message needs a reconnect to be redelivered
 
+	// adm admits (tenant, device) through the device registry, if any. watchFile: the
+	// registry came from cfg.RegistryFile and Run reloads it.
+	adm       admitter
+	watchFile bool
+
 	healthy atomic.Bool
 	sinkLog throttle
 }
@@ -64,7 +70,8 @@ type ackItem struct {
 	err      error
 }
 
-// New builds a collector; Run connects it.
+// New builds a collector; Run connects it. With cfg.RegistryFile (and no cfg.Registry)
+// the registry is loaded here, so a broken file fails start-up.
 func New(cfg Config, sink ingest.Sink, metrics *ingest.Metrics, logger *slog.Logger) (*Collector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -76,14 +83,30 @@ func New(cfg Config, sink ingest.Sink, metrics *ingest.Metrics, logger *slog.Log
 	if metrics == nil {
 		metrics = ingest.NewMetrics(nil)
 	}
+	live, watchFile := cfg.Registry, false
+	if live == nil && cfg.RegistryFile != "" {
+		l, err := registry.LoadLive(cfg.RegistryFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.registry_file: %w", err)
+		}
+		live, watchFile = l, true
+	}
 	const src = record.SourceMQTT
-	return &Collector{cfg: cfg, sink: sink, metrics: metrics, logger: logger,
+	c := &Collector{cfg: cfg, sink: sink, metrics: metrics, logger: logger, watchFile: watchFile,
 		received: metrics.Received.WithLabelValues(src), accepted: metrics.Accepted.WithLabelValues(src),
 		inFlight: metrics.InFlight.WithLabelValues(src), ackLatency: metrics.AckLatency.WithLabelValues(src),
 		parser: payload.Parser{Limits: payload.DefaultLimits()},
 		slots:  make(chan struct{}, cfg.MaxInFlight), acks: make(chan ackItem, cfg.MaxInFlight),
-		stopping: make(chan struct{}), resync: make(chan struct{}, 1)}, nil
+		stopping: make(chan struct{}), resync: make(chan struct{}, 1)}
+	c.adm.live = live
+	if r := live.Load(); r != nil {
+		c.adm.prepare(r)
+	}
+	return c, nil
 }
+
+// Registry is the device registry in force (nil: none).
+func (c *Collector) Registry() *registry.Registry { return c.adm.live.Load() }
 
 // Healthy reports whether the broker connection and subscription are up.
 func (c *Collector) Healthy() bool { return c.healthy.Load() }
@@ -101,6 +124,21 @@ func (c *Collector) Run(ctx context.Context) error {
 	ackerStop := make(chan struct{})
 	go c.acker(ackerStop, ackerDone)
 	defer func() { close(ackerStop); <-ackerDone }()
+	if c.watchFile {
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		watchDone := make(chan struct{})
+		go func() {
+			defer close(watchDone)
+			_ = c.adm.live.Watch(watchCtx, c.cfg.RegistryFile, c.cfg.RegistryReload, func(r *registry.Registry) {
+				c.adm.prepare(r) // build the lookup here rather than on the next message
+				c.logger.Info("mqtt: device registry reloaded", "file", r.File(), "devices", r.Len(),
+					"strict", r.Strict(), "stamp", r.Stamp())
+			}, func(err error) {
+				c.logger.Error("mqtt: device registry", "err", err)
+			})
+		}()
+		defer func() { stopWatch(); <-watchDone }()
+	}
 
 	backoff, lastResync := time.Second, time.Time{}
 	for {

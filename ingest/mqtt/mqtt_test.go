@@ -28,12 +28,14 @@ func TestValidateNamesKeys(t *testing.T) {
 	cfg.CertFile = "c.pem"
 	cfg.MaxReconnectInterval = time.Millisecond
 	cfg.MaxInFlight = -1
+	cfg.RegistryReload = -time.Second
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("Validate accepted a broken config")
 	}
 	for _, key := range []string{`mqtt.brokers: "http://x:1"`, `mqtt.brokers: "nohost"`, "mqtt.client_id", "mqtt.qos",
-		"mqtt.topic_prefix", "mqtt.shared_group", "mqtt.cert_file", "mqtt.max_reconnect_interval", "mqtt.max_in_flight"} {
+		"mqtt.topic_prefix", "mqtt.shared_group", "mqtt.cert_file", "mqtt.max_reconnect_interval", "mqtt.max_in_flight",
+		"mqtt.registry_reload"} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("error does not name %s:\n%v", key, err)
 		}
