@@ -200,27 +200,10 @@ func TestCrashEffectivelyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	wantUsage := uint64(len(recs))
-	deadline := time.Now().Add(4 * time.Minute)
-	for {
-		got, err := store.Totals(ctx, clickhouse.Filter{Charge: record.ChargeUsage})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n uint64
-		for _, g := range got {
-			n += g.Records
-		}
-		if n == wantUsage {
-			break
-		}
-		if n > wantUsage || time.Now().After(deadline) {
-			t.Fatalf("clickhouse holds %d usage records, want %d", n, wantUsage)
-		}
-		time.Sleep(time.Second)
-	}
+	waitTotals(t, ctx, store, clickhouse.Filter{Charge: record.ChargeUsage},
+		offlineTotals(t, ctx, rulesDir, input, false), 4*time.Minute)
 	// Device fees: every device's provisional fee must be in before closing.
-	for time.Now().Before(deadline) {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
 		devs, err := store.ActiveDevices(ctx, clickhouse.Filter{Charge: record.ChargeDeviceFee})
 		if err != nil {
 			t.Fatal(err)

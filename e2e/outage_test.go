@@ -143,27 +143,8 @@ func TestClickHouseOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	offline := offlineTotals(t, ctx, rulesDir, filepath.Join(dir, "input.jsonl"), false)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		got, err := store.Totals(ctx, clickhouse.Filter{Charge: record.ChargeUsage})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n uint64
-		match := len(got) == len(offline)
-		for _, g := range got {
-			n += g.Records
-			match = match && offline[g.Tenant] == g
-		}
-		if match {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the outage clickhouse holds %d usage records %v; want %v", n, got, offline)
-		}
-		time.Sleep(time.Second)
-	}
+	waitTotals(t, ctx, store, clickhouse.Filter{Charge: record.ChargeUsage},
+		offlineTotals(t, ctx, rulesDir, filepath.Join(dir, "input.jsonl"), false), 2*time.Minute)
 }
 
 // TestKafkaOutage takes the Kafka broker away for 20 seconds while raters and the loader
@@ -239,10 +220,18 @@ func TestKafkaOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	want := offlineTotals(t, ctx, rulesDir, input, false)
-	deadline := time.Now().Add(2 * time.Minute)
+	waitTotals(t, ctx, store, clickhouse.Filter{Charge: record.ChargeUsage},
+		offlineTotals(t, ctx, rulesDir, input, false), 2*time.Minute)
+}
+
+// waitTotals polls ClickHouse's billing totals until they equal want, failing the test
+// with both sides after timeout.
+func waitTotals(t *testing.T, ctx context.Context, store *clickhouse.Store, f clickhouse.Filter,
+	want map[string]clickhouse.Total, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
-		got, err := store.Totals(ctx, clickhouse.Filter{Charge: record.ChargeUsage})
+		got, err := store.Totals(ctx, f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -254,7 +243,7 @@ func TestKafkaOutage(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after the Kafka outage clickhouse holds %v; want %v", got, want)
+			t.Fatalf("clickhouse holds %+v; want %+v", got, want)
 		}
 		time.Sleep(time.Second)
 	}

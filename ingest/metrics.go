@@ -34,3 +34,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	return m
 }
+
+// SourceMetrics are one collector's metric children, resolved once so the per-message
+// path does no label lookups.
+type SourceMetrics struct {
+	Received   prometheus.Counter
+	Accepted   prometheus.Counter
+	InFlight   prometheus.Gauge
+	AckLatency prometheus.Observer
+}
+
+// For resolves the children of source.
+func (m *Metrics) For(source string) SourceMetrics {
+	return SourceMetrics{Received: m.Received.WithLabelValues(source), Accepted: m.Accepted.WithLabelValues(source),
+		InFlight: m.InFlight.WithLabelValues(source), AckLatency: m.AckLatency.WithLabelValues(source)}
+}

@@ -27,7 +27,6 @@ import (
 	"github.com/plgd-dev/go-coap/v3/udp"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"fleetmeter/ingest"
 	"fleetmeter/ingest/payload"
@@ -54,10 +53,7 @@ type Collector struct {
 	udpAddr  string
 	dtlsAddr string
 
-	received    prometheus.Counter
-	accepted    prometheus.Counter
-	ackLatency  prometheus.Observer
-	inFlightGau prometheus.Gauge
+	src ingest.SourceMetrics // resolved once: the handler runs per request
 }
 
 // worker is one request's scratch space, pooled: parser buffers and the body.
@@ -96,10 +92,7 @@ func New(cfg Config, sink ingest.Sink, metrics *ingest.Metrics, logger *slog.Log
 	}
 	c.workers.New = func() any { return &worker{parser: payload.Parser{Limits: payload.DefaultLimits()}} }
 	const src = record.SourceCoAP
-	c.received = metrics.Received.WithLabelValues(src)
-	c.accepted = metrics.Accepted.WithLabelValues(src)
-	c.ackLatency = metrics.AckLatency.WithLabelValues(src)
-	c.inFlightGau = metrics.InFlight.WithLabelValues(src)
+	c.src = metrics.For(src)
 	return c, nil
 }
 

@@ -111,7 +111,7 @@ func (c *Collector) serve(w *responseWriter, r *pool.Message, secure bool) {
 		return
 	}
 	received := time.Now()
-	c.received.Inc()
+	c.src.Received.Inc()
 	rej := record.Rejection{Source: record.SourceCoAP, Received: received.UnixMilli()}
 
 	// Who is speaking: the DTLS identity, or in dev mode the path.
@@ -205,13 +205,13 @@ func (c *Collector) serve(w *responseWriter, r *pool.Message, secure bool) {
 		return
 	}
 	done := make(chan error, 1)
-	c.inFlightGau.Inc()
+	c.src.InFlight.Inc()
 	c.sink.Enqueue(wk.recs, func(err error) {
-		c.inFlightGau.Dec()
+		c.src.InFlight.Dec()
 		c.release()
 		if err == nil {
-			c.accepted.Add(float64(nrec))
-			c.ackLatency.Observe(time.Since(received).Seconds())
+			c.src.Accepted.Add(float64(nrec))
+			c.src.AckLatency.Observe(time.Since(received).Seconds())
 		}
 		done <- err
 	})
@@ -276,9 +276,9 @@ func (c *Collector) refuseWith(w *responseWriter, r *pool.Message, code codes.Co
 		return
 	}
 	done := make(chan error, 1)
-	c.inFlightGau.Inc()
+	c.src.InFlight.Inc()
 	c.sink.EnqueueRejects([]record.Rejection{rej}, func(err error) {
-		c.inFlightGau.Dec()
+		c.src.InFlight.Dec()
 		c.release()
 		if err == nil {
 			c.metrics.Rejected.WithLabelValues(rej.Source, rej.Reason).Inc()

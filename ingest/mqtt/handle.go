@@ -16,7 +16,7 @@ import (
 // the sink; the acknowledgement to the broker follows from the acker.
 func (c *Collector) handle(_ paho.Client, m paho.Message) {
 	received := time.Now()
-	c.received.Inc()
+	c.src.Received.Inc()
 	select {
 	case c.slots <- struct{}{}:
 	default:
@@ -27,7 +27,7 @@ func (c *Collector) handle(_ paho.Client, m paho.Message) {
 			return // unacknowledged, so the broker redelivers it
 		}
 	}
-	c.inFlight.Inc()
+	c.src.InFlight.Inc()
 
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"fleetmeter/ingest"
 	"fleetmeter/ingest/payload"
@@ -33,10 +32,7 @@ type Collector struct {
 	metrics *ingest.Metrics
 	logger  *slog.Logger
 
-	// The metric children of source mqtt, resolved once: the handler runs per message.
-	received, accepted prometheus.Counter
-	inFlight           prometheus.Gauge
-	ackLatency         prometheus.Observer
+	src ingest.SourceMetrics // resolved once: the handler runs per message
 
 	// mu guards parser and recs. Paho runs one handler goroutine per connection, so it is
 	// uncontended; it is held anyway because a reconnect starts a new handler goroutine.
@@ -93,8 +89,7 @@ func New(cfg Config, sink ingest.Sink, metrics *ingest.Metrics, logger *slog.Log
 	}
 	const src = record.SourceMQTT
 	c := &Collector{cfg: cfg, sink: sink, metrics: metrics, logger: logger, watchFile: watchFile,
-		received: metrics.Received.WithLabelValues(src), accepted: metrics.Accepted.WithLabelValues(src),
-		inFlight: metrics.InFlight.WithLabelValues(src), ackLatency: metrics.AckLatency.WithLabelValues(src),
+		src:    metrics.For(src),
 		parser: payload.Parser{Limits: payload.DefaultLimits()},
 		slots:  make(chan struct{}, cfg.MaxInFlight), acks: make(chan ackItem, cfg.MaxInFlight),
 		stopping: make(chan struct{}), resync: make(chan struct{}, 1)}
@@ -297,7 +292,7 @@ func (c *Collector) acker(stop <-chan struct{}, done chan<- struct{}) {
 
 func (c *Collector) finish(a ackItem) {
 	<-c.slots
-	c.inFlight.Dec()
+	c.src.InFlight.Dec()
 	if a.err != nil {
 		// Not acknowledged: the broker redelivers it once the session reconnects.
 		if ok, n := c.sinkLog.allow(time.Now(), 5*time.Second); ok {
@@ -310,8 +305,8 @@ func (c *Collector) finish(a ackItem) {
 		}
 		return
 	}
-	c.accepted.Add(float64(a.records))
-	c.ackLatency.Observe(time.Since(a.received).Seconds())
+	c.src.Accepted.Add(float64(a.records))
+	c.src.AckLatency.Observe(time.Since(a.received).Seconds())
 	a.msg.Ack() // a no-op for QoS 0
 }
 
