@@ -153,7 +153,9 @@ func (p *Producer) flushLocked(part int32) {
 		}
 		return
 	}
-	// The payload must outlive this call: kgo holds it until acknowledged.
+	// Encoding goes into a reused, already grown buffer (growing it during the IPC write
+	// is what makes Arrow encoding slow); the message gets an exact-size copy, since kgo
+	// holds it until acknowledged.
 	value := append([]byte(nil), payload...)
 	p.scratch = payload[:0]
 	rec := &kgo.Record{Topic: TopicUsage, Partition: part, Value: value,
