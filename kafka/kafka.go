@@ -111,19 +111,36 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg Config, topics ...str
 			}
 		}
 	}
-	md, err := adm.ListTopics(ctx, topics...)
-	if err != nil {
-		return nil, fmt.Errorf("list topics: %w", err)
-	}
-	counts := make(map[string]int32, len(topics))
-	for _, t := range topics {
-		d, ok := md[t]
-		if !ok || d.Err != nil || len(d.Partitions) == 0 {
-			return nil, fmt.Errorf("topic %s: no metadata after create", t)
+	// Metadata can lag a create, above all when several processes create the same topics
+	// at once (a mediator and a rater starting together): wait for it, briefly.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		md, err := adm.ListTopics(ctx, topics...)
+		if err != nil {
+			return nil, fmt.Errorf("list topics: %w", err)
 		}
-		counts[t] = int32(len(d.Partitions))
+		counts := make(map[string]int32, len(topics))
+		var missing error
+		for _, t := range topics {
+			d, ok := md[t]
+			if !ok || d.Err != nil || len(d.Partitions) == 0 {
+				missing = fmt.Errorf("topic %s: no metadata after create", t)
+				break
+			}
+			counts[t] = int32(len(d.Partitions))
+		}
+		if missing == nil {
+			return counts, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, missing
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return counts, nil
 }
 
 // PartitionCounts returns the partition count of each topic, which must exist.
