@@ -1,0 +1,392 @@
+package record
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// refParseJSON is ParseJSON as it was before the hand-written parser: encoding/json into a
+// shadow struct. The differential tests hold the new parser to it.
+func refParseJSON(line []byte) (Usage, error) {
+	var j refUsageJSON
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return Usage{}, fmt.Errorf("decode json: %w", err)
+	}
+	if dec.More() {
+		return Usage{}, fmt.Errorf("decode json: trailing data after object")
+	}
+	return j.usage()
+}
+
+type refUsageJSON struct {
+	EventID      string   `json:"event_id"`
+	Tenant       string   `json:"tenant"`
+	Device       string   `json:"device"`
+	Source       string   `json:"source"`
+	StartTime    string   `json:"start_time"`
+	EndTime      string   `json:"end_time"`
+	ReceivedTime string   `json:"received_time"`
+	BytesUp      uint64   `json:"bytes_up"`
+	BytesDown    uint64   `json:"bytes_down"`
+	DurationMs   uint64   `json:"duration_ms"`
+	Events       uint64   `json:"events"`
+	RatingGroup  uint32   `json:"rating_group"`
+	PLMN         string   `json:"plmn"`
+	Cell         string   `json:"cell"`
+	Lat          *float64 `json:"lat"`
+	Lon          *float64 `json:"lon"`
+	RAT          string   `json:"rat"`
+	SliceSST     *uint8   `json:"slice_sst"`
+	SliceSD      string   `json:"slice_sd"`
+}
+
+func (j *refUsageJSON) usage() (Usage, error) {
+	u := Usage{EventID: j.EventID, Tenant: j.Tenant, Device: j.Device, Source: j.Source,
+		BytesUp: j.BytesUp, BytesDown: j.BytesDown, DurationMs: j.DurationMs, Events: j.Events,
+		RatingGroup: j.RatingGroup, PLMN: j.PLMN, Cell: j.Cell, RAT: j.RAT, SliceSD: j.SliceSD}
+	var err error
+	if u.StartTime, err = refParseTime("start_time", j.StartTime); err != nil {
+		return Usage{}, err
+	}
+	u.EndTime = u.StartTime
+	if j.EndTime != "" {
+		if u.EndTime, err = refParseTime("end_time", j.EndTime); err != nil {
+			return Usage{}, err
+		}
+	}
+	if j.ReceivedTime != "" {
+		if u.ReceivedTime, err = refParseTime("received_time", j.ReceivedTime); err != nil {
+			return Usage{}, err
+		}
+	}
+	if (j.Lat == nil) != (j.Lon == nil) {
+		return Usage{}, fmt.Errorf("decode json: lat and lon must both be set or both be null")
+	}
+	if j.Lat != nil {
+		if math.IsNaN(*j.Lat) || math.IsNaN(*j.Lon) {
+			return Usage{}, fmt.Errorf("decode json: position is NaN")
+		}
+		u.Lat, u.Lon, u.HasPos = *j.Lat, *j.Lon, true
+	}
+	if j.SliceSST != nil {
+		u.SliceSST, u.HasSlice = *j.SliceSST, true
+	}
+	return u, nil
+}
+
+func refParseTime(field, s string) (int64, error) {
+	if s == "" {
+		return 0, fmt.Errorf("field %s: missing", field)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, fmt.Errorf("field %s: %w", field, err)
+	}
+	return t.UnixMilli(), nil
+}
+
+var (
+	refStructField   = regexp.MustCompile(`Go struct field \w+\.(\w+)`)
+	refFieldPrefix   = regexp.MustCompile(`^field (\w+):`)
+	refUnknownField  = regexp.MustCompile(`unknown field ".*"$`)
+	refPositionError = regexp.MustCompile(`lat and lon|position is NaN`)
+)
+
+// sameUsage compares records, floats by bits (so -0 and 0 differ).
+func sameUsage(a, b Usage) bool {
+	fa, fb := a, b
+	fa.Lat, fa.Lon, fb.Lat, fb.Lon = 0, 0, 0, 0
+	return fa == fb && math.Float64bits(a.Lat) == math.Float64bits(b.Lat) &&
+		math.Float64bits(a.Lon) == math.Float64bits(b.Lon)
+}
+
+// checkParseJSON holds ParseJSON to refParseJSON on one input.
+func checkParseJSON(t *testing.T, line []byte) {
+	t.Helper()
+	want, wantErr := refParseJSON(line)
+	got, err := ParseJSON(line)
+	switch {
+	case (err == nil) != (wantErr == nil):
+		t.Fatalf("ParseJSON(%q):\n err = %v\nwant %v", line, err, wantErr)
+	case err == nil && !sameUsage(got, want):
+		t.Fatalf("ParseJSON(%q):\n got %+v\nwant %+v", line, got, want)
+	case err == nil:
+		return
+	}
+	if got != (Usage{}) {
+		t.Fatalf("ParseJSON(%q) = %+v with error %v, want a zero record", line, got, err)
+	}
+	// Where the reference names the field, so must ParseJSON.
+	msg, wantMsg := err.Error(), wantErr.Error()
+	var need string
+	if m := refStructField.FindStringSubmatch(wantMsg); m != nil {
+		need = "field usageJSON." + m[1] + " "
+	} else if m := refFieldPrefix.FindStringSubmatch(wantMsg); m != nil {
+		need = "field " + m[1] + ":"
+	} else if m := refUnknownField.FindString(wantMsg); m != "" {
+		need = m
+	} else if m := refPositionError.FindString(wantMsg); m != "" {
+		need = m
+	}
+	if need != "" && !strings.Contains(msg, need) {
+		t.Fatalf("ParseJSON(%q):\n err = %v\nwant it to contain %q (reference: %v)", line, err, need, wantErr)
+	}
+	// Beyond that, the messages are the same: ParseJSON words its errors as encoding/json does.
+	if wantMsg = strings.ReplaceAll(wantMsg, "refUsageJSON", "usageJSON"); msg != wantMsg {
+		t.Fatalf("ParseJSON(%q):\n err = %v\nwant %v", line, err, wantMsg)
+	}
+}
+
+// parseJSONSeeds are edge cases beyond testdata/parsejson_seeds.jsonl.
+func parseJSONSeeds() []string {
+	const st = `"start_time":"2025-11-25T10:00:00Z"`
+	seeds := []string{
+		sampleUsageLine,
+		"",
+		" ",
+		"null",
+		"null}",
+		"nullx",
+		" null ",
+		"{}",
+		"{} ",
+		"{}}",
+		"{}]x",
+		"{} x",
+		"{" + st + "}",
+		"{" + st + "}\n",
+		"{" + st + "} \t\r\n ]garbage",
+		"{" + st + "} }",
+		"{" + st + "} {}",
+		"{" + st + "}null",
+		" \t\r\n{ \t\r\n" + `"start_time"` + " \t\r\n: \t\r\n" + `"2025-11-25T10:00:00Z"` + " \t\r\n} \t\r\n",
+		"{" + st + ",}",
+		"{," + st + "}",
+		"{" + st + ",,}",
+		"{" + st,
+		"{" + st + ",",
+		`{"START_TIME":"2025-11-25T10:00:00Z","Event_ID":"x"}`,
+		`{"ſtart_time":"2025-11-25T10:00:00Z","ſource":"mqtt"}`,
+		`{"\u0073tart_time":"2025-11-25T10:00:00Z"}`,
+		`{"start\u005ftime":"2025-11-25T10:00:00Z"}`,
+		`{"\u017ftart_time":"2025-11-25T10:00:00Z"}`,
+		"{\"start_time\xff\":\"2025-11-25T10:00:00Z\"}",
+		`{"start_time":"2025-11-25T10:00:00Z","start_time":"2025-11-25T11:00:00Z"}`,
+		`{"start_time":"2025-11-25T10:00:00Z","start_time":null}`,
+		`{"start_time":null,` + st + `}`,
+		`{` + st + `,"bytes_up":5,"bytes_up":null}`,
+		`{` + st + `,"event_id":"a","event_id":null,"tenant":"t","tenant":"u"}`,
+		`{` + st + `,"lat":1,"lon":2,"lat":null}`,
+		`{` + st + `,"lat":1,"lon":2,"lat":null,"lon":null}`,
+		`{` + st + `,"lat":null,"lon":null}`,
+		`{` + st + `,"lat":-0,"lon":-0.0}`,
+		`{` + st + `,"lat":1e2,"lon":1E-2}`,
+		`{` + st + `,"lat":1e400,"lon":1}`,
+		`{` + st + `,"lat":1e-400,"lon":1}`,
+		`{` + st + `,"lat":0.1234567890123456789,"lon":123456789012345678901234567890}`,
+		`{` + st + `,"lat":52.520008,"lon":-13.404954}`,
+		`{` + st + `,"lat":01,"lon":1}`,
+		`{` + st + `,"lat":1.,"lon":1}`,
+		`{` + st + `,"lat":.5,"lon":1}`,
+		`{` + st + `,"lat":+1,"lon":1}`,
+		`{` + st + `,"lat":-,"lon":1}`,
+		`{` + st + `,"lat":1e,"lon":1}`,
+		`{` + st + `,"lat":"1","lon":1}`,
+		`{` + st + `,"lat":true,"lon":1}`,
+		`{` + st + `,"slice_sst":255}`,
+		`{` + st + `,"slice_sst":256}`,
+		`{` + st + `,"slice_sst":3,"slice_sst":null}`,
+		`{` + st + `,"slice_sst":null,"slice_sst":7}`,
+		`{` + st + `,"rating_group":4294967295}`,
+		`{` + st + `,"rating_group":4294967296}`,
+		`{` + st + `,"bytes_up":18446744073709551615}`,
+		`{` + st + `,"bytes_up":18446744073709551616}`,
+		`{` + st + `,"bytes_up":99999999999999999999}`,
+		`{` + st + `,"bytes_up":-0}`,
+		`{` + st + `,"bytes_up":-1}`,
+		`{` + st + `,"bytes_up":1.0}`,
+		`{` + st + `,"bytes_up":1e3}`,
+		`{` + st + `,"bytes_up":0}`,
+		`{` + st + `,"bytes_up":00}`,
+		`{` + st + `,"bytes_up":"1"}`,
+		`{` + st + `,"bytes_up":true}`,
+		`{` + st + `,"bytes_up":[]}`,
+		`{` + st + `,"bytes_up":{}}`,
+		`{` + st + `,"event_id":1}`,
+		`{` + st + `,"event_id":[1,2]}`,
+		`{` + st + `,"event_id":{"a":1}}`,
+		`{` + st + `,"event_id":nul}`,
+		`{` + st + `,"event_id":tru}`,
+		`{` + st + `,"event_id":"\u0000\b\f\n\r\t\"\\\/"}`,
+		`{` + st + `,"event_id":"\ud83d\ude9c \ud83d \ude9c \ud83dx \ud83d\u0041 \udc00\ud800"}`,
+		`{` + st + `,"event_id":"\uD83D\uDE9C\uDBFF\uDFFF\uFFFF\u00e9"}`,
+		`{` + st + `,"event_id":"\x"}`,
+		`{` + st + `,"event_id":"\u12"}`,
+		`{` + st + `,"event_id":"\u12G4"}`,
+		`{` + st + `,"event_id":"\'"}`,
+		"{" + st + ",\"event_id\":\"a\x01b\"}",
+		"{" + st + ",\"event_id\":\"a\x7fb\"}",
+		"{" + st + ",\"event_id\":\"ok\xffbad\xed\xa0\x80\xc0\xaf\"}",
+		"{" + st + ",\"event_id\":\"ü🚜\"}",
+		`{` + st + `,"event_id":"unterminated}`,
+		`{` + st + `,"unknown":1}`,
+		`{"unknown":1,` + st + `}`,
+		`{` + st + `,"bytes_up":1x}`,
+		`{"start_time":"2025-11-25T10:00:00.123456789123Z"}`,
+		`{"start_time":"2025-11-25T10:00:00.5+01:00","end_time":"2025-11-25T10:00:00-23:59"}`,
+		`{"start_time":"2025-11-25T10:00:00,5Z"}`,
+		`{"start_time":"2025-11-25t10:00:00Z"}`,
+		`{"start_time":"2025-11-25T10:00:00z"}`,
+		`{"start_time":"2024-02-29T00:00:00Z","end_time":"2023-02-29T00:00:00Z"}`,
+		`{"start_time":"2100-02-29T00:00:00Z"}`,
+		`{"start_time":"2000-02-29T00:00:00Z"}`,
+		`{"start_time":"0000-01-01T00:00:00Z","received_time":"9999-12-31T23:59:59.999999999Z"}`,
+		`{"start_time":"2025-11-25T24:00:00Z"}`,
+		`{"start_time":"2025-11-25T23:59:60Z"}`,
+		`{"start_time":"2025-11-25T10:00:00+24:00"}`,
+		`{"start_time":"2025-11-25T10:00:00"}`,
+		`{"start_time":"1969-12-31T23:59:59.9999Z"}`,
+		`{"start_time":"2025-11-25T10:00:00Z","end_time":""}`,
+		`{"start_time":"","end_time":"2025-11-25T10:00:00Z"}`,
+		`{"start_time":"2025-11-25T10:00:00Z","received_time":"\u0032025-11-25T10:00:00Z"}`,
+		`{"start_time":"2025-11-25T10:00:00Z","end_time":"x"}`,
+		"\ufeff{" + st + "}",
+		"[]",
+		`"x"`,
+		"1",
+		"{" + st + ",\"event_id\":\"" + strings.Repeat("long value ", 40) + "\"}",
+		`{"start_time":"2025-11-25T10:00:00Z","ΚΕΛΒΙΝ":1}`,
+	}
+	return seeds
+}
+
+// readParseJSONSeeds reads testdata/parsejson_seeds.jsonl: one input a line.
+func readParseJSONSeeds(t testing.TB) []string {
+	f, err := os.Open("testdata/parsejson_seeds.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return lines
+}
+
+func TestParseJSONMatchesReference(t *testing.T) {
+	for _, s := range append(readParseJSONSeeds(t), parseJSONSeeds()...) {
+		checkParseJSON(t, []byte(s))
+	}
+	for _, u := range jsonSamples() {
+		checkParseJSON(t, AppendJSON(nil, &u))
+	}
+}
+
+// TestParseJSONFloats checks the float fast path against strconv on random decimals.
+func TestParseJSONFloats(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200_000 {
+		var b []byte
+		if r.IntN(2) == 0 {
+			b = append(b, '-')
+		}
+		b = strconv.AppendUint(b, r.Uint64N(1_000_000_000), 10)
+		if r.IntN(4) != 0 {
+			b = append(b, '.')
+			for n := 1 + r.IntN(18); n > 0; n-- {
+				b = append(b, byte('0'+r.IntN(10)))
+			}
+		}
+		p := jsonParser{data: b}
+		got, err := p.parseFloat(fLat)
+		want, werr := strconv.ParseFloat(string(b), 64)
+		if err != nil || werr != nil || math.Float64bits(got) != math.Float64bits(want) || p.pos != len(b) {
+			t.Fatalf("parseFloat(%s) = %v, %v; strconv: %v, %v", b, got, err, want, werr)
+		}
+	}
+}
+
+// TestParseJSONTimes checks the RFC 3339 fast path against time.Parse on random times.
+func TestParseJSONTimes(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 100_000 {
+		s := fmt.Sprintf("%04d-%02d-%02dT%02d:%02d:%02d", r.IntN(10000), r.IntN(14), r.IntN(33),
+			r.IntN(25), r.IntN(61), r.IntN(61))
+		if r.IntN(2) == 0 {
+			s += "." + fmt.Sprintf("%012d", r.Int64N(1_000_000_000_000))[:1+r.IntN(12)]
+		}
+		switch r.IntN(3) {
+		case 0:
+			s += "Z"
+		case 1:
+			s += fmt.Sprintf("%c%02d:%02d", "+-"[r.IntN(2)], r.IntN(25), r.IntN(61))
+		}
+		got, err := parseTimeBytes("start_time", []byte(s))
+		want, werr := refParseTime("start_time", s)
+		if (err == nil) != (werr == nil) || got != want {
+			t.Fatalf("parseTimeBytes(%s) = %v, %v; want %v, %v", s, got, err, want, werr)
+		}
+	}
+}
+
+func TestParseJSONAllocs(t *testing.T) {
+	line := []byte(sampleUsageLine)
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := ParseJSON(line); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 1 {
+		t.Errorf("ParseJSON allocates %v times per canonical line, want at most 1", n)
+	}
+}
+
+func FuzzParseJSON(f *testing.F) {
+	for _, s := range readParseJSONSeeds(f) {
+		f.Add([]byte(s))
+	}
+	for _, s := range parseJSONSeeds() {
+		f.Add([]byte(s))
+	}
+	for _, u := range jsonSamples() {
+		f.Add(AppendJSON(nil, &u))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		checkParseJSON(t, line)
+	})
+}
+
+func BenchmarkParseJSON(b *testing.B) {
+	line := []byte(sampleUsageLine)
+	for _, impl := range []struct {
+		name  string
+		parse func([]byte) (Usage, error)
+	}{{"handwritten", ParseJSON}, {"encoding_json", refParseJSON}} {
+		b.Run("impl="+impl.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(line)))
+			for b.Loop() {
+				if _, err := impl.parse(line); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRows(b, 1, 0)
+		})
+	}
+}
