@@ -50,6 +50,12 @@ type waiter struct {
 	done    func(error)
 }
 
+func (w *waiter) add() {
+	w.mu.Lock()
+	w.pending++
+	w.mu.Unlock()
+}
+
 func (w *waiter) finish(err error) {
 	w.mu.Lock()
 	if err != nil && w.err == nil {
@@ -124,7 +130,7 @@ func (p *Producer) Enqueue(recs []record.Usage, done func(error)) {
 		b.recs = append(b.recs, recs[i])
 		if n := len(b.waiters); n == 0 || b.waiters[n-1] != w {
 			b.waiters = append(b.waiters, w)
-			w.pending++
+			w.add() // a batch already flushed may be finishing w concurrently
 		}
 		if len(b.recs) >= p.cfg.BatchRecords {
 			p.flushLocked(part)
