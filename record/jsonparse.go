@@ -410,7 +410,7 @@ func (p *jsonParser) parseUint(f int, max uint64, goType string) (uint64, error)
 // numberErr is the error for the number at p.pos that field f cannot hold.
 func (p *jsonParser) numberErr(f int, goType string) error {
 	q := jsonParser{data: p.data, pos: p.pos}
-	if _, err := q.parseFloat(f); err != nil {
+	if _, err := q.parseFloat(f, goType); err != nil {
 		return err // not a JSON number
 	}
 	return typeErr(f, "number "+string(p.data[p.pos:q.pos]), goType)
@@ -420,7 +420,9 @@ var float64pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9
 	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
 
 // parseFloat reads a JSON number for field f; p.pos is at its first byte.
-func (p *jsonParser) parseFloat(f int) (float64, error) {
+// parseFloat reads a number for field f; goType names the field's type in a range error
+// (a uint field given 1E700 is reported as uint64, as encoding/json does).
+func (p *jsonParser) parseFloat(f int, goType string) (float64, error) {
 	d := p.data
 	start := p.pos
 	i := start
@@ -484,7 +486,7 @@ func (p *jsonParser) parseFloat(f int) (float64, error) {
 	}
 	v, err := strconv.ParseFloat(string(d[start:i]), 64)
 	if err != nil {
-		return 0, typeErr(f, "number "+string(d[start:i]), "float64")
+		return 0, typeErr(f, "number "+string(d[start:i]), goType)
 	}
 	return v, nil
 }
@@ -636,7 +638,7 @@ func parseJSONUsage(line []byte) (Usage, error) {
 					}
 					break
 				}
-				v, err := p.parseFloat(f)
+				v, err := p.parseFloat(f, "float64")
 				if err != nil {
 					return Usage{}, jsonSyntaxError(line, err)
 				}
