@@ -107,6 +107,38 @@ func offlineTotals(t *testing.T, ctx context.Context, rulesDir, input string, cl
 	return want
 }
 
+// feed produces recs to topic usage in chunks with a pause between them; the channel
+// reports the end.
+func feed(ctx context.Context, prod *kafka.Producer, recs []record.Usage, chunk int, pause time.Duration) <-chan error {
+	fed := make(chan error, 1)
+	go func() {
+		for i := 0; i < len(recs); i += chunk {
+			if err := ingest.Produce(ctx, prod, recs[i:min(i+chunk, len(recs))]); err != nil {
+				fed <- err
+				return
+			}
+			time.Sleep(pause)
+		}
+		fed <- nil
+	}()
+	return fed
+}
+
+// ratingStages starts `rater run` and `rater load` as instance id and waits until both
+// are ready; it returns their /readyz URLs and processes.
+func ratingStages(t *testing.T, kafkaAddr, chAddr, rulesDir, id string) (raterReady, loaderReady string, rater, loader *proc) {
+	t.Helper()
+	raterListen, loadListen := addr(freePort(t)), addr(freePort(t))
+	rater = start(t, filepath.Join(binDir, "rater"), "run", "--kafka.brokers", kafkaAddr, "--instance", id,
+		"--rules", rulesDir, "--listen", raterListen, "--log-level", "error")
+	loader = start(t, filepath.Join(binDir, "rater"), "load", "--kafka.brokers", kafkaAddr, "--instance", id,
+		"--clickhouse.addr", chAddr, "--listen", loadListen, "--log-level", "error")
+	raterReady, loaderReady = "http://"+raterListen+"/readyz", "http://"+loadListen+"/readyz"
+	waitReady(t, raterReady, rater)
+	waitReady(t, loaderReady, loader)
+	return raterReady, loaderReady, rater, loader
+}
+
 // restartable is a stage the harness kills and starts again with the same arguments.
 type restartable struct {
 	name string
@@ -168,18 +200,7 @@ func TestCrashEffectivelyOnce(t *testing.T) {
 	}
 
 	// Feed the input over a few seconds while the harness kills stages.
-	fed := make(chan error, 1)
-	go func() {
-		const chunk = 2000
-		for i := 0; i < len(recs); i += chunk {
-			if err := ingest.Produce(ctx, prod, recs[i:min(i+chunk, len(recs))]); err != nil {
-				fed <- err
-				return
-			}
-			time.Sleep(60 * time.Millisecond)
-		}
-		fed <- nil
-	}()
+	fed := feed(ctx, prod, recs, 2000, 60*time.Millisecond)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	kills := map[string]int{}
 	for n := 0; n < 12; n++ {

@@ -82,27 +82,10 @@ func TestClickHouseOutage(t *testing.T) {
 	}
 	defer prod.Close(context.Background())
 
-	raterListen, loadListen := addr(freePort(t)), addr(freePort(t))
-	rater := start(t, filepath.Join(binDir, "rater"), "run", "--kafka.brokers", kafkaAddr, "--instance", "o1",
-		"--rules", rulesDir, "--listen", raterListen, "--log-level", "warn")
-	loader := start(t, filepath.Join(binDir, "rater"), "load", "--kafka.brokers", kafkaAddr, "--instance", "o1",
-		"--clickhouse.addr", ch.NativeAddr(), "--listen", loadListen, "--log-level", "error")
-	waitReady(t, "http://"+raterListen+"/readyz", rater)
-	waitReady(t, "http://"+loadListen+"/readyz", loader)
+	_, loaderReady, _, loader := ratingStages(t, kafkaAddr, ch.NativeAddr(), rulesDir, "o1")
 
 	// Feed usage steadily through the whole outage.
-	fed := make(chan error, 1)
-	go func() {
-		const chunk = 500
-		for i := 0; i < len(recs); i += chunk {
-			if err := ingest.Produce(ctx, prod, recs[i:min(i+chunk, len(recs))]); err != nil {
-				fed <- err
-				return
-			}
-			time.Sleep(40 * time.Millisecond)
-		}
-		fed <- nil
-	}()
+	fed := feed(ctx, prod, recs, 500, 40*time.Millisecond)
 	time.Sleep(3 * time.Second)
 	if err := ch.Stop(); err != nil {
 		t.Fatal(err)
@@ -111,7 +94,7 @@ func TestClickHouseOutage(t *testing.T) {
 	var notReady bool
 	rssFirst, rssMax := 0, 0
 	for time.Since(outageStart) < 30*time.Second {
-		if readyStatus("http://"+loadListen+"/readyz") == http.StatusServiceUnavailable {
+		if readyStatus(loaderReady) == http.StatusServiceUnavailable {
 			notReady = true
 		}
 		rss := rssKB(t, loader.cmd.Process.Pid)
@@ -131,7 +114,7 @@ func TestClickHouseOutage(t *testing.T) {
 	if ch, err = ch.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, "http://"+loadListen+"/readyz", loader)
+	waitReady(t, loaderReady, loader)
 	if err := <-fed; err != nil {
 		t.Fatal(err)
 	}
@@ -182,21 +165,15 @@ func TestKafkaOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	raterListen, loadListen := addr(freePort(t)), addr(freePort(t))
-	rater := start(t, filepath.Join(binDir, "rater"), "run", "--kafka.brokers", kafkaAddr, "--instance", "k1",
-		"--rules", rulesDir, "--listen", raterListen, "--log-level", "error")
-	loader := start(t, filepath.Join(binDir, "rater"), "load", "--kafka.brokers", kafkaAddr, "--instance", "k1",
-		"--clickhouse.addr", ch.NativeAddr(), "--listen", loadListen, "--log-level", "error")
-	waitReady(t, "http://"+raterListen+"/readyz", rater)
-	waitReady(t, "http://"+loadListen+"/readyz", loader)
+	raterReady, loaderReady, rater, loader := ratingStages(t, kafkaAddr, ch.NativeAddr(), rulesDir, "k1")
 	time.Sleep(2 * time.Second)
 
 	kc.Close()
 	outage := time.Now()
 	raterDown, loaderDown := false, false
 	for time.Since(outage) < 20*time.Second {
-		raterDown = raterDown || readyStatus("http://"+raterListen+"/readyz") == http.StatusServiceUnavailable
-		loaderDown = loaderDown || readyStatus("http://"+loadListen+"/readyz") == http.StatusServiceUnavailable
+		raterDown = raterDown || readyStatus(raterReady) == http.StatusServiceUnavailable
+		loaderDown = loaderDown || readyStatus(loaderReady) == http.StatusServiceUnavailable
 		time.Sleep(time.Second)
 	}
 	if !raterDown || !loaderDown {
@@ -210,8 +187,8 @@ func TestKafkaOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = prod.Close(ctx)
-	waitReady(t, "http://"+raterListen+"/readyz", rater)
-	waitReady(t, "http://"+loadListen+"/readyz", loader)
+	waitReady(t, raterReady, rater)
+	waitReady(t, loaderReady, loader)
 
 	chcfg := clickhouse.DefaultConfig()
 	chcfg.Addr = []string{ch.NativeAddr()}
