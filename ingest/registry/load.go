@@ -24,6 +24,7 @@ type deviceDoc struct {
 	CoAPPSKIdentity string `yaml:"coap_psk_identity"`
 	CoAPPSK         string `yaml:"coap_psk"`
 	MQTTUsername    string `yaml:"mqtt_username"`
+	MQTTPassword    string `yaml:"mqtt_password_hash"`
 }
 
 // Load reads and validates a registry file. The error, if any, is an Errors whose entries
@@ -55,7 +56,8 @@ func Parse(file string, data []byte) (*Registry, error) {
 		report := func(k, msg string) error {
 			return &Error{File: file, Line: at(k), Key: "devices[" + strconv.Itoa(i) + "]." + k, Msg: msg}
 		}
-		d := Device{Tenant: dd.Tenant, Device: dd.Device, CoAPPSKIdentity: dd.CoAPPSKIdentity, MQTTUsername: dd.MQTTUsername}
+		d := Device{Tenant: dd.Tenant, Device: dd.Device, CoAPPSKIdentity: dd.CoAPPSKIdentity, MQTTUsername: dd.MQTTUsername,
+			MQTTPasswordHash: PasswordHash(dd.MQTTPassword)}
 		if dd.CoAPPSK != "" {
 			// YAML turns an unquoted 0x1234 into the number 4660; the key must be quoted.
 			if unquoted[i] {

@@ -28,6 +28,9 @@ type Device struct {
 	CoAPPSKIdentity string // DTLS PSK identity the device presents; empty: no CoAP DTLS
 	CoAPPSK         []byte // the pre-shared key of CoAPPSKIdentity
 	MQTTUsername    string // empty: no MQTT username bound to the device
+	// MQTTPasswordHash authenticates MQTTUsername (empty: the username has no password,
+	// so a broker that checks passwords refuses it).
+	MQTTPasswordHash PasswordHash
 }
 
 // Registry is one loaded registry file.
@@ -161,6 +164,15 @@ func (r *Registry) add(d Device, report func(key, msg string) error) {
 	if len(d.CoAPPSK) > 64 {
 		bad("coap_psk", "longer than 64 bytes")
 		ok = false
+	}
+	if d.MQTTPasswordHash != "" {
+		if d.MQTTUsername == "" {
+			bad("mqtt_password_hash", "needs mqtt_username")
+			ok = false
+		} else if err := d.MQTTPasswordHash.Validate(); err != nil {
+			bad("mqtt_password_hash", err.Error())
+			ok = false
+		}
 	}
 	if d.MQTTUsername != "" {
 		if _, dup := r.byMQTT[d.MQTTUsername]; dup {
