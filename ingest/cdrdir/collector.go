@@ -2,7 +2,8 @@
 // CDR files (or raw BER CHFRecords), takes each once its size and mtime have settled,
 // decodes it (package cdr), hands every record to the sink and moves the file to done/
 // only after the sink acknowledged all of it; a damaged file yields the records before
-// the damage, a rejection naming the offset, and goes to failed/ with a reason file.
+// the damage, a rejection naming the offset, and goes to a folder of its own in failed/
+// with reason.json.
 // The Processor it uses is also what `mediator cdr import` runs for batch back-fills.
 package cdrdir
 
@@ -105,7 +106,8 @@ func (c *Collector) Run(ctx context.Context) error {
 	}
 }
 
-// prepare creates the directories, removes temporaries a crash left, and proves that a
+// prepare creates the directories, removes temporaries a crash left, finishes the
+// quarantine a crash interrupted (recoverQuarantines), and proves that a
 // rename from Dir into done/ and failed/ works (same filesystem, writable), so a
 // misconfiguration fails the start instead of every file later.
 func (c *Collector) prepare() error {
@@ -114,6 +116,9 @@ func (c *Collector) prepare() error {
 			return fmt.Errorf("cdrdir: %w", err)
 		}
 		removeTemps(d)
+	}
+	for _, err := range recoverQuarantines(c.dest.Failed) {
+		c.logger.Error("cdr quarantine left by a crash not recovered", "err", err)
 	}
 	for _, d := range []string{c.dest.Done, c.dest.Failed} {
 		probe := filepath.Join(c.cfg.Dir, ".probe-"+strconv.Itoa(os.Getpid())+tmpSuffix)

@@ -268,18 +268,15 @@ func TestDamaged(t *testing.T) {
 		!strings.Contains(r.Detail, "offset 3825") || !slices.Equal(r.Raw, b[3825:]) {
 		t.Errorf("rejection %+v", r)
 	}
-	moved := filepath.Join(f.dir, "failed", "t.cdr")
+	moved := filepath.Join(f.dir, "failed", "t.cdr", "t.cdr")
 	if !exists(moved) || exists(path) || exists(filepath.Join(f.dir, "done", "t.cdr")) {
-		t.Fatal("damaged file not in failed/")
+		t.Fatal("damaged file not in failed/t.cdr/")
 	}
-	reason, err := os.ReadFile(moved + ".reason")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"reason: cdr_damaged", "offset: 3825", "record: 7", "records_produced: 18"} {
-		if !strings.Contains(string(reason), want) {
-			t.Errorf("reason file lacks %q:\n%s", want, reason)
-		}
+	q := readReason(t, filepath.Join(f.dir, "failed", "t.cdr"))
+	if q.Reason != "cdr_damaged" || q.Offset == nil || *q.Offset != 3825 || q.Record == nil || *q.Record != 7 ||
+		q.RecordsProduced != 18 || q.Rejections != 1 || q.File != "t.cdr" || q.Size != int64(len(b)) ||
+		q.SHA256 != sha(b) || !strings.Contains(q.Detail, "offset 3825") {
+		t.Errorf("reason.json %+v", q)
 	}
 	if got := counter(t, f.metrics.Rejected, "cdr", "cdr_damaged"); got != 1 {
 		t.Errorf("rejected metric %v", got)
@@ -372,32 +369,18 @@ func TestUnknownTenant(t *testing.T) {
 
 func TestTooLarge(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.Settle = 0; c.MaxFileBytes = 1000 })
-	f.drop("chf_small_10.cdr", "big.cdr")
+	b := f.drop("chf_small_10.cdr", "big.cdr")
 	f.poll()
 	recs, rejs := f.sink.snapshot()
 	if len(recs) != 0 || len(rejs) != 1 || rejs[0].Reason != "cdr_too_large" || len(rejs[0].Raw) != 6230 {
 		t.Fatalf("%d records, rejections %+v", len(recs), rejs)
 	}
-	if !exists(filepath.Join(f.dir, "failed", "big.cdr")) || !exists(filepath.Join(f.dir, "failed", "big.cdr.reason")) {
-		t.Error("not in failed/")
+	if !exists(filepath.Join(f.dir, "failed", "big.cdr", "big.cdr")) {
+		t.Fatal("not in failed/big.cdr/")
 	}
-}
-
-// A crash between writing the reason file and moving the data file: the restart sends
-// the file again and completes the move under the same name.
-func TestRestartAfterReasonWritten(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.Settle = 0 })
-	os.WriteFile(filepath.Join(f.dir, "failed", "t.cdr.reason"), []byte("stale"), 0o644)
-	os.WriteFile(filepath.Join(f.dir, "failed", ".t.cdr.reason"+tmpSuffix), []byte("half"), 0o644)
-	f.col.prepare() // what a restart does first
-	if exists(filepath.Join(f.dir, "failed", ".t.cdr.reason"+tmpSuffix)) {
-		t.Error("temporary file left")
-	}
-	f.drop("chf_damaged_truncated.cdr", "t.cdr")
-	f.poll()
-	reason, _ := os.ReadFile(filepath.Join(f.dir, "failed", "t.cdr.reason"))
-	if !exists(filepath.Join(f.dir, "failed", "t.cdr")) || !strings.Contains(string(reason), "offset: 3825") {
-		t.Errorf("reason %q", reason)
+	q := readReason(t, filepath.Join(f.dir, "failed", "big.cdr"))
+	if q.Reason != "cdr_too_large" || q.Offset != nil || q.Size != int64(len(b)) || q.SHA256 != sha(b) {
+		t.Errorf("reason.json %+v", q)
 	}
 }
 

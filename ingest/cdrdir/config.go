@@ -16,7 +16,7 @@ type Config struct {
 	Enabled bool   `yaml:"enabled"`
 	Dir     string `yaml:"dir"`     // the drop directory the CHF writes into
 	Done    string `yaml:"done"`    // where finished files go; default <dir>/done
-	Failed  string `yaml:"failed"`  // where damaged files go, each with <name>.reason; default <dir>/failed
+	Failed  string `yaml:"failed"`  // damaged files, each in a folder <name>/ with reason.json; default <dir>/failed
 	Pattern string `yaml:"pattern"` // glob on the file name, e.g. "*.cdr"
 	// Settle is how long a file's size and mtime must stay unchanged before it is taken.
 	Settle time.Duration `yaml:"settle"`

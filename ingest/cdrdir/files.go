@@ -41,7 +41,7 @@ func ListFiles(dir, pattern string) ([]string, error) {
 // Dest says where Process moves a file once its records are acknowledged.
 type Dest struct {
 	Done   string // undamaged files
-	Failed string // damaged files, each beside a <name>.reason text file
+	Failed string // damaged files, each in a folder <name>/ with reason.json
 }
 
 // DestFor is the default Dest for files of dir: dir/done and dir/failed.
@@ -90,31 +90,6 @@ func moveInto(src, dir string) (string, error) {
 	return dst, syncDir(filepath.Dir(src))
 }
 
-// writeFileAtomic writes b to path through a hidden temporary file and a rename, so a
-// reader (or a restart) sees the whole file or none of it.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+tmpSuffix)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
 // tmpSuffix marks this package's temporary files; a crash can leave them behind and
 // the next start removes them.
 const tmpSuffix = ".cdrdir.tmp"
@@ -132,7 +107,8 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// removeTemps deletes what a crash left of writeFileAtomic and the startup probe.
+// removeTemps deletes the temporary files a crash left (the startup probe). Quarantine
+// folders in progress are directories: recoverQuarantines handles them.
 func removeTemps(dir string) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {

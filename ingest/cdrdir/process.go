@@ -2,12 +2,12 @@ package cdrdir
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
 	"time"
 
 	"fleetmeter/cdr"
@@ -39,7 +39,9 @@ type Result struct {
 	Damage *cdr.DecodeError
 	// TooLarge is set when the file exceeded the size limit and was not read.
 	TooLarge bool
-	MovedTo  string // set once moved (to done/ or failed/)
+	// SHA256 is the hex digest of the whole file, taken for failed files only.
+	SHA256  string
+	MovedTo string // set once moved: done/<name>, or failed/<name>/<name>
 }
 
 // Failed reports whether the file belongs in failed/.
@@ -130,6 +132,9 @@ func (p *Processor) Send(ctx context.Context, path string) (Result, error) {
 	if res.Bytes > p.maxFile {
 		res.TooLarge = true
 		b, err = readPrefix(f, maxRejectRaw)
+		if err == nil {
+			res.SHA256, err = hashFrom(f, b)
+		}
 		if err != nil {
 			return res, fmt.Errorf("cdrdir: read %s: %w", path, err)
 		}
@@ -158,6 +163,8 @@ func (p *Processor) Send(ctx context.Context, path string) (Result, error) {
 				de = &cdr.DecodeError{Offset: int64(p.dec.Consumed()), Msg: derr.Error()}
 			}
 			res.Damage = de
+			sum := sha256.Sum256(b)
+			res.SHA256 = hex.EncodeToString(sum[:])
 			p.rejs = append(p.rejs, damageRejection(path, b, de, len(p.recs)+len(p.rejs), received))
 		}
 	}
@@ -193,6 +200,17 @@ func (p *Processor) read(f *os.File, size int64) ([]byte, error) {
 	default:
 		return nil, err
 	}
+}
+
+// hashFrom is the SHA-256 of a file whose first bytes, prefix, were read from f already:
+// it streams the rest, so a file too large to hold is hashed in bounded memory.
+func hashFrom(f *os.File, prefix []byte) (string, error) {
+	h := sha256.New()
+	h.Write(prefix)
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func readPrefix(f *os.File, n int) ([]byte, error) {
@@ -299,10 +317,8 @@ func (p *Processor) sendAll(ctx context.Context, recs []record.Usage, rejs []rec
 	return nil
 }
 
-// Move puts a sent file where it belongs: dest.Done, or dest.Failed with <name>.reason
-// beside it. The reason file is written (atomically) first: a crash between the two
-// leaves the data file in place, so the restart sends it again and rewrites the reason,
-// whereas the other order could leave a failed file without its reason.
+// Move puts a sent file where it belongs: dest.Done, or its own quarantine folder
+// dest.Failed/<name>/ holding the file and reason.json (see quarantine).
 func (r *Result) Move(dest Dest) error {
 	dir := dest.Done
 	if r.Failed() {
@@ -312,13 +328,10 @@ func (r *Result) Move(dest Dest) error {
 		return fmt.Errorf("cdrdir: %w", err)
 	}
 	if r.Failed() {
-		target, err := freeName(dir, filepath.Base(r.Path))
-		if err != nil {
+		if err := r.quarantine(dir); err != nil {
 			return fmt.Errorf("cdrdir: %w", err)
 		}
-		if err := writeFileAtomic(target+".reason", r.reasonText()); err != nil {
-			return fmt.Errorf("cdrdir: %w", err)
-		}
+		return nil
 	}
 	to, err := moveInto(r.Path, dir)
 	if to != "" {
@@ -328,30 +341,4 @@ func (r *Result) Move(dest Dest) error {
 		return fmt.Errorf("cdrdir: %w", err)
 	}
 	return nil
-}
-
-// reasonText is the <name>.reason file of a failed file: key: value lines.
-func (r *Result) reasonText() []byte {
-	var b []byte
-	b = append(b, "file: "...)
-	b = append(b, r.Path...)
-	b = append(b, "\nbytes: "...)
-	b = strconv.AppendInt(b, r.Bytes, 10)
-	if r.Damage != nil {
-		b = append(b, "\nreason: "+ReasonDamaged+"\noffset: "...)
-		b = strconv.AppendInt(b, r.Damage.Offset, 10)
-		b = append(b, "\nrecord: "...)
-		b = strconv.AppendInt(b, int64(r.Damage.Record), 10)
-		b = append(b, "\nerror: "...)
-		b = append(b, r.Damage.Error()...)
-	} else {
-		b = append(b, "\nreason: "+ReasonTooLarge+"\nerror: file exceeds cdr.max_file_bytes; not read"...)
-	}
-	b = append(b, "\nrecords_produced: "...)
-	b = strconv.AppendInt(b, int64(r.Records), 10)
-	b = append(b, "\nrejections: "...)
-	b = strconv.AppendInt(b, int64(r.Rejected), 10)
-	b = append(b, "\nfailed_at: "...)
-	b = time.Now().UTC().AppendFormat(b, time.RFC3339)
-	return append(b, '\n')
 }
