@@ -46,13 +46,13 @@ func (f Filter) where() (string, []any) {
 // Duplicates are collapsed by GROUP BY (tenant, record_id) rather than FINAL: it runs on
 // every thread, and on a Distributed table the initiator merges the groups of all shards,
 // so it stays exact even if copies of a record sit on different shards (FINAL collapses
-// only within one shard). Of several copies, the one rated last counts, as the
-// ReplacingMergeTree keeps on merge; copies are normally identical anyway.
+// only within one shard). Of several copies, the one rated first counts (a record is
+// priced once), as the ReplacingMergeTree keeps on merge.
 func TotalsQuery(db string, f Filter) (string, []any) {
 	where, args := f.where()
 	q := "SELECT tenant, cur, count() AS records, sum(amt) AS amount\n" +
 		"FROM (\n" +
-		"SELECT tenant, record_id, argMax(currency, rated_time_ms) AS cur, argMax(amount, rated_time_ms) AS amt\n" +
+		"SELECT tenant, record_id, argMin(currency, rated_time_ms) AS cur, argMin(amount, rated_time_ms) AS amt\n" +
 		"FROM " + db + ".rated_usage\n" +
 		where +
 		"GROUP BY tenant, record_id\n" +
@@ -74,14 +74,14 @@ var recordColumns = []string{
 }
 
 // RecordsQuery returns the rated records, one row per (tenant, record_id): the copy rated
-// last, as in TotalsQuery. LIMIT 1 BY is applied again on the initiator of a Distributed
+// first, as in TotalsQuery. LIMIT 1 BY is applied again on the initiator of a Distributed
 // query, so it is exact across shards too.
 func RecordsQuery(db string, f Filter) (string, []any) {
 	where, args := f.where()
 	q := "SELECT " + strings.Join(recordColumns, ", ") + "\n" +
 		"FROM " + db + ".rated_usage\n" +
 		where +
-		"ORDER BY tenant, record_id, rated_time_ms DESC\n" +
+		"ORDER BY tenant, record_id, rated_time_ms\n" +
 		"LIMIT 1 BY tenant, record_id"
 	return q, args
 }

@@ -49,7 +49,7 @@ func TestQueryBuilders(t *testing.T) {
 			name: "totals all",
 			want: `SELECT tenant, cur, count() AS records, sum(amt) AS amount
 FROM (
-SELECT tenant, record_id, argMax(currency, rated_time_ms) AS cur, argMax(amount, rated_time_ms) AS amt
+SELECT tenant, record_id, argMin(currency, rated_time_ms) AS cur, argMin(amount, rated_time_ms) AS amt
 FROM fm.rated_usage
 GROUP BY tenant, record_id
 )
@@ -60,7 +60,7 @@ ORDER BY tenant, cur`,
 			name: "totals tenant",
 			want: `SELECT tenant, cur, count() AS records, sum(amt) AS amount
 FROM (
-SELECT tenant, record_id, argMax(currency, rated_time_ms) AS cur, argMax(amount, rated_time_ms) AS amt
+SELECT tenant, record_id, argMin(currency, rated_time_ms) AS cur, argMin(amount, rated_time_ms) AS amt
 FROM fm.rated_usage
 WHERE tenant = ?
 GROUP BY tenant, record_id
@@ -74,7 +74,7 @@ ORDER BY tenant, cur`,
 			want: `SELECT event_id, tenant, device, source, start_time_ms, end_time_ms, received_time_ms, bytes_up, bytes_down, duration_ms, events, rating_group, plmn, cell, lat, lon, rat, slice_sst, slice_sd, record_id, charge, zone, mobility, tariff, tariff_version, offer, active_devices, currency, amount_micros, rated_time_ms
 FROM fm.rated_usage
 WHERE start_time >= toDateTime(?) AND start_time_ms >= ? AND start_time <= toDateTime(?) AND start_time_ms < ?
-ORDER BY tenant, record_id, rated_time_ms DESC
+ORDER BY tenant, record_id, rated_time_ms
 LIMIT 1 BY tenant, record_id`,
 			wargs: []any{int64(1761955200), uint64(1761955200000), int64(1764547199), uint64(1764547200000)},
 		},

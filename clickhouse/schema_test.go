@@ -48,7 +48,7 @@ func TestRenderVariants(t *testing.T) {
 	}
 	for _, want := range []string{
 		"CREATE TABLE IF NOT EXISTS fm.rated_usage_local ON CLUSTER c1",
-		"ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/fm/rated_usage_local', '{replica}', rated_time_ms)",
+		"ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/fm/rated_usage_local', '{replica}', keep_first)",
 		"ENGINE = Distributed(c1, fm, rated_usage_local, cityHash64(tenant, record_id))",
 		"TO fm.rated_daily_device_local",
 		"FROM fm.rated_usage_local",

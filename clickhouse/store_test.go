@@ -154,9 +154,53 @@ func TestDuplicatesCountOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 2 || recs[0].RatedTime != again.RatedTime {
-		t.Fatalf("records = %+v, want 2 with the latest rating first", recs)
+	if len(recs) != 2 || recs[0].RatedTime != in[0].RatedTime {
+		t.Fatalf("records = %+v, want 2 with the first rating of the copied record", recs)
 	}
+}
+
+// A record is priced once: a copy rated later with another amount (a device resending
+// after the device's state moved on) never replaces the first rating, neither in reads
+// nor after the table merges.
+func TestFirstRatingStands(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	in := sampleRated()[:1]
+	if err := st.InsertRated(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	later := in[0]
+	later.RatedTime += 3_600_000
+	later.Amount += 777
+	later.Mobility = "stationary"
+	earlier := in[0]
+	earlier.RatedTime -= 1000 // a loader redelivering an older copy after the first insert
+	for _, c := range []record.Rated{later, earlier, later} {
+		if err := st.InsertRated(ctx, []record.Rated{c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string) {
+		got, err := st.Totals(ctx, clickhouse.Filter{Tenant: in[0].Tenant})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Records != 1 || got[0].Amount != earlier.Amount {
+			t.Fatalf("%s: totals = %+v, want 1 record of %s (the earliest rating)", when, got, earlier.Amount)
+		}
+		recs, err := st.Records(ctx, clickhouse.Filter{Tenant: in[0].Tenant}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 1 || recs[0].RatedTime != earlier.RatedTime || recs[0].Mobility != earlier.Mobility {
+			t.Fatalf("%s: records = %+v, want the earliest rating", when, recs)
+		}
+	}
+	check("before merge")
+	if err := st.Conn().Exec(ctx, "OPTIMIZE TABLE "+st.Schema().Database+".rated_usage FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	check("after merge")
 }
 
 func TestReplacingMergeCollapses(t *testing.T) {

@@ -21,7 +21,7 @@ const (
 	TopicUsage    = "usage"
 	TopicRejected = "rejected"
 	TopicRated    = "rated"
-	TopicState    = "rater-state" // per-partition rating state, committed with the offsets
+	TopicState    = "rater-state" // per-partition rating state changelog, committed with the offsets
 )
 
 // HeaderSchema names the schema of a message's payload.
@@ -96,8 +96,8 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg Config, topics ...str
 	adm := kadm.NewClient(cl)
 	for _, t := range topics {
 		var configs map[string]*string
-		if t == TopicState {
-			// Only the newest snapshot of each partition matters.
+		if t == TopicState || t == TopicCounts {
+			// Changelogs: only the newest entry of each key matters.
 			compact := "compact"
 			configs = map[string]*string{"cleanup.policy": &compact}
 		}
@@ -141,28 +141,6 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg Config, topics ...str
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// PartitionCounts returns the partition count of each topic, which must exist.
-func PartitionCounts(ctx context.Context, cfg Config, topics ...string) (map[string]int32, error) {
-	cl, err := kgo.NewClient(baseOpts(cfg, nil)...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka: %w", err)
-	}
-	defer cl.Close()
-	md, err := kadm.NewClient(cl).ListTopics(ctx, topics...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka list topics: %w", err)
-	}
-	counts := make(map[string]int32, len(topics))
-	for _, t := range topics {
-		d, ok := md[t]
-		if !ok || d.Err != nil {
-			return nil, fmt.Errorf("kafka topic %s: missing", t)
-		}
-		counts[t] = int32(len(d.Partitions))
-	}
-	return counts, nil
 }
 
 // slogLogger adapts *slog.Logger to kgo.Logger.

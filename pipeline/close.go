@@ -72,3 +72,14 @@ func AutoClose(ctx context.Context, store *clickhouse.Store, engine *rating.Engi
 		}
 	}
 }
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

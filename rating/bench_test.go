@@ -3,7 +3,9 @@ package rating
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -156,8 +158,9 @@ func BenchmarkRateBatch(b *testing.B) {
 	})
 }
 
-// BenchmarkStateMemory measures the heap a State holds per tracked device after one
-// record each. go test -run '^$' -bench StateMemory -benchtime 1x ./rating/
+// BenchmarkStateMemory measures what a State costs per tracked device after one record
+// each: resident memory (RSS, which counts the off-heap pages) and Go heap.
+// go test -run '^$' -bench StateMemory -benchtime 1x ./rating/
 func BenchmarkStateMemory(b *testing.B) {
 	const devs = 1_000_000
 	b.Run(fmt.Sprintf("devices=%d", devs), func(b *testing.B) {
@@ -168,21 +171,41 @@ func BenchmarkStateMemory(b *testing.B) {
 			names[i] = fmt.Sprintf("device-%07d", i)
 		}
 		out := make([]record.Rated, 0, 4)
-		var perDev float64
+		var perDev, rssDev float64
 		for b.Loop() {
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
+			debug.FreeOSMemory()
+			rss0 := rssBytes(b)
 			st := NewState()
 			for i := range devs {
 				in.Device, in.Tenant = names[i], "t0"
 				out, _ = e.Rate(st, &in, out[:0])
 			}
+			st.ClearDirty()
 			runtime.GC()
 			runtime.ReadMemStats(&after)
-			perDev = float64(after.HeapAlloc-before.HeapAlloc) / devs
+			debug.FreeOSMemory()
+			rssDev = float64(rssBytes(b)-rss0) / devs
+			perDev = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / devs
 			runtime.KeepAlive(st)
+			st.Release()
 		}
-		b.ReportMetric(perDev, "bytes/device")
+		b.ReportMetric(perDev, "heap-bytes/device")
+		b.ReportMetric(rssDev, "rss-bytes/device")
 	})
+}
+
+// rssBytes reads this process's resident set from /proc (0 where there is none).
+func rssBytes(tb testing.TB) int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	var size, res int64
+	if _, err := fmt.Sscan(string(b), &size, &res); err != nil {
+		tb.Fatal(err)
+	}
+	return res * int64(os.Getpagesize())
 }

@@ -12,31 +12,19 @@ import (
 
 const stateVersion = 1
 
-// MarshalBinary encodes the State (devices, their windows and periods, per-tenant period
-// aggregates) so it can be checkpointed beside the consumed offsets.
+// MarshalBinary encodes the whole State (devices, their windows and periods, per-tenant
+// period aggregates): the full snapshot format of the rater's first releases, still read
+// when a changelog starts with one (see Apply).
 func (s *State) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 64+len(s.devs)*48)
+	b := make([]byte, 0, 64+int(s.ndev)*48)
 	b = append(b, stateVersion)
-	b = binary.AppendUvarint(b, uint64(len(s.devs)))
-	for i := range s.devs {
-		d := &s.devs[i]
-		tenant, dev := d.ids()
+	b = binary.AppendUvarint(b, uint64(s.ndev))
+	for i := int32(0); i < s.ndev; i++ {
+		d := s.dev(i)
+		tenant, dev := s.ids(d)
 		b = appendString(b, tenant)
 		b = appendString(b, dev)
-		b = binary.AppendVarint(b, d.maxT)
-		b = append(b, byte(d.last))
-		b = binary.AppendVarint(b, int64(d.lastMonth))
-		b = binary.AppendUvarint(b, uint64(len(d.months())))
-		for _, m := range d.months() {
-			b = binary.AppendVarint(b, int64(m))
-		}
-		b = binary.AppendUvarint(b, uint64(d.nloc))
-		for j := range int(d.nloc) {
-			l := d.at(j)
-			b = binary.LittleEndian.AppendUint64(b, l.key)
-			b = binary.AppendVarint(b, l.first)
-			b = binary.AppendVarint(b, l.last)
-		}
+		b = s.appendDevice(b, d)
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.aggs)))
 	for k, a := range s.aggs {
@@ -46,6 +34,70 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		b = binary.AppendVarint(b, int64(a.provisional))
 	}
 	return b, nil
+}
+
+// appendDevice encodes what a device knows besides its identity.
+func (s *State) appendDevice(b []byte, d *device) []byte {
+	b = binary.AppendVarint(b, d.maxT)
+	b = append(b, d.last)
+	b = binary.AppendVarint(b, int64(d.lastMonth))
+	more := s.months(d)
+	b = binary.AppendUvarint(b, uint64(len(more)))
+	for _, m := range more {
+		b = binary.AppendVarint(b, int64(m))
+	}
+	b = binary.AppendUvarint(b, uint64(d.nloc))
+	for j := range int(d.nloc) {
+		l := s.at(d, j)
+		b = binary.LittleEndian.AppendUint64(b, l.key)
+		b = binary.AppendVarint(b, l.first)
+		b = binary.AppendVarint(b, l.last)
+	}
+	return b
+}
+
+// readDevice decodes appendDevice's fields into d, replacing what d held.
+func (s *State) readDevice(r *reader, d *device) {
+	d.maxT = r.varint()
+	if p := r.bytes(1); p != nil {
+		if p[0] > byte(rules.Mobile) {
+			r.fail("bad mobility")
+		}
+		d.last = p[0]
+	}
+	d.lastMonth = r.month()
+	var more []month
+	if m := r.count(); m > 0 {
+		more = make([]month, m)
+		for j := range more {
+			more[j] = r.month()
+		}
+	}
+	m := r.count()
+	if m > math.MaxUint16 {
+		r.fail("too many locations")
+		return
+	}
+	var extra []loc
+	if m > 1 {
+		extra = make([]loc, m-1)
+	}
+	d.nloc = uint16(m)
+	for j := range m {
+		l := &d.loc0
+		if j > 0 {
+			l = &extra[j-1]
+		}
+		if kb := r.bytes(8); kb != nil {
+			l.key = binary.LittleEndian.Uint64(kb)
+		}
+		l.first, l.last = r.varint(), r.varint()
+	}
+	if d.ext != 0 || len(more) > 0 || len(extra) > 0 {
+		x := s.ext(d)
+		x.more, x.extra = more, extra
+		s.trimExt(d)
+	}
 }
 
 func appendString(b []byte, s string) []byte {
@@ -123,52 +175,33 @@ func (r *reader) month() month {
 
 // UnmarshalBinary replaces s with the State MarshalBinary encoded.
 func (s *State) UnmarshalBinary(b []byte) error {
+	ns, err := decodeSnapshot(b)
+	if err != nil {
+		return err
+	}
+	s.Release()
+	*s = *ns
+	return nil
+}
+
+func decodeSnapshot(b []byte) (*State, error) {
 	if len(b) == 0 || b[0] != stateVersion {
-		return errors.New("decode state: unknown version")
+		return nil, errors.New("decode state: unknown version")
 	}
 	r := &reader{b: b, off: 1}
 	ns := NewState()
 	n := r.count()
-	ns.devs = make([]device, 0, n)
 	for i := 0; i < n && r.err == nil; i++ {
 		tenant, dev := r.string(), r.string()
 		if r.err != nil {
 			break
 		}
-		probe := record.Usage{Tenant: tenant, Device: dev}
-		if ns.device(&probe); len(ns.devs) != i+1 {
+		idx := ns.lookup(tenant, dev, ns.hash(tenant, dev))
+		if int(ns.ndev) != i+1 {
 			r.fail("duplicate device")
 			break
 		}
-		d := &ns.devs[i]
-		d.maxT = r.varint()
-		if p := r.bytes(1); p != nil {
-			if p[0] > byte(rules.Mobile) {
-				r.fail("bad mobility")
-			}
-			d.last = p[0]
-		}
-		d.lastMonth = r.month()
-		if m := r.count(); m > 0 {
-			more := make([]month, m)
-			for j := range more {
-				more[j] = r.month()
-			}
-			d.setMonths(more)
-		}
-		if m := r.count(); m > 0 {
-			if m > 1 {
-				d.extra = make([]loc, m-1)
-			}
-			d.nloc = int32(m)
-			for j := range m {
-				l := d.at(j)
-				if kb := r.bytes(8); kb != nil {
-					l.key = binary.LittleEndian.Uint64(kb)
-				}
-				l.first, l.last = r.varint(), r.varint()
-			}
-		}
+		ns.readDevice(r, ns.dev(idx))
 	}
 	n = r.count()
 	for i := 0; i < n && r.err == nil; i++ {
@@ -182,8 +215,8 @@ func (s *State) UnmarshalBinary(b []byte) error {
 		r.fail("trailing bytes")
 	}
 	if r.err != nil {
-		return r.err
+		ns.Release()
+		return nil, r.err
 	}
-	*s = *ns
-	return nil
+	return ns, nil
 }

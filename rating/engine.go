@@ -62,9 +62,6 @@ func (e *Engine) SetRules(set *rules.Set) { e.set.Store(set) }
 // Rules returns the set in force.
 func (e *Engine) Rules() *rules.Set { return e.set.Load() }
 
-// UseCounter replaces the device counter; call it before the first Rate.
-func (e *Engine) UseCounter(c DeviceCounter) { e.counter = c }
-
 // Counter returns the engine's device counter.
 func (e *Engine) Counter() DeviceCounter { return e.counter }
 
@@ -122,9 +119,11 @@ func (e *Engine) rate(st *State, u *record.Usage, h uint64, out []record.Rated) 
 		return out, &record.InvalidError{Reason: "no_tariff",
 			Msg: fmt.Sprintf("no tariff prices tenant %q at %s", u.Tenant, u.Start().Format(time.RFC3339))}
 	}
-	d := st.deviceHashed(u, h)
+	idx := st.lookup(u.Tenant, u.Device, h)
+	d := st.dev(idx)
+	st.touch(d, idx)
 	zone := t.Zone(u)
-	mob := d.mobility(t, u)
+	mob := st.mobility(t, d, u)
 
 	var prices [rules.NumDims]uint64
 	for dim := range rules.NumDims {
@@ -154,7 +153,7 @@ func (e *Engine) rate(st *State, u *record.Usage, h uint64, out []record.Rated) 
 	out = append(out, record.Rated{Usage: *u, RecordID: u.EventID, Charge: record.ChargeUsage,
 		Zone: t.Zones[zone].Name, Mobility: mob.String(), Tariff: t.ID, TariffVersion: t.Stamp,
 		Offer: offerID, Currency: t.Currency, Amount: amt, RatedTime: now})
-	if m := monthOf(u.StartTime); d.lastMonth != m && d.markSeen(m) {
+	if m := monthOf(u.StartTime); d.lastMonth != m && st.markSeen(d, m) {
 		out = e.firstSight(set, st, u, m, now, out)
 	}
 	return out, nil

@@ -16,6 +16,7 @@ func (e *Engine) firstSight(set *rules.Set, st *State, u *record.Usage, m month,
 	period := st.periodName(m)
 	a := st.agg(u.Tenant, m)
 	a.devices++ // before counting: a counter may count from the states themselves
+	st.touchAgg(u.Tenant, m, a)
 	e.counter.Add(u.Tenant, period, 1)
 	n := e.counter.Count(u.Tenant, period)
 	start, end := m.bounds()

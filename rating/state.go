@@ -3,6 +3,7 @@ package rating
 import (
 	"hash/maphash"
 	"math"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -15,18 +16,54 @@ import (
 // and the provisional fees charged. Each device must live in exactly one State. A State
 // is not safe for concurrent use; the Engine is.
 //
-// Devices sit in one slice and are found through an open-addressing table of (hash tag,
-// index) pairs; a device's identity (tenant NUL device) is kept inline when short, so a
-// lookup touches one table slot and one device, the fewest cache misses per record a
-// fleet of millions allows.
+// Devices sit in fixed-size pages and are found through an open-addressing table of
+// (hash tag, index) pairs; a device's identity (tenant NUL device) is kept inline when
+// short, so a lookup touches one table slot and one device, the fewest cache misses per
+// record a fleet of millions allows. Pages and table hold no Go pointers and live off the
+// Go heap (offHeap): a device costs its 80 bytes plus its table slots, not twice that
+// under the collector's growth target. What does not fit inline (a long id, more than
+// one location run, several periods) sits in a side table on the heap.
+//
+// A State tracks what changed since ClearDirty (devices and tenant periods) so the rater
+// writes only those to its changelog (see changelog.go).
 type State struct {
 	seed    maphash.Seed
-	table   []slot // len is a power of two, at most half full
-	devs    []device
+	mem     *stateMem
+	ndev    int32
+	exts    []devExt // side table; index 0 unused
+	freeExt []int32
 	tenants map[string]string // interned tenant names
 	aggs    map[aggKey]*agg
 	names   map[month]string // period names, built once
+
+	dirtyDevs []int32
+	dirtyAggs []aggKey
+	late      uint64 // records rated beyond late tolerance
 }
+
+// stateMem owns the off-heap pages and table of a State; its finalizer returns them
+// if the State is dropped without Release.
+type stateMem struct {
+	pages     [][]device
+	pageFree  []func()
+	table     []slot // len is a power of two, at most half full
+	tableFree func()
+}
+
+func (m *stateMem) release() {
+	for _, f := range m.pageFree {
+		f()
+	}
+	if m.tableFree != nil {
+		m.tableFree()
+	}
+	*m = stateMem{}
+}
+
+const (
+	pageShift = 13
+	pageDevs  = 1 << pageShift
+)
 
 type slot struct {
 	tag uint32 // high bits of the hash; 0 marks an empty slot
@@ -42,24 +79,34 @@ type aggKey struct {
 type agg struct {
 	devices     uint64
 	provisional record.Micros
+	dirty       bool
 }
 
 const inlineKey = 32
 
-// device is kept small: it is multiplied by every device of the fleet.
+// device is kept small and pointer-free: it is multiplied by every device of the fleet
+// and lives off the Go heap.
 type device struct {
-	maxT      int64    // latest start_time seen
-	loc0      loc      // the first location run, inline: most devices have one
-	extra     []loc    // further runs
-	more      *[]month // periods seen besides lastMonth (rare: a device active across months)
-	long      string   // tenant NUL device when longer than inlineKey
-	nloc      int32
+	maxT      int64 // latest start_time seen
+	loc0      loc   // the first location run, inline: most devices have one
+	key       [inlineKey]byte
 	lastMonth month
+	ext       int32 // index into State.exts; 0 when none
+	nloc      uint16
 	last      uint8 // rules.Mobility
 	tlen      uint8 // tenant length within the key
-	klen      uint8 // inline key length; 0 when long is used
-	key       [inlineKey]byte
+	klen      uint8 // inline key length; 0 when the key is in the ext
+	dirty     bool  // changed since ClearDirty
 }
+
+// devExt holds what a few devices need beyond their inline fields.
+type devExt struct {
+	long  string  // tenant NUL device when longer than inlineKey
+	extra []loc   // location runs after loc0
+	more  []month // periods seen besides lastMonth
+}
+
+func (x *devExt) empty() bool { return x.long == "" && len(x.extra) == 0 && len(x.more) == 0 }
 
 // loc is one location key's presence: occurrences from first to last with no gap longer
 // than the window, so the key counts for an instant t exactly when first <= t < last+window.
@@ -71,12 +118,30 @@ type loc struct {
 
 // NewState returns an empty State.
 func NewState() *State {
-	return &State{seed: maphash.MakeSeed(), table: make([]slot, 64), tenants: map[string]string{},
+	s := &State{seed: maphash.MakeSeed(), mem: &stateMem{}, exts: make([]devExt, 1), tenants: map[string]string{},
 		aggs: map[aggKey]*agg{}, names: map[month]string{}}
+	s.mem.table, s.mem.tableFree = offHeap[slot](64)
+	runtime.SetFinalizer(s.mem, (*stateMem).release)
+	return s
+}
+
+// Release returns the State's off-heap memory now rather than when it is collected. The
+// State must not be used afterwards.
+func (s *State) Release() {
+	if s.mem != nil {
+		s.mem.release()
+		s.ndev = 0
+	}
 }
 
 // Devices returns how many devices the State tracks.
-func (s *State) Devices() int { return len(s.devs) }
+func (s *State) Devices() int { return int(s.ndev) }
+
+// Late returns how many records were rated further behind their device's newest record
+// than the tariff's late tolerance (priced with the keys still remembered).
+func (s *State) Late() uint64 { return s.late }
+
+func (s *State) dev(i int32) *device { return &s.mem.pages[i>>pageShift][i&(pageDevs-1)] }
 
 func (s *State) hash(tenant, dev string) uint64 {
 	h := maphash.String(s.seed, tenant)
@@ -85,9 +150,10 @@ func (s *State) hash(tenant, dev string) uint64 {
 
 func tagOf(h uint64) uint32 { return uint32(h>>32) | 1 }
 
-func (d *device) is(tenant, dev string) bool {
+func (s *State) is(d *device, tenant, dev string) bool {
 	if d.klen == 0 {
-		return len(d.long) == len(tenant)+1+len(dev) && d.long[:len(tenant)] == tenant && d.long[len(tenant)+1:] == dev
+		long := s.exts[d.ext].long
+		return len(long) == len(tenant)+1+len(dev) && long[:len(tenant)] == tenant && long[len(tenant)+1:] == dev
 	}
 	k := d.key[:d.klen]
 	return int(d.tlen) == len(tenant) && len(k) == len(tenant)+1+len(dev) &&
@@ -95,79 +161,138 @@ func (d *device) is(tenant, dev string) bool {
 }
 
 // ids returns the device's tenant and device id (allocating: for encoding only).
-func (d *device) ids() (string, string) {
-	if d.klen == 0 {
-		i := strings.IndexByte(d.long, 0)
-		return d.long[:i], d.long[i+1:]
-	}
-	k := string(d.key[:d.klen])
-	return k[:d.tlen], k[int(d.tlen)+1:]
+func (s *State) ids(d *device) (string, string) {
+	k := s.keyOf(d)
+	i := strings.IndexByte(k, 0)
+	return k[:i], k[i+1:]
 }
 
-func (s *State) device(u *record.Usage) *device { return s.deviceHashed(u, s.hash(u.Tenant, u.Device)) }
+// keyOf returns tenant NUL device (allocating when inline).
+func (s *State) keyOf(d *device) string {
+	if d.klen == 0 {
+		return s.exts[d.ext].long
+	}
+	return string(d.key[:d.klen])
+}
+
+// appendKey appends tenant NUL device to b without allocating.
+func (s *State) appendKey(b []byte, d *device) []byte {
+	if d.klen == 0 {
+		return append(b, s.exts[d.ext].long...)
+	}
+	return append(b, d.key[:d.klen]...)
+}
 
 // slotOf loads the table slot of h and touchDev the device it points at: a batch calls
 // them for many records before rating any, so their cache misses are in flight together
 // (see Engine.RateBatch).
-func (s *State) slotOf(h uint64) slot { return s.table[h&uint64(len(s.table)-1)] }
+func (s *State) slotOf(h uint64) slot { return s.mem.table[h&uint64(len(s.mem.table)-1)] }
 
 func (s *State) touchDev(sl slot) int64 {
 	if sl.tag != 0 {
-		return s.devs[sl.idx].maxT
+		return s.dev(sl.idx).maxT
 	}
 	return 0
 }
 
-func (s *State) deviceHashed(u *record.Usage, h uint64) *device {
-	tag, mask := tagOf(h), uint64(len(s.table)-1)
+// lookup returns the index of the device, adding it when new.
+func (s *State) lookup(tenant, dev string, h uint64) int32 {
+	tag, table := tagOf(h), s.mem.table
+	mask := uint64(len(table) - 1)
 	for i := h & mask; ; i = (i + 1) & mask {
-		sl := s.table[i]
+		sl := table[i]
 		if sl.tag == 0 {
 			break
 		}
-		if sl.tag == tag && s.devs[sl.idx].is(u.Tenant, u.Device) {
-			return &s.devs[sl.idx]
+		if sl.tag == tag {
+			if s.is(s.dev(sl.idx), tenant, dev) {
+				return sl.idx
+			}
 		}
 	}
-	return s.add(u.Tenant, u.Device)
+	return s.add(tenant, dev, h)
 }
 
-func (s *State) add(tenant, dev string) *device {
+func (s *State) add(tenant, dev string, h uint64) int32 {
 	if _, ok := s.tenants[tenant]; !ok {
 		t := strings.Clone(tenant)
 		s.tenants[t] = t
 	}
-	d := device{maxT: math.MinInt64, lastMonth: noMonth, tlen: uint8(min(len(tenant), 255))}
+	idx := s.ndev
+	if int(idx)>>pageShift == len(s.mem.pages) {
+		p, free := offHeap[device](pageDevs)
+		s.mem.pages = append(s.mem.pages, p)
+		s.mem.pageFree = append(s.mem.pageFree, free)
+	}
+	s.ndev++
+	d := s.dev(idx)
+	*d = device{maxT: math.MinInt64, lastMonth: noMonth, tlen: uint8(min(len(tenant), 255))}
 	if n := len(tenant) + 1 + len(dev); n <= inlineKey && len(tenant) < 256 {
 		d.klen = uint8(n)
 		copy(d.key[:], tenant)
 		copy(d.key[len(tenant)+1:], dev)
 	} else {
-		d.long = tenant + "\x00" + dev
+		d.ext = s.newExt()
+		s.exts[d.ext].long = tenant + "\x00" + dev
 	}
-	s.devs = append(s.devs, d)
-	if 2*len(s.devs) > len(s.table) {
-		s.rehash(2 * len(s.table))
+	if 2*int(s.ndev) > len(s.mem.table) {
+		s.rehash(2 * len(s.mem.table))
 	} else {
-		s.insert(s.hash(tenant, dev), int32(len(s.devs)-1))
+		s.insert(h, idx)
 	}
-	return &s.devs[len(s.devs)-1]
+	return idx
+}
+
+func (s *State) newExt() int32 {
+	if n := len(s.freeExt); n > 0 {
+		i := s.freeExt[n-1]
+		s.freeExt = s.freeExt[:n-1]
+		return i
+	}
+	s.exts = append(s.exts, devExt{})
+	return int32(len(s.exts) - 1)
+}
+
+// ext returns d's side record, creating it.
+func (s *State) ext(d *device) *devExt {
+	if d.ext == 0 {
+		d.ext = s.newExt()
+	}
+	return &s.exts[d.ext]
+}
+
+// trimExt gives d's side record back once it holds nothing.
+func (s *State) trimExt(d *device) {
+	if d.ext != 0 && s.exts[d.ext].empty() {
+		s.exts[d.ext] = devExt{}
+		s.freeExt = append(s.freeExt, d.ext)
+		d.ext = 0
+	}
 }
 
 func (s *State) insert(h uint64, idx int32) {
-	mask := uint64(len(s.table) - 1)
+	table := s.mem.table
+	mask := uint64(len(table) - 1)
 	i := h & mask
-	for s.table[i].tag != 0 {
+	for table[i].tag != 0 {
 		i = (i + 1) & mask
 	}
-	s.table[i] = slot{tag: tagOf(h), idx: idx}
+	table[i] = slot{tag: tagOf(h), idx: idx}
 }
 
 func (s *State) rehash(size int) {
-	s.table = make([]slot, size)
-	for i := range s.devs {
-		t, d := s.devs[i].ids()
-		s.insert(s.hash(t, d), int32(i))
+	old := s.mem.tableFree
+	s.mem.table, s.mem.tableFree = offHeap[slot](size)
+	old()
+	var buf [256]byte
+	for i := int32(0); i < s.ndev; i++ {
+		d := s.dev(i)
+		k := s.appendKey(buf[:0], d)
+		t := int(d.tlen)
+		if d.klen == 0 {
+			t = strings.IndexByte(s.exts[d.ext].long, 0)
+		}
+		s.insert(s.hash(string(k[:t]), string(k[t+1:])), i)
 	}
 }
 
@@ -187,10 +312,28 @@ func (s *State) agg(tenant string, m month) *agg {
 		a = &agg{}
 		if t, ok := s.tenants[tenant]; ok {
 			k.tenant = t
+		} else {
+			k.tenant = strings.Clone(tenant)
 		}
 		s.aggs[k] = a
 	}
 	return a
+}
+
+// touchAgg marks a tenant period changed.
+func (s *State) touchAgg(tenant string, m month, a *agg) {
+	if !a.dirty {
+		a.dirty = true
+		s.dirtyAggs = append(s.dirtyAggs, aggKey{s.tenants[tenant], m})
+	}
+}
+
+// touch marks a device changed.
+func (s *State) touch(d *device, idx int32) {
+	if !d.dirty {
+		d.dirty = true
+		s.dirtyDevs = append(s.dirtyDevs, idx)
+	}
 }
 
 // Forget drops what the State keeps for a closed period: its aggregates and the marks
@@ -201,135 +344,171 @@ func (s *State) Forget(period string) error {
 	if err != nil {
 		return err
 	}
-	for k := range s.aggs {
+	for k, a := range s.aggs {
 		if k.month == m {
+			if a.dirty {
+				a.dirty = false
+			}
 			delete(s.aggs, k)
 		}
 	}
-	for i := range s.devs {
-		d := &s.devs[i]
+	for i := int32(0); i < s.ndev; i++ {
+		d := s.dev(i)
+		more := s.months(d)
+		changed := false
 		if d.lastMonth == m {
+			changed = true
 			d.lastMonth = noMonth
-			if more := d.months(); len(more) > 0 {
+			if len(more) > 0 {
 				d.lastMonth = more[len(more)-1]
-				d.setMonths(more[:len(more)-1])
+				more = more[:len(more)-1]
 			}
 		}
-		more := d.months()
 		for j := 0; j < len(more); j++ {
 			if more[j] == m {
 				more = append(more[:j], more[j+1:]...)
 				j--
+				changed = true
 			}
 		}
-		d.setMonths(more)
+		if changed {
+			s.setMonths(d, more)
+			s.touch(d, i)
+		}
 	}
 	return nil
 }
 
-func (d *device) months() []month {
-	if d.more == nil {
+func (s *State) months(d *device) []month {
+	if d.ext == 0 {
 		return nil
 	}
-	return *d.more
+	return s.exts[d.ext].more
 }
 
-func (d *device) setMonths(m []month) {
-	switch {
-	case len(m) == 0:
-		d.more = nil
-	case d.more == nil:
-		d.more = &m
-	default:
-		*d.more = m
+func (s *State) setMonths(d *device, m []month) {
+	if len(m) == 0 && d.ext == 0 {
+		return
 	}
+	s.ext(d).more = m
+	s.trimExt(d)
 }
 
 // markSeen records that d was active in m; false if it already was.
-func (d *device) markSeen(m month) bool {
+func (s *State) markSeen(d *device, m month) bool {
 	if d.lastMonth == m {
 		return false
 	}
-	for _, x := range d.months() {
+	for _, x := range s.months(d) {
 		if x == m {
 			return false
 		}
 	}
 	if d.lastMonth != noMonth {
-		d.setMonths(append(d.months(), d.lastMonth))
+		x := s.ext(d)
+		x.more = append(x.more, d.lastMonth)
 	}
 	d.lastMonth = m
 	return true
 }
 
-func (d *device) at(i int) *loc {
+func (s *State) at(d *device, i int) *loc {
 	if i == 0 {
 		return &d.loc0
 	}
-	return &d.extra[i-1]
+	return &s.exts[d.ext].extra[i-1]
 }
 
 // mobility updates d's window with u and returns u's profile (TARIFFS.md step 3).
-func (d *device) mobility(t *rules.Tariff, u *record.Usage) rules.Mobility {
+//
+// The window keeps every key that can count for a record up to t.LateTolerance behind
+// the device's newest start_time: a key counts at t while t < last+window, so a run is
+// dropped once last+window <= newest-late_tolerance. An older record is priced with what
+// is still kept and counted as late.
+//
+// The profile a record without a location key takes is that of the last record that
+// added to the window (a new run, or a run extended) and was not late. A redelivered copy
+// adds nothing (its occurrence is inside its run, which is kept as long as it can matter),
+// so it changes no other record's profile.
+func (s *State) mobility(t *rules.Tariff, d *device, u *record.Usage) rules.Mobility {
 	key, ok := locKey(u)
 	if !ok {
 		return rules.Mobility(d.last)
 	}
 	ts, w := u.StartTime, t.Window
+	late := d.maxT != math.MinInt64 && ts < d.maxT-t.LateTolerance
+	if late {
+		s.late++
+	}
 	d.maxT = max(d.maxT, ts)
-	merged := -1
+	merged, changed := -1, false
 	for i := range int(d.nloc) {
-		l := d.at(i)
+		l := s.at(d, i)
 		if l.key != key || ts < l.first-w || ts > l.last+w {
 			continue
 		}
 		if merged < 0 {
-			l.first, l.last = min(l.first, ts), max(l.last, ts)
+			if ts < l.first || ts > l.last {
+				l.first, l.last = min(l.first, ts), max(l.last, ts)
+				changed = true
+			}
 			merged = i
 			continue
 		}
 		// ts bridged two runs of the same key: fold this one into the first.
-		m := d.at(merged)
+		m := s.at(d, merged)
 		m.first, m.last = min(m.first, l.first), max(m.last, l.last)
 		l.last = math.MinInt64 / 2 // pruned below
+		changed = true
 	}
 	if merged < 0 {
 		if d.nloc == 0 {
 			d.loc0 = loc{key: key, first: ts, last: ts}
 		} else {
-			d.extra = append(d.extra, loc{key: key, first: ts, last: ts})
+			x := s.ext(d)
+			x.extra = append(x.extra, loc{key: key, first: ts, last: ts})
 		}
 		d.nloc++
+		changed = true
 	}
-	// Keep what can matter for a record up to one window older than the newest seen.
 	n, j := 0, 0
+	keepAfter := d.maxT - t.LateTolerance // d.maxT is set: ts was just folded in
 	for i := range int(d.nloc) {
-		l := *d.at(i)
-		if l.last+w <= d.maxT-w {
+		l := *s.at(d, i)
+		if l.last+w <= keepAfter && !(l.first <= ts && ts < l.last+w) {
 			continue
 		}
-		*d.at(j) = l
+		*s.at(d, j) = l
 		j++
 		if l.first <= ts && ts < l.last+w {
 			n++
 		}
 	}
-	d.nloc = int32(j)
-	if j <= 1 {
-		d.extra = d.extra[:0]
-	} else {
-		clear(d.extra[j-1:])
-		d.extra = d.extra[:j-1]
+	d.nloc = uint16(j)
+	if d.ext != 0 {
+		x := &s.exts[d.ext]
+		if j <= 1 {
+			x.extra = x.extra[:0]
+		} else {
+			clear(x.extra[j-1:])
+			x.extra = x.extra[:j-1]
+		}
+		if len(x.extra) == 0 {
+			x.extra = nil
+		}
+		s.trimExt(d)
 	}
+	p := rules.Mobile
 	switch {
 	case n <= t.StationaryMax:
-		d.last = uint8(rules.Stationary)
+		p = rules.Stationary
 	case n <= t.NomadicMax:
-		d.last = uint8(rules.Nomadic)
-	default:
-		d.last = uint8(rules.Mobile)
+		p = rules.Nomadic
 	}
-	return rules.Mobility(d.last)
+	if changed && !late {
+		d.last = uint8(p)
+	}
+	return p
 }
 
 // locKey hashes the location key of TARIFFS.md: cell, else g:<floor(lat*100)>:<floor(lon*100)>,

@@ -57,7 +57,7 @@ func (w *walker) parse(data []byte) *Tariff {
 		return nil
 	}
 	top := map[string]field{}
-	t := &Tariff{ValidFrom: NoValidFrom, Period: "month", Window: 24 * 3600 * 1000, StationaryMax: 1, NomadicMax: 5,
+	t := &Tariff{ValidFrom: NoValidFrom, Period: "month", Window: 24 * 3600 * 1000, LateTolerance: 48 * 3600 * 1000, StationaryMax: 1, NomadicMax: 5,
 		line: map[string]int{}}
 	for _, fl := range fields {
 		top[fl.key] = fl
@@ -312,7 +312,7 @@ func (w *walker) coordOK(f field, k string, v float64) bool {
 }
 
 func (w *walker) mobility(t *Tariff, top field) {
-	fields, ok := w.mapping(top.value, top.path, "window", "stationary_max", "nomadic_max")
+	fields, ok := w.mapping(top.value, top.path, "window", "stationary_max", "nomadic_max", "late_tolerance")
 	if !ok {
 		return
 	}
@@ -321,6 +321,8 @@ func (w *walker) mobility(t *Tariff, top field) {
 		switch fl.key {
 		case "window":
 			t.Window, _ = w.duration(fl.value, fl.path)
+		case "late_tolerance":
+			t.LateTolerance, _ = w.duration(fl.value, fl.path)
 		case "stationary_max":
 			v, _ := w.uint(fl.value, fl.path, 1<<20)
 			t.StationaryMax = int(v)

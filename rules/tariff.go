@@ -57,7 +57,10 @@ type Tariff struct {
 
 	Zones []Zone
 
-	Window        int64 // mobility window in ms
+	Window int64 // mobility window in ms
+	// LateTolerance (ms) is how far behind its device's newest record a record is still
+	// priced exactly: location keys are kept for Window + LateTolerance.
+	LateTolerance int64
 	StationaryMax int
 	NomadicMax    int
 

@@ -15,9 +15,13 @@
 -- micro-units exact and cannot overflow Int64 inputs.
 --
 -- Duplicates: delivery into ClickHouse is at least once (a retried INSERT may have landed
--- the first time). The sorting key is the record's identity (tenant, record_id), so merges
--- collapse redelivered rows, keeping the highest rated_time_ms. Merges are eventual:
--- billing reads collapse duplicates in the query (GROUP BY record_id, see query.go).
+-- the first time), and a device may resend a record the rater already priced. A record
+-- is priced once: of several copies of a record_id, the first rating stands. The sorting
+-- key is the record's identity (tenant, record_id), so merges collapse copies, keeping
+-- the highest version keep_first = bitNot(rated_time_ms), i.e. the earliest rating
+-- (copies rated at the same instant come from the same state and are identical). Merges
+-- are eventual: billing reads collapse duplicates in the query the same way (GROUP BY
+-- record_id, argMin by rated_time_ms; see query.go).
 -- A record's duplicates share start_time, so they share a partition and do collapse.
 CREATE TABLE IF NOT EXISTS {{local "rated_usage"}} {{onCluster}}
 (
@@ -55,9 +59,10 @@ CREATE TABLE IF NOT EXISTS {{local "rated_usage"}} {{onCluster}}
     start_time_ms    UInt64,
     end_time_ms      UInt64,
     received_time_ms UInt64,
-    rated_time_ms    UInt64
+    rated_time_ms    UInt64,
+    keep_first       UInt64 DEFAULT bitNot(rated_time_ms)
 )
-ENGINE = {{engine "ReplacingMergeTree" "rated_usage" "rated_time_ms"}}
+ENGINE = {{engine "ReplacingMergeTree" "rated_usage" "keep_first"}}
 PARTITION BY toYYYYMM(start_time)
 ORDER BY (tenant, record_id);
 {{distributed "rated_usage" "cityHash64(tenant, record_id)"}}

@@ -483,7 +483,7 @@ func runPipeline(ctx context.Context, cfg loadConfig, kcfg kafka.Config, set *ru
 	reg := obs.NewRegistry()
 	ts := &timedStore{Store: store}
 	rater, err := pipeline.NewRater(ctx, pipeline.RaterConfig{Kafka: kcfg, Group: "fleetmeter-load-rater", InstanceID: "load"},
-		rating.NewEngine(set, rating.Options{}), reg, logger.With("component", "rater"))
+		set, reg, logger.With("component", "rater"))
 	if err != nil {
 		return res, err
 	}

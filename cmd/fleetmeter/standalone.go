@@ -25,7 +25,6 @@ import (
 	"fleetmeter/internal/obs"
 	"fleetmeter/kafka"
 	"fleetmeter/pipeline"
-	"fleetmeter/rating"
 	"fleetmeter/rules"
 	"fleetmeter/sim"
 )
@@ -210,12 +209,12 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 		return 1, err
 	}
 	defer store.Close()
-	engine := rating.NewEngine(set, rating.Options{})
 	rater, err := pipeline.NewRater(ctx, pipeline.RaterConfig{Kafka: kcfg, Group: "fleetmeter-rater", InstanceID: "standalone"},
-		engine, reg, logger.With("component", "rater"))
+		set, reg, logger.With("component", "rater"))
 	if err != nil {
 		return 1, err
 	}
+	engine := rater.Engine()
 	loader, err := pipeline.NewLoader(ctx, pipeline.LoaderConfig{Kafka: kcfg, Group: "fleetmeter-loader"}, store, reg,
 		logger.With("component", "loader"))
 	if err != nil {

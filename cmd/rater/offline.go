@@ -123,7 +123,10 @@ func rateStream(set *rules.Set, r io.Reader, stdout, stderr io.Writer, closeAll 
 	var recs []record.Rated
 	var buf []byte
 	periods := map[string]bool{}
-	rejected := 0
+	rejected, copies := 0, 0
+	// A record is priced once: a later copy of a (tenant, event_id) already rated is
+	// skipped, so the first rating stands, as in the stream's store.
+	seen := map[string]struct{}{}
 	reject := func(line []byte, u *record.Usage, reason, detail string) {
 		rej := record.Rejection{Source: u.Source, Tenant: u.Tenant, Device: u.Device, Reason: reason,
 			Detail: detail, Raw: line, Received: time.Now().UnixMilli()}
@@ -145,6 +148,8 @@ func rateStream(set *rules.Set, r io.Reader, stdout, stderr io.Writer, closeAll 
 						reason = ie.Reason
 					}
 					reject(line, &u, reason, fmt.Sprintf("line %d: %v", lineNo, verr))
+				} else if _, dup := seen[u.Tenant+"\x00"+u.EventID]; dup {
+					copies++
 				} else {
 					var rerr error
 					recs, rerr = eng.Rate(st, &u, recs[:0])
@@ -165,6 +170,7 @@ func rateStream(set *rules.Set, r io.Reader, stdout, stderr io.Writer, closeAll 
 					}
 					if rerr == nil {
 						periods[u.Start().Format("2006-01")] = true
+						seen[u.Tenant+"\x00"+u.EventID] = struct{}{}
 					}
 				}
 			}
@@ -198,6 +204,9 @@ func rateStream(set *rules.Set, r io.Reader, stdout, stderr io.Writer, closeAll 
 	}
 	if err := out.Flush(); err != nil {
 		return 2, err
+	}
+	if copies > 0 {
+		fmt.Fprintf(stderr, "rate: %d copie(s) of records already rated skipped (the first rating stands)\n", copies)
 	}
 	if rejected > 0 {
 		fmt.Fprintf(stderr, "rate: %d record(s) rejected\n", rejected)

@@ -126,3 +126,35 @@ not json
 		t.Errorf("missing --rules: exit %d, want 2", code)
 	}
 }
+
+// A record is priced once: car-1 on cellA at 10:00 (r1), cellB at 11:00 (r2, nomadic),
+// cellA two days later (r3), then r2 again, and again after a record five days later:
+// each copy leaves r2's first rating (nomadic, 10 KB at 0.0015/MB = 0.000015) the only one.
+func TestRatePricesARecordOnce(t *testing.T) {
+	rec := func(id, ts, cell string) string {
+		return `{"event_id":"` + id + `","tenant":"autoco","device":"car-1","source":"mqtt","start_time":"` + ts +
+			`","cell":"` + cell + `","plmn":"262-01","bytes_up":10000}` + "\n"
+	}
+	r2 := rec("r2", "2026-11-02T11:00:00Z", "cellB")
+	in := rec("r1", "2026-11-02T10:00:00Z", "cellA") + r2 + rec("r3", "2026-11-04T10:00:00Z", "cellA") + r2 +
+		rec("r4", "2026-11-09T10:00:00Z", "cellA") + r2
+	var out, errOut bytes.Buffer
+	if code := runRate([]string{"--rules", "../../deploy/tariffs"}, strings.NewReader(in), &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var ratings []string
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if strings.Contains(line, `"record_id":"r2"`) {
+			ratings = append(ratings, line)
+		}
+	}
+	if len(ratings) != 1 {
+		t.Fatalf("r2 rated %d times:\n%s", len(ratings), strings.Join(ratings, "\n"))
+	}
+	if !strings.Contains(ratings[0], `"mobility":"nomadic"`) || !strings.Contains(ratings[0], `"amount":"0.000015"`) {
+		t.Fatalf("r2's rating = %s, want nomadic 0.000015", ratings[0])
+	}
+	if !strings.Contains(errOut.String(), "2 copie(s)") {
+		t.Errorf("stderr does not report the skipped copies: %s", errOut.String())
+	}
+}

@@ -91,12 +91,12 @@ func runStream(args []string, _ io.Reader, _, stderr io.Writer) int {
 		if err != nil {
 			return nil, nil, fmt.Errorf("tariffs: %w", err)
 		}
-		engine := rating.NewEngine(set, rating.Options{})
 		r, err := pipeline.NewRater(ctx, pipeline.RaterConfig{Kafka: cfg.Kafka, Group: cfg.Group, InstanceID: cfg.Instance},
-			engine, reg, logger)
+			set, reg, logger)
 		if err != nil {
 			return nil, nil, err
 		}
+		engine := r.Engine()
 		watch := func(ctx context.Context) error {
 			rules.Watch(ctx, cfg.Rules, cfg.Reload, engine.SetRules, func(err error) {
 				logger.Error("tariff change refused; the previous tariffs stay in force", "err", err)

@@ -42,9 +42,10 @@ CREATE TABLE IF NOT EXISTS fleetmeter.rated_usage_local ON CLUSTER fleetmeter
     start_time_ms    UInt64,
     end_time_ms      UInt64,
     received_time_ms UInt64,
-    rated_time_ms    UInt64
+    rated_time_ms    UInt64,
+    keep_first       UInt64 DEFAULT bitNot(rated_time_ms)
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/fleetmeter/rated_usage_local', '{replica}', rated_time_ms)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/fleetmeter/rated_usage_local', '{replica}', keep_first)
 PARTITION BY toYYYYMM(start_time)
 ORDER BY (tenant, record_id);
 

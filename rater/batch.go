@@ -1,0 +1,113 @@
+package rater
+
+import (
+	"fmt"
+
+	"fleetmeter/record"
+)
+
+// ratedChunk is the most rated records one message of the rated topic starts with; a
+// chunk whose encoding is over the size bound is halved until it fits.
+const ratedChunk = 4096
+
+// batch holds the buffers of one transaction, reused from batch to batch.
+type batch struct {
+	max            int
+	recs           []record.Usage
+	out            []record.Rated
+	rejs           []record.Rejection
+	enc            *record.RatedEncoder
+	buf            []byte // changelog keys and values; valid until the transaction ends
+	nRated         int
+	changelogBytes int
+	late           map[int32]uint64 // each partition's late count before the batch
+}
+
+func newBatch(maxBytes int) *batch {
+	return &batch{max: maxBytes, enc: record.NewRatedEncoder(), late: map[int32]uint64{}}
+}
+
+// rateBatch rates msgs (grouped by partition) into the open transaction.
+func (r *Rater) rateBatch(msgs []Message, b *batch) error {
+	b.rejs, b.buf, b.nRated, b.changelogBytes = b.rejs[:0], b.buf[:0], 0, 0
+	clear(b.late)
+	t := &r.cfg.Topics
+	for i := 0; i < len(msgs); {
+		p := msgs[i].Partition
+		st := r.states[p]
+		if _, seen := b.late[p]; !seen {
+			b.late[p] = st.Late()
+		}
+		b.recs, b.out = b.recs[:0], b.out[:0]
+		for ; i < len(msgs) && msgs[i].Partition == p; i++ {
+			n := len(b.recs)
+			var err error
+			b.recs, err = record.DecodeUsage(msgs[i].Value, b.recs)
+			if err != nil {
+				b.rejs = append(b.rejs, record.Rejection{Source: "kafka", Reason: "bad_batch",
+					Detail: fmt.Sprintf("usage partition %d offset %d: %v", p, msgs[i].Offset, err),
+					Raw:    append([]byte(nil), msgs[i].Value...), Received: msgs[i].Time})
+				b.recs = b.recs[:n]
+			}
+		}
+		b.out = r.engine.RateBatch(st, b.recs, b.out, func(j int, err error) {
+			b.rejs = append(b.rejs, usageRejection(&b.recs[j], err))
+		})
+		if err := b.produceRated(r, p); err != nil {
+			return err
+		}
+		b.buf = st.AppendChanges(b.buf, func(k, v []byte) {
+			r.sess.Produce(t.State, p, k, v, "")
+			b.changelogBytes += len(k) + len(v)
+		})
+		st.ChangedPeriods(func(tenant, period string, devices uint64) {
+			r.sess.Produce(t.Counts, p, CountKey(tenant, period), CountValue(devices), "")
+		})
+	}
+	for i := range b.rejs {
+		rj := &b.rejs[i]
+		v := rj.AppendJSON(nil)
+		if len(v) > b.max { // a rejection carries its raw input: keep what fits
+			keep := max(0, len(rj.Raw)-(len(v)-b.max)*3/4-1024)
+			rj.Detail += fmt.Sprintf(" (raw input of %d bytes cut to %d)", len(rj.Raw), keep)
+			rj.Raw = rj.Raw[:keep]
+			v = rj.AppendJSON(nil)
+		}
+		r.sess.Produce(t.Rejected, r.cfg.RejectedPartition(rj.Tenant, rj.Device),
+			[]byte(rj.Tenant+"/"+rj.Device), v, "")
+	}
+	return nil
+}
+
+// produceRated writes b.out to the rated topic in messages no larger than b.max bytes as
+// encoded: a chunk over the bound is halved until it fits. A single record over it
+// (ids near their limits cannot make one) is rejected rather than left to fail the
+// transaction.
+func (b *batch) produceRated(r *Rater, p int32) error {
+	out := b.out
+	for k := 0; k < len(out); {
+		n := min(ratedChunk, len(out)-k)
+		for {
+			payload, err := b.enc.Encode(nil, out[k:k+n])
+			if err != nil {
+				return fmt.Errorf("rater: encode rated batch: %w", err)
+			}
+			if len(payload) <= b.max {
+				r.sess.Produce(r.cfg.Topics.Rated, p, nil, payload, record.RatedSchema)
+				b.nRated += n
+				k += n
+				break
+			}
+			if n == 1 {
+				u := &out[k].Usage
+				b.rejs = append(b.rejs, record.Rejection{Source: u.Source, Tenant: u.Tenant, Device: u.Device,
+					Reason: "too_large", Detail: fmt.Sprintf("event %s: rated record encodes to %d bytes, over the %d-byte message bound",
+						u.EventID, len(payload), b.max), Received: u.ReceivedTime})
+				k++
+				break
+			}
+			n /= 2
+		}
+	}
+	return nil
+}
