@@ -22,6 +22,9 @@ type RunConfig struct {
 	Interval    time.Duration // per device, between messages
 	Clients     int           // MQTT connections; devices are spread over them
 	QoS         byte
+	// Credentials, when set, gives each device its own connection, authenticated with
+	// the username and password it returns for the device (Clients is then ignored).
+	Credentials func(Device) (username, password string)
 }
 
 // Run publishes until ctx ends and returns every message the broker acknowledged, in
@@ -33,6 +36,9 @@ func (f *Fleet) Run(ctx context.Context, cfg RunConfig) ([]Sent, error) {
 		cfg.Clients = 8
 	}
 	cfg.Clients = min(cfg.Clients, len(f.Devices))
+	if cfg.Credentials != nil {
+		cfg.Clients = len(f.Devices)
+	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
@@ -64,6 +70,10 @@ func (f *Fleet) Run(ctx context.Context, cfg RunConfig) ([]Sent, error) {
 		opts := paho.NewClientOptions().AddBroker(cfg.Broker).
 			SetClientID(fmt.Sprintf("fleetmeter-sim-%d-%d", time.Now().UnixNano(), k)).
 			SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond)
+		if cfg.Credentials != nil {
+			user, pw := cfg.Credentials(f.Devices[k])
+			opts.SetClientID(user).SetUsername(user).SetPassword(pw)
+		}
 		cl := paho.NewClient(opts)
 		if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			return nil, fmt.Errorf("simulator: connect %s: %v", cfg.Broker, tok.Error())

@@ -2,14 +2,9 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"net"
 	"path/filepath"
-	"strconv"
 
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -34,21 +29,6 @@ func startKafka(dataDir string, port int, partitions int32) (*kfake.Cluster, str
 	return c, addrs[0], nil
 }
 
-// startMQTT runs the embedded MQTT broker on addr (host:port).
-func startMQTT(addr string, logger *slog.Logger) (*mochi.Server, error) {
-	s := mochi.New(&mochi.Options{InlineClient: false, Logger: logger.With("component", "mqtt-broker")})
-	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
-		return nil, fmt.Errorf("embedded mqtt: %w", err)
-	}
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})); err != nil {
-		return nil, fmt.Errorf("embedded mqtt: %w", err)
-	}
-	if err := s.Serve(); err != nil {
-		return nil, fmt.Errorf("embedded mqtt: %w", err)
-	}
-	return s, nil
-}
-
 // freePort asks the kernel for an unused loopback port.
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -58,5 +38,3 @@ func freePort() (int, error) {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
-
-func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }

@@ -42,6 +42,10 @@ type standaloneConfig struct {
 	Metrics    string        `yaml:"metrics"`
 	LogLevel   string        `yaml:"log_level"`
 	Drain      time.Duration `yaml:"drain"`
+	MQTTAddr   string        `yaml:"mqtt_addr"`
+	CoAPAddr   string        `yaml:"coap_addr"`
+	HTTPAddr   string        `yaml:"http_addr"`
+	Registry   string        `yaml:"registry"`
 }
 
 func defaultStandalone() standaloneConfig {
@@ -86,6 +90,10 @@ func runStandalone(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&cfg.Metrics, "metrics", cfg.Metrics, "listen address of /metrics, /healthz, /readyz (empty: off)")
 		fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 		fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "with --for: how long to wait for ClickHouse to hold everything sent")
+		fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", cfg.MQTTAddr, "embedded MQTT broker's listen address (default: as last time on this --data, else a free loopback port)")
+		fs.StringVar(&cfg.CoAPAddr, "coap-addr", cfg.CoAPAddr, "CoAP (UDP) listen address (default: as last time on this --data, else a free loopback port)")
+		fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP ingest listen address (default: as last time on this --data, else a free loopback port)")
+		fs.StringVar(&cfg.Registry, "registry", cfg.Registry, "device registry whose MQTT credentials the embedded broker accepts (reloaded on change)")
 	})
 	if err != nil {
 		return 2
@@ -130,9 +138,11 @@ func (f partitionsFlag) Set(s string) error {
 }
 
 // standalone runs the pipeline. Shutdown order, once ctx ends or --for elapsed: the
-// simulator stops publishing; the mediator stops taking MQTT input and flushes its
-// producer; the rater ends its transaction and the loader commits what it inserted; then
-// ClickHouse, the Kafka broker and the MQTT broker stop (deferred, in that order).
+// simulator stops publishing; the embedded MQTT broker stops taking messages while the
+// mediator stops its collectors and flushes its producer, and the broker closes once
+// Kafka's acknowledgements reached the devices (at most 30 s); the rater ends its
+// transaction and the loader commits what it inserted; then ClickHouse and the Kafka
+// broker stop (deferred).
 func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, stdout io.Writer) (int, error) {
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return 1, err
@@ -146,9 +156,13 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 		return 1, fmt.Errorf("tariffs: %w", err)
 	}
 
+	addrs, err := resolveListenAddrs(cfg.Data, listenAddrs{MQTT: cfg.MQTTAddr, CoAP: cfg.CoAPAddr, HTTP: cfg.HTTPAddr})
+	if err != nil {
+		return 1, err
+	}
 	kafkaAddr := cfg.Kafka
 	if kafkaAddr == "" {
-		port, err := freePort()
+		port, err := addrs.kafkaPort()
 		if err != nil {
 			return 1, err
 		}
@@ -171,29 +185,20 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 		defer srv.Stop()
 		chAddr = srv.NativeAddr()
 	}
-	mqttPort, err := freePort()
-	if err != nil {
-		return 1, err
-	}
-	mqttAddr := loopback(mqttPort)
-	broker, err := startMQTT(mqttAddr, logger)
-	if err != nil {
-		return 1, err
-	}
-	defer broker.Close()
-
 	reg := obs.NewRegistry()
 	kcfg := kafka.DefaultConfig()
 	kcfg.Brokers = []string{kafkaAddr}
 	kcfg.Partitions = cfg.Partitions
 	mcfg := pipeline.DefaultMediatorConfig()
 	mcfg.Kafka = kcfg
-	mcfg.MQTT.Brokers = []string{"tcp://" + mqttAddr}
+	// MQTT goes from the embedded broker straight to the producer (mqttingest.go), not
+	// through a subscribing collector; the collector's client id stays reserved.
+	mcfg.MQTT.Enabled = false
 	mcfg.MQTT.ClientID = "fleetmeter-standalone-mediator"
 	// CoAP on plain UDP in dev mode (POST /usage/<tenant>/<device>) and HTTP ingest with a
-	// demo key per simulated tenant (demo-key-<tenant>-0000); both on free loopback ports.
-	mcfg.CoAP.Enabled, mcfg.CoAP.Listen, mcfg.CoAP.DevMode = true, "127.0.0.1:0", true
-	mcfg.HTTP.Enabled, mcfg.HTTP.Listen = true, "127.0.0.1:0"
+	// demo key per simulated tenant (demo-key-<tenant>-0000).
+	mcfg.CoAP.Enabled, mcfg.CoAP.Listen, mcfg.CoAP.DevMode = true, addrs.CoAP, true
+	mcfg.HTTP.Enabled, mcfg.HTTP.Listen = true, addrs.HTTP
 	for _, t := range sim.Tenants {
 		mcfg.HTTP.Keys = append(mcfg.HTTP.Keys, httpin.APIKey{Key: "demo-key-" + t + "-0000", Tenant: t})
 	}
@@ -201,6 +206,12 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	if err != nil {
 		return 1, err
 	}
+	fleet := sim.NewFleet(cfg.Simulate, cfg.Seed)
+	mq, err := startStandaloneMQTT(cfg, addrs.MQTT, fleet, mcfg, med.Producer, reg, logger)
+	if err != nil {
+		return 1, err
+	}
+	defer mq.broker.Close()
 
 	chcfg := clickhouse.DefaultConfig()
 	chcfg.Addr = []string{chAddr}
@@ -230,6 +241,8 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	defer cancelRun()
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return med.Run(gctx) })
+	g.Go(func() error { return mq.broker.Run(gctx, 30*time.Second) })
+	g.Go(func() error { return mq.watch(gctx) })
 	g.Go(func() error { return rater.Run(gctx) })
 	g.Go(func() error { return loader.Run(gctx) })
 	g.Go(func() error { return osrv.Run(gctx) })
@@ -249,12 +262,19 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	case <-med.CoAP.Ready():
 	case <-gctx.Done():
 	}
+	mqttAddr := mq.broker.Addr()
+	addrs = listenAddrs{MQTT: mqttAddr, CoAP: med.CoAP.Addr(), HTTP: med.HTTP.Addr()}
+	if cfg.Kafka == "" {
+		addrs.Kafka = kafkaAddr
+	}
+	if err := addrs.save(cfg.Data); err != nil {
+		logger.Error("recording the listen addresses; a restart may listen elsewhere", "err", err)
+	}
 	ready, _ := json.Marshal(map[string]string{"mqtt": mqttAddr, "kafka": kafkaAddr, "clickhouse": chAddr,
 		"coap": med.CoAP.Addr(), "http": med.HTTP.Addr(), "metrics": osrv.Addr()})
 	fmt.Fprintf(stdout, "ready %s\n", ready)
 
 	var simDone chan simResult
-	fleet := sim.NewFleet(cfg.Simulate, cfg.Seed)
 	if cfg.Simulate > 0 {
 		simCtx := gctx
 		if cfg.For > 0 {
@@ -265,7 +285,7 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 		simDone = make(chan simResult, 1)
 		go func() {
 			sent, err := fleet.Run(simCtx, sim.RunConfig{Broker: "tcp://" + mqttAddr, TopicPrefix: mcfg.MQTT.TopicPrefix,
-				Interval: cfg.Interval, QoS: 1})
+				Interval: cfg.Interval, QoS: 1, Credentials: mq.creds.of})
 			simDone <- simResult{sent, err}
 		}()
 	}

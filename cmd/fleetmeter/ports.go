@@ -1,0 +1,87 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// listenAddrs are where devices and tools reach the standalone pipeline. Once it listens
+// it records them in DATA/listen.json, and a restart on the same --data listens on them
+// again, so devices (and a test that SIGKILLs the process) find it where they left it. A
+// flag overrides the recorded address; without either, a free loopback port is taken.
+type listenAddrs struct {
+	MQTT  string `json:"mqtt"`
+	CoAP  string `json:"coap"`
+	HTTP  string `json:"http"`
+	Kafka string `json:"kafka,omitempty"` // the embedded broker's only
+}
+
+const listenFile = "listen.json"
+
+// resolveListenAddrs merges the flags over the addresses recorded in dataDir.
+func resolveListenAddrs(dataDir string, flags listenAddrs) (listenAddrs, error) {
+	var rec listenAddrs
+	b, err := os.ReadFile(filepath.Join(dataDir, listenFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return rec, err
+	default:
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return rec, fmt.Errorf("%s: %w", filepath.Join(dataDir, listenFile), err)
+		}
+	}
+	pick := func(flag, recorded string) string {
+		switch {
+		case flag != "":
+			return flag
+		case recorded != "":
+			return recorded
+		}
+		return "127.0.0.1:0"
+	}
+	out := listenAddrs{MQTT: pick(flags.MQTT, rec.MQTT), CoAP: pick(flags.CoAP, rec.CoAP),
+		HTTP: pick(flags.HTTP, rec.HTTP), Kafka: pick(flags.Kafka, rec.Kafka)}
+	for _, a := range []struct{ flag, v string }{{"--mqtt-addr", out.MQTT}, {"--coap-addr", out.CoAP},
+		{"--http-addr", out.HTTP}, {"kafka", out.Kafka}} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return out, fmt.Errorf("%s %q: %w", a.flag, a.v, err)
+		}
+	}
+	return out, nil
+}
+
+// save records a in dataDir, replacing the file atomically.
+func (a listenAddrs) save(dataDir string) error {
+	b, err := json.MarshalIndent(a, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(dataDir, listenFile)
+	if err := os.WriteFile(p+".tmp", append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(p+".tmp", p)
+}
+
+// kafkaPort is the port of a (the embedded Kafka broker's address); 0 asks for a free one.
+func (a listenAddrs) kafkaPort() (int, error) {
+	_, p, err := net.SplitHostPort(a.Kafka)
+	if err != nil {
+		return 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return 0, err
+	}
+	if port == 0 {
+		return freePort()
+	}
+	return port, nil
+}
