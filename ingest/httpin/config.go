@@ -29,6 +29,15 @@ type Config struct {
 	// MaxConcurrent bounds the requests served at once; more get 503 at once. With
 	// MaxBody it bounds the memory the collector holds (about 3 x MaxBody each).
 	MaxConcurrent int `yaml:"max_concurrent"`
+	// TenantMaxConcurrent bounds the requests of one tenant (all its keys) served at
+	// once, so one tenant's slow uploads cannot take every MaxConcurrent slot; more get
+	// 429 at once. A value above MaxConcurrent acts as MaxConcurrent.
+	TenantMaxConcurrent int `yaml:"tenant_max_concurrent"`
+	// TenantRate and TenantBurst are a token bucket of request starts per tenant:
+	// TenantRate requests per second on average, TenantBurst at once after a quiet spell;
+	// more get 429 with the Retry-After that frees a token. TenantRate 0 disables it.
+	TenantRate  float64 `yaml:"tenant_rate"`
+	TenantBurst int     `yaml:"tenant_burst"`
 	// ReadHeaderTimeout and ReadTimeout bound reading the headers and the whole request.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	ReadTimeout       time.Duration `yaml:"read_timeout"`
@@ -62,18 +71,22 @@ type APIKey struct {
 // DefaultConfig returns the collector defaults (disabled: it needs keys).
 func DefaultConfig() Config {
 	return Config{
-		Listen:            "127.0.0.1:8080",
-		MaxBody:           4 << 20,
-		MaxLines:          10000,
-		MaxConcurrent:     64,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		AckTimeout:        10 * time.Second,
-		RetryAfter:        5 * time.Second,
-		ShutdownTimeout:   30 * time.Second,
-		MaxPastAge:        35 * 24 * time.Hour,
-		MaxFutureSkew:     5 * time.Minute,
+		Listen:        "127.0.0.1:8080",
+		MaxBody:       4 << 20,
+		MaxLines:      10000,
+		MaxConcurrent: 64,
+		// A quarter of the slots: one tenant's uploads, however slow, leave 48 to others.
+		TenantMaxConcurrent: 16,
+		TenantRate:          200,
+		TenantBurst:         400,
+		ReadHeaderTimeout:   10 * time.Second,
+		ReadTimeout:         60 * time.Second,
+		IdleTimeout:         120 * time.Second,
+		AckTimeout:          10 * time.Second,
+		RetryAfter:          5 * time.Second,
+		ShutdownTimeout:     30 * time.Second,
+		MaxPastAge:          35 * 24 * time.Hour,
+		MaxFutureSkew:       5 * time.Minute,
 	}
 }
 
@@ -112,6 +125,13 @@ func (c Config) Validate() error {
 	positive("max_body", c.MaxBody)
 	positive("max_lines", int64(c.MaxLines))
 	positive("max_concurrent", int64(c.MaxConcurrent))
+	positive("tenant_max_concurrent", int64(c.TenantMaxConcurrent))
+	switch {
+	case c.TenantRate < 0 || c.TenantRate != c.TenantRate || c.TenantRate > 1e9:
+		errs = append(errs, fmt.Errorf("http.tenant_rate: must be within [0, 1e9] requests per second (0: no limit), got %v", c.TenantRate))
+	case c.TenantRate > 0 && c.TenantBurst < 1:
+		errs = append(errs, fmt.Errorf("http.tenant_burst: must be at least 1 when http.tenant_rate is set, got %d", c.TenantBurst))
+	}
 	for _, d := range []struct {
 		key string
 		v   time.Duration

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,9 @@ import (
 	"fleetmeter/ingest/payload"
 	"fleetmeter/record"
 )
+
+// connectionClose is the Connection header of an early answer (never modified).
+var connectionClose = []string{"close"}
 
 // Path is where usage is posted.
 const Path = "/v1/usage"
@@ -48,13 +52,15 @@ type Server struct {
 	sem     chan struct{} // one token per request being served
 	batches sync.Pool     // *batch
 	healthy atomic.Bool
-	warned  atomic.Int64 // unix seconds of the last sink warning (logs are throttled)
-	now     func() time.Time
+	warned  atomic.Int64     // unix seconds of the last sink warning (logs are throttled)
+	now     func() time.Time // received time of records
+	clock   func() time.Time // the tenant rate limit's clock
 }
 
 type tenantKey struct {
 	digest [sha256.Size]byte
 	tenant string
+	gate   *tenantGate // shared by the tenant's keys
 }
 
 // New validates cfg, reads the key files and the TLS pair, and binds cfg.Listen, so
@@ -80,8 +86,9 @@ func New(cfg Config, sink ingest.Sink, metrics *ingest.Metrics, logger *slog.Log
 	if err != nil {
 		return nil, err
 	}
+	gates(keys)
 	s := &Server{cfg: cfg, sink: sink, metrics: metrics, logger: logger, keys: keys,
-		sem: make(chan struct{}, cfg.MaxConcurrent), now: time.Now, lim: cfg.limits()}
+		sem: make(chan struct{}, cfg.MaxConcurrent), now: time.Now, clock: time.Now, lim: cfg.limits()}
 	s.batches.New = func() any { return new(batch) }
 	mux := http.NewServeMux()
 	mux.HandleFunc(Path, s.handleUsage)
@@ -226,13 +233,20 @@ const supportedTypes = "application/x-ndjson, application/jsonl, application/clo
 func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 	received := s.now()
 	s.metrics.Received.WithLabelValues(src).Inc()
+	// An answer given before the body is read closes the connection: otherwise net/http
+	// reads up to 256 KiB of the unread body before sending it, so a client dribbling
+	// its upload would not even hear it was refused.
+	h := w.Header()
+	if r.ContentLength != 0 {
+		h["Connection"] = connectionClose
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		s.fail(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 		return
 	}
-	tenant, ok := s.authenticate(r.Header.Get("Authorization"))
-	if !ok {
+	key := s.authenticate(r.Header.Get("Authorization"))
+	if key == nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fleetmeter"`)
 		s.fail(w, http.StatusUnauthorized, "unauthorized", "missing or unknown API key (Authorization: Bearer <key>)")
 		return
@@ -252,7 +266,21 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.ContentLength > s.cfg.MaxBody {
-		s.tooLarge(w, "body exceeds http.max_body")
+		s.tooLarge(w, "Content-Length "+strconv.FormatInt(r.ContentLength, 10)+" exceeds http.max_body ("+strconv.FormatInt(s.cfg.MaxBody, 10)+" bytes)")
+		return
+	}
+	// Admission: the tenant's share first, so a tenant at its limit never takes one of
+	// the slots every tenant shares.
+	tenant, gate := key.tenant, key.gate
+	if !gate.enter(s.cfg.TenantMaxConcurrent) {
+		s.tooMany(w, s.cfg.RetryAfter, "tenant "+strconv.Quote(tenant)+" has http.tenant_max_concurrent ("+
+			strconv.Itoa(s.cfg.TenantMaxConcurrent)+") requests in flight")
+		return
+	}
+	defer gate.leave()
+	if wait := gate.take(s.clock(), s.cfg.TenantRate, s.cfg.TenantBurst); wait > 0 {
+		s.tooMany(w, wait, "tenant "+strconv.Quote(tenant)+" exceeds http.tenant_rate ("+
+			strconv.FormatFloat(s.cfg.TenantRate, 'g', -1, 64)+" requests/s, burst "+strconv.Itoa(s.cfg.TenantBurst)+")")
 		return
 	}
 	select {
@@ -262,6 +290,7 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, "too many requests in flight")
 		return
 	}
+	delete(h, "Connection") // admitted: the body is read, the connection may stay
 
 	b := s.batches.Get().(*batch)
 	b.reset(tenant, received.UnixMilli(), s.lim, s.cfg.MaxLines)
@@ -337,16 +366,17 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 	writeAccepted(w, len(b.recs))
 }
 
-// authenticate maps a bearer key to its tenant. Keys are compared as SHA-256 digests in
-// constant time, every key each time, so neither timing nor length tells a guess apart.
-func (s *Server) authenticate(h string) (string, bool) {
+// authenticate maps a bearer key to its configured entry (nil: none). Keys are compared
+// as SHA-256 digests in constant time, every key each time, so neither timing nor length
+// tells a guess apart.
+func (s *Server) authenticate(h string) *tenantKey {
 	scheme, key, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
+		return nil
 	}
 	key = strings.TrimSpace(key)
 	if key == "" {
-		return "", false
+		return nil
 	}
 	d := sha256.Sum256([]byte(key))
 	match := -1
@@ -356,9 +386,9 @@ func (s *Server) authenticate(h string) (string, bool) {
 		}
 	}
 	if match < 0 {
-		return "", false
+		return nil
 	}
-	return s.keys[match].tenant, true
+	return &s.keys[match]
 }
 
 var errTooLarge = errors.New("body exceeds http.max_body")
@@ -374,7 +404,7 @@ func (e *gzipError) Unwrap() error { return e.err }
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, b *batch, gz bool) ([]byte, error) {
 	limit := s.cfg.MaxBody
 	var err error
-	b.raw, err = readAll(b.raw[:0], http.MaxBytesReader(w, r.Body, limit), r.ContentLength)
+	b.raw, err = readAll(b.raw[:0], http.MaxBytesReader(w, r.Body, limit), min(r.ContentLength, presize))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -387,7 +417,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, b *batch, gz b
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(b.raw))
 	if err == nil {
-		b.body, err = readAll(b.body[:0], io.LimitReader(zr, limit+1), -1)
+		b.body, err = readAll(b.body[:0], io.LimitReader(zr, limit+1), presize)
 	}
 	switch {
 	case err != nil:
@@ -398,8 +428,15 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, b *batch, gz b
 	return b.body, nil
 }
 
+// presize bounds the buffer a body read starts with. A declared Content-Length is only
+// a hint: a client could declare http.max_body and send a byte, so the buffer grows with
+// what arrives (doubling: at most twice what was received) rather than with what is
+// announced.
+const presize = 64 << 10
+
+// readAll reads r to its end, appending to dst, which it first grows to size+1 bytes.
 func readAll(dst []byte, r io.Reader, size int64) ([]byte, error) {
-	if size > 0 && int64(cap(dst)) < size {
+	if size > 0 && int64(cap(dst)) < size+1 {
 		dst = make([]byte, 0, size+1) // +1: the read that sees EOF needs room
 	}
 	for {
@@ -480,7 +517,7 @@ func (s *Server) warnSink(err error) {
 
 func (s *Server) fail(w http.ResponseWriter, status int, code, msg string) {
 	switch status {
-	case http.StatusUnauthorized, http.StatusUnsupportedMediaType, http.StatusRequestEntityTooLarge:
+	case http.StatusUnauthorized, http.StatusUnsupportedMediaType, http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
 		s.metrics.Rejected.WithLabelValues(src, code).Inc()
 	}
 	writeError(w, status, code, msg)
@@ -491,7 +528,18 @@ func (s *Server) tooLarge(w http.ResponseWriter, msg string) {
 }
 
 func (s *Server) unavailable(w http.ResponseWriter, msg string) {
-	secs := int64((s.cfg.RetryAfter + time.Second - 1) / time.Second)
-	w.Header().Set("Retry-After", fmt.Sprint(secs))
+	setRetryAfter(w, s.cfg.RetryAfter)
 	s.fail(w, http.StatusServiceUnavailable, "unavailable", msg)
+}
+
+// tooMany answers a request over its tenant's share: 429, retry after wait.
+func (s *Server) tooMany(w http.ResponseWriter, wait time.Duration, msg string) {
+	setRetryAfter(w, wait)
+	s.fail(w, http.StatusTooManyRequests, "too_many_requests", msg)
+}
+
+// setRetryAfter sets Retry-After to d in whole seconds, rounded up, at least 1.
+func setRetryAfter(w http.ResponseWriter, d time.Duration) {
+	secs := max(int64((d+time.Second-1)/time.Second), 1)
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 }

@@ -38,6 +38,8 @@ func TestConfigValidate(t *testing.T) {
 		{Key: acmeKey + " x", Tenant: "bad\ntenant"}}
 	c.MaxBody = 0
 	c.AckTimeout = -time.Second
+	c.TenantMaxConcurrent = 0
+	c.TenantRate = -1
 	c.TLSCert = "cert.pem"
 	err := c.Validate()
 	for _, want := range []string{
@@ -49,12 +51,23 @@ func TestConfigValidate(t *testing.T) {
 		"http.keys[3].key: must be printable ASCII without spaces",
 		"http.keys[3].tenant: ",
 		"http.max_body: must be positive, got 0",
+		"http.tenant_max_concurrent: must be positive, got 0",
+		"http.tenant_rate: must be within [0, 1e9] requests per second (0: no limit), got -1",
 		"http.ack_timeout: must be a positive duration, got -1s",
 		"http.tls_cert, http.tls_key: set both or neither",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
+	}
+	c = DefaultConfig()
+	c.TenantBurst = 0
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "http.tenant_burst: must be at least 1 when http.tenant_rate is set, got 0") {
+		t.Errorf("rate without burst: %v", err)
+	}
+	c.TenantRate = 0
+	if err := c.Validate(); err != nil {
+		t.Errorf("no rate limit, no burst: %v", err)
 	}
 	c = DefaultConfig()
 	c.Enabled = true
@@ -83,6 +96,20 @@ func TestSampleConfig(t *testing.T) {
 	if !c.Enabled || len(c.Keys) != 3 || c.Keys[1].KeyFile == "" || c.MaxBody != 4<<20 || c.AckTimeout != 10*time.Second {
 		t.Errorf("sample decoded to %+v", c)
 	}
+	// The sample shows the defaults: decoding it over a zero Config gives them.
+	var zero struct {
+		HTTP Config `yaml:"http"`
+	}
+	if err := yaml.NewDecoder(bytes.NewReader(b), yaml.Strict()).Decode(&zero); err != nil {
+		t.Fatal(err)
+	}
+	d := DefaultConfig()
+	z := zero.HTTP
+	if z.MaxConcurrent != d.MaxConcurrent || z.TenantMaxConcurrent != d.TenantMaxConcurrent ||
+		z.TenantRate != d.TenantRate || z.TenantBurst != d.TenantBurst {
+		t.Errorf("sample limits %d %d %v %d, defaults %d %d %v %d", z.MaxConcurrent, z.TenantMaxConcurrent, z.TenantRate,
+			z.TenantBurst, d.MaxConcurrent, d.TenantMaxConcurrent, d.TenantRate, d.TenantBurst)
+	}
 }
 
 func TestKeyFiles(t *testing.T) {
@@ -97,14 +124,14 @@ func TestKeyFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if ten, ok := s.authenticate("Bearer " + farmKey); !ok || ten != "farmco" {
-		t.Errorf("key file: %q %v", ten, ok)
+	if k := s.authenticate("Bearer " + farmKey); k == nil || k.tenant != "farmco" {
+		t.Errorf("key file: %+v", k)
 	}
-	if ten, ok := s.authenticate("bearer  " + acmeKey + " "); !ok || ten != "acme" {
-		t.Errorf("inline key, lower-case scheme: %q %v", ten, ok)
+	if k := s.authenticate("bearer  " + acmeKey + " "); k == nil || k.tenant != "acme" {
+		t.Errorf("inline key, lower-case scheme: %+v", k)
 	}
 	for _, h := range []string{"", "Bearer", "Bearer ", "Token " + acmeKey, acmeKey, "Bearer " + acmeKey + "x"} {
-		if _, ok := s.authenticate(h); ok {
+		if k := s.authenticate(h); k != nil {
 			t.Errorf("%q authenticated", h)
 		}
 	}
