@@ -90,6 +90,9 @@ func New(cfg Config, sink ingest.Sink, metrics *ingest.Metrics, logger *slog.Log
 	if c.live == nil {
 		c.live = registry.NewLive(nil) // dev mode without a registry: every device admitted
 	}
+	if r := c.live.Load(); cfg.DevMode && !cfg.DevModeForce && r != nil && r.Strict() {
+		return nil, errStrictDevMode
+	}
 	c.workers.New = func() any { return &worker{parser: payload.Parser{Limits: payload.DefaultLimits()}} }
 	const src = record.SourceCoAP
 	c.src = metrics.For(src)

@@ -272,7 +272,7 @@ func TestRegistryFileReload(t *testing.T) {
 		}
 	}
 	cfg := devConfig()
-	cfg.RegistryFile = path
+	cfg.RegistryFile, cfg.DevModeForce = path, true
 	cfg.RegistryReload = 10 * time.Millisecond
 	write("strict: true\ndevices: [{tenant: farm, device: meter-7, colour: red}]\n")
 	if _, err := New(cfg, &recSink{}, nil, nil); err == nil || !strings.Contains(err.Error(), "colour") {

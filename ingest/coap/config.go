@@ -18,8 +18,11 @@ type Config struct {
 	// DTLSListen is the DTLS address (coaps://, PSK from the registry); empty: off.
 	DTLSListen string `yaml:"dtls_listen"`
 	// DevMode accepts POST /usage/<tenant>/<device> on plain UDP, the identity taken from
-	// the path unauthenticated. For development and simulators only.
-	DevMode bool `yaml:"dev_mode"`
+	// the path unauthenticated. For development and simulators only: it is refused beside
+	// a DTLS listener or a strict registry (both mean real devices) unless DevModeForce.
+	// Even then the dev path refuses a device the registry gives credentials.
+	DevMode      bool `yaml:"dev_mode"`
+	DevModeForce bool `yaml:"dev_mode_force"`
 	// RegistryFile is the device registry (see ingest/registry), reloaded every
 	// RegistryReload. Required with dtls_listen unless Registry is set.
 	RegistryFile   string        `yaml:"registry_file"`
@@ -102,5 +105,18 @@ func (c Config) Validate() error {
 	if c.DTLSListen != "" && c.HandshakeTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("coap.handshake_timeout: must be positive, got %v", c.HandshakeTimeout))
 	}
+	if c.DevMode && c.DTLSListen != "" && !c.DevModeForce {
+		errs = append(errs, errors.New("coap.dev_mode: refused with coap.dtls_listen: devices that authenticate could be impersonated on the unauthenticated path; set coap.dev_mode_force: true to run both"))
+	}
+	if c.DevMode && !c.DevModeForce && c.Registry != nil {
+		if r := c.Registry.Load(); r != nil && r.Strict() {
+			errs = append(errs, errStrictDevMode)
+		}
+	}
 	return errors.Join(errs...)
 }
+
+// errStrictDevMode: a strict registry means real devices; New checks a registry_file's
+// once loaded, Validate a registry the caller set.
+var errStrictDevMode = errors.New("coap.dev_mode: refused with a strict device registry (coap.registry_file): " +
+	"dev mode takes identities from the path unauthenticated; set coap.dev_mode_force: true to run both")

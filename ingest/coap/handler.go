@@ -145,9 +145,15 @@ func (c *Collector) serve(w *responseWriter, r *pool.Message, secure bool) {
 			return
 		}
 		tenant, device = string(segs[1]), string(segs[2])
-		if err := reg.Admit(tenant, device); err != nil {
+		switch reason, detail := admitDev(reg, tenant, device); reason {
+		case "":
+		case reasonUnauthenticated:
+			c.metrics.Rejected.WithLabelValues(record.SourceCoAP, reasonUnauthenticated).Inc()
+			c.respond(w, codes.Unauthorized, reasonUnauthenticated+": "+detail)
+			return
+		default:
 			rej.Tenant, rej.Device = tenant, device
-			rej.Reason, rej.Detail = registry.ReasonUnknownDevice, err.Error()
+			rej.Reason, rej.Detail = reason, detail
 			c.refuse(w, r, codes.Unauthorized, rej)
 			return
 		}
@@ -219,6 +225,26 @@ func (c *Collector) serve(w *responseWriter, r *pool.Message, secure bool) {
 	if c.await(w, r, done) {
 		_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
 	}
+}
+
+// admitDev decides whether the dev path may report as (tenant, device): not a device the
+// registry gives credentials (it authenticates, so an unauthenticated path naming it is
+// an impersonation: reasonUnauthenticated, only counted like any unauthenticated request),
+// and with a strict registry only a listed one (unknown_device). "" admits.
+func admitDev(reg *registry.Registry, tenant, device string) (reason, detail string) {
+	if d, ok := reg.Lookup(tenant, device); ok {
+		switch {
+		case d.CoAPPSKIdentity != "":
+			return reasonUnauthenticated, "device " + tenant + "/" + device + " has a DTLS PSK in the device registry: use coaps://"
+		case d.MQTTUsername != "":
+			return reasonUnauthenticated, "device " + tenant + "/" + device + " has MQTT credentials in the device registry: it reports over MQTT"
+		}
+		return "", ""
+	}
+	if err := reg.Admit(tenant, device); err != nil {
+		return registry.ReasonUnknownDevice, err.Error()
+	}
+	return "", ""
 }
 
 // await waits for the sink's acknowledgement. On an error or timeout the device gets

@@ -14,6 +14,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/udp"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
 
 	"fleetmeter/ingest/registry"
@@ -65,13 +66,15 @@ func (s *recSink) snapshot() ([][]record.Usage, []record.Rejection) {
 	return append([][]record.Usage(nil), s.batches...), append([]record.Rejection(nil), s.rejects...)
 }
 
-// testRegistry: two DTLS devices (one with a hex key) and one known only by name.
+// testRegistry: two DTLS devices (one with a hex key), one known only by name and one
+// with MQTT credentials.
 func testRegistry(t *testing.T, strict bool) *registry.Live {
 	t.Helper()
 	r, err := registry.New(strict, []registry.Device{
 		{Tenant: "acme", Device: "car-1", CoAPPSKIdentity: "car-1@acme", CoAPPSK: []byte("secret-1")},
 		{Tenant: "acme", Device: "car-2", CoAPPSKIdentity: "car-2@acme", CoAPPSK: []byte{0xde, 0xad, 0xbe, 0xef, 0x01, 0x02}},
 		{Tenant: "farm", Device: "meter-7"},
+		{Tenant: "farm", Device: "gw-1", MQTTUsername: "farm-gw-1"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -230,4 +233,21 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// post sends one usage request over a fresh go-coap UDP client and returns the code.
+func post(t *testing.T, addr, path, id string) codes.Code {
+	t.Helper()
+	cc, err := udp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cc.Post(ctx, path, message.AppJSON, bytes.NewReader(jsonBody(id)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Code()
 }

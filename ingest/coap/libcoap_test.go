@@ -28,7 +28,7 @@ func usage(tenant, device, id string, at time.Time) record.Usage {
 func TestLibcoapDevModeFormats(t *testing.T) {
 	sink := &recSink{}
 	cfg := devConfig()
-	cfg.Registry = testRegistry(t, true)
+	cfg.Registry, cfg.DevModeForce = testRegistry(t, true), true
 	c := start(t, cfg, sink)
 	url := "coap://" + c.Addr() + "/usage/farm/meter-7"
 	at := testTime()
@@ -213,7 +213,7 @@ func TestLibcoapNonConfirmable(t *testing.T) {
 func TestLibcoapRefusals(t *testing.T) {
 	sink := &recSink{}
 	cfg := devConfig()
-	cfg.Registry = testRegistry(t, true)
+	cfg.Registry, cfg.DevModeForce = testRegistry(t, true), true
 	cfg.MaxBody = 2048
 	c := start(t, cfg, sink)
 	small := devConfig()
@@ -232,6 +232,7 @@ func TestLibcoapRefusals(t *testing.T) {
 		{"no identity", "coap://" + c.Addr() + "/usage", "4.01", "", []string{"-e", good}},
 		{"plain udp without dev mode", "coap://" + cp.Addr() + "/usage/farm/meter-7", "4.01", "", []string{"-e", good}},
 		{"unknown device", "coap://" + c.Addr() + "/usage/farm/meter-99", "4.01", "unknown_device", []string{"-e", good}},
+		{"dev path naming a DTLS device", "coap://" + c.Addr() + "/usage/acme/car-1", "4.01", "", []string{"-e", good}},
 		{"bad payload", "coap://" + c.Addr() + "/usage/farm/meter-7", "4.00", "unknown_field", []string{"-e", `{"id":"r-2","colour":"red"}`}},
 		{"senml mismatch", "coap://" + c.Addr() + "/usage/farm/meter-7", "4.00", "device_mismatch", []string{"-t", "110", "-e", `[{"bn":"other:","n":"events","v":1}]`}},
 		{"unsupported format", "coap://" + c.Addr() + "/usage/farm/meter-7", "4.15", "unsupported_format", []string{"-t", "0", "-e", good}},
