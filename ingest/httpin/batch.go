@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"fleetmeter/ingest/payload"
+	"fleetmeter/ingest/registry"
 	"fleetmeter/record"
 )
 
@@ -20,6 +21,9 @@ const (
 	ReasonUnknownType    = "unknown_type"     // a CloudEvent type other than EventType
 	ReasonBadEncoding    = "bad_encoding"     // a gzip body that does not decompress
 	ReasonMissingEventID = "missing_event_id" // a canonical record without event_id
+	ReasonWrongTenant    = "wrong_tenant"     // the device registry lists the device only under other tenants
+	// ReasonUnknownDevice: a strict device registry does not list the device.
+	ReasonUnknownDevice = registry.ReasonUnknownDevice
 )
 
 // maxListed bounds the errors a 400 lists; all of them go to topic rejected.
@@ -46,6 +50,7 @@ type batch struct {
 	received int64 // ms since the epoch
 	lim      payload.Limits
 	maxLines int
+	adm      *admission // the device registry snapshot of this request; nil: none
 
 	recs   []record.Usage
 	rejs   []record.Rejection
@@ -58,8 +63,8 @@ type batch struct {
 	raw, body []byte // request body as read, and after decompression
 }
 
-func (b *batch) reset(tenant string, received int64, lim payload.Limits, maxLines int) {
-	b.tenant, b.received, b.lim, b.maxLines = tenant, received, lim, maxLines
+func (b *batch) reset(tenant string, received int64, lim payload.Limits, maxLines int, adm *admission) {
+	b.tenant, b.received, b.lim, b.maxLines, b.adm = tenant, received, lim, maxLines, adm
 	b.parser.Limits = lim
 	clear(b.recs)
 	b.recs = b.recs[:0]
@@ -175,6 +180,12 @@ func (b *batch) admit(u *record.Usage, at ref, raw []byte) {
 	if err := checkName(u.Device); err != nil {
 		b.refuse(at, u.Device, ReasonBadDevice, "device: "+err.Error(), raw)
 		return
+	}
+	if b.adm != nil {
+		if reason, msg := b.adm.check(b.tenant, u.Device); reason != "" {
+			b.refuse(at, u.Device, reason, msg, raw)
+			return
+		}
 	}
 	if u.EventID == "" {
 		b.refuse(at, u.Device, ReasonMissingEventID, "event_id is required: it is the idempotency key", raw)
@@ -302,6 +313,12 @@ func (b *batch) device(kind payload.Kind, device string, body []byte) {
 	if err := checkName(device); err != nil {
 		b.refuse(wholeBody, device, ReasonBadDevice, "query parameter device: "+err.Error(), body)
 		return
+	}
+	if b.adm != nil {
+		if reason, msg := b.adm.check(b.tenant, device); reason != "" {
+			b.refuse(wholeBody, device, reason, msg, body)
+			return
+		}
 	}
 	var err error
 	id := payload.Identity{Tenant: b.tenant, Device: device, Source: record.SourceHTTP}

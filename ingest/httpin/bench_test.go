@@ -114,7 +114,7 @@ func BenchmarkJSONLines(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		bt.reset("acme", now, lim, 1000)
+		bt.reset("acme", now, lim, 1000, nil)
 		bt.jsonLines(body)
 		if bt.nerr != 0 {
 			b.Fatal(bt.errs)

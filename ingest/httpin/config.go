@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"fleetmeter/ingest/payload"
+	"fleetmeter/ingest/registry"
 )
 
 // MinKeyLength is the shortest API key accepted: shorter keys are guessable.
@@ -58,6 +59,15 @@ type Config struct {
 	// TLSCert and TLSKey (PEM files, both or neither) switch the listener to HTTPS.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// RegistryFile is the device registry (see ingest/registry), reloaded every
+	// RegistryReload. With a registry, a strict one refuses devices it does not list
+	// (unknown_device), and any refuses a device id it lists only under other tenants
+	// (wrong_tenant). Empty and Registry nil: no registry, every device is admitted.
+	RegistryFile   string        `yaml:"registry_file"`
+	RegistryReload time.Duration `yaml:"registry_reload"`
+	// Registry, when set by the caller, is used instead of RegistryFile (a mediator
+	// sharing one watched registry among its collectors); the collector does not watch it.
+	Registry *registry.Live `yaml:"-"`
 }
 
 // APIKey maps one bearer key to its tenant. The key is given inline or read from
@@ -87,6 +97,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:     30 * time.Second,
 		MaxPastAge:          35 * 24 * time.Hour,
 		MaxFutureSkew:       5 * time.Minute,
+		RegistryReload:      5 * time.Second,
 	}
 }
 
@@ -137,7 +148,8 @@ func (c Config) Validate() error {
 		v   time.Duration
 	}{{"read_header_timeout", c.ReadHeaderTimeout}, {"read_timeout", c.ReadTimeout},
 		{"idle_timeout", c.IdleTimeout}, {"ack_timeout", c.AckTimeout}, {"retry_after", c.RetryAfter},
-		{"shutdown_timeout", c.ShutdownTimeout}, {"max_past_age", c.MaxPastAge}, {"max_future_skew", c.MaxFutureSkew}} {
+		{"shutdown_timeout", c.ShutdownTimeout}, {"max_past_age", c.MaxPastAge}, {"max_future_skew", c.MaxFutureSkew},
+		{"registry_reload", c.RegistryReload}} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("http.%s: must be a positive duration, got %s", d.key, d.v))
 		}

@@ -43,7 +43,7 @@ func FuzzJSONLines(f *testing.F) {
 			return
 		}
 		var b batch
-		b.reset("acme", now, lim, 1000)
+		b.reset("acme", now, lim, 1000, nil)
 		b.jsonLines(body)
 
 		var lines [][]byte
@@ -85,7 +85,7 @@ func FuzzJSONLines(f *testing.F) {
 			again = append(record.AppendJSON(again, u), '\n')
 		}
 		var b2 batch
-		b2.reset("acme", now, lim, 1000)
+		b2.reset("acme", now, lim, 1000, nil)
 		b2.jsonLines(again)
 		if b2.nerr != 0 || !reflect.DeepEqual(b2.recs, b.recs) && len(b.recs) > 0 {
 			t.Fatalf("retry of the produced records differs: %+v\n%s", b2.errs, again)
@@ -108,7 +108,7 @@ func FuzzCloudEvents(f *testing.F) {
 	lim := DefaultConfig().limits()
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var b batch
-		b.reset("acme", now, lim, 1000)
+		b.reset("acme", now, lim, 1000, nil)
 		if !b.cloudEvents(body) {
 			return
 		}

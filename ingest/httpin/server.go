@@ -27,6 +27,7 @@ import (
 
 	"fleetmeter/ingest"
 	"fleetmeter/ingest/payload"
+	"fleetmeter/ingest/registry"
 	"fleetmeter/record"
 )
 
@@ -55,6 +56,10 @@ type Server struct {
 	warned  atomic.Int64     // unix seconds of the last sink warning (logs are throttled)
 	now     func() time.Time // received time of records
 	clock   func() time.Time // the tenant rate limit's clock
+	// adm admits (tenant, device) through the device registry, if any. watchFile: the
+	// registry came from cfg.RegistryFile and Run reloads it.
+	adm       admitter
+	watchFile bool
 }
 
 type tenantKey struct {
@@ -89,6 +94,13 @@ func New(cfg Config, sink ingest.Sink, metrics *ingest.Metrics, logger *slog.Log
 	gates(keys)
 	s := &Server{cfg: cfg, sink: sink, metrics: metrics, logger: logger, keys: keys,
 		sem: make(chan struct{}, cfg.MaxConcurrent), now: time.Now, clock: time.Now, lim: cfg.limits()}
+	s.adm.live = cfg.Registry
+	if s.adm.live == nil && cfg.RegistryFile != "" {
+		if s.adm.live, err = registry.LoadLive(cfg.RegistryFile); err != nil {
+			return nil, fmt.Errorf("http.registry_file: %w", err)
+		}
+		s.watchFile = true
+	}
 	s.batches.New = func() any { return new(batch) }
 	mux := http.NewServeMux()
 	mux.HandleFunc(Path, s.handleUsage)
@@ -147,6 +159,9 @@ func loadKeys(cfgKeys []APIKey) ([]tenantKey, error) {
 // Addr is the bound address (host:port), also when the configured port was 0.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
+// Registry is the device registry in force (nil: none).
+func (s *Server) Registry() *registry.Registry { return s.adm.live.Load() }
+
 // Healthy reports whether the collector is serving.
 func (s *Server) Healthy() bool { return s.healthy.Load() }
 
@@ -161,6 +176,21 @@ func (s *Server) Close() error {
 
 // Run serves until ctx ends, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error {
+	if s.watchFile {
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		watchDone := make(chan struct{})
+		go func() {
+			defer close(watchDone)
+			_ = s.adm.live.Watch(watchCtx, s.cfg.RegistryFile, s.cfg.RegistryReload, func(r *registry.Registry) {
+				s.logger.Info("http collector: device registry reloaded", "file", r.File(), "devices", r.Len(),
+					"strict", r.Strict(), "stamp", r.Stamp())
+			}, func(err error) {
+				s.logger.Error("http collector: device registry", "err", err)
+			})
+		}()
+		// Stopped when Run returns, after the requests in flight finished.
+		defer func() { stopWatch(); <-watchDone }()
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if s.tls {
@@ -293,7 +323,7 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 	delete(h, "Connection") // admitted: the body is read, the connection may stay
 
 	b := s.batches.Get().(*batch)
-	b.reset(tenant, received.UnixMilli(), s.lim, s.cfg.MaxLines)
+	b.reset(tenant, received.UnixMilli(), s.lim, s.cfg.MaxLines, s.adm.current())
 	reuse := true
 	defer func() {
 		if reuse {

@@ -448,7 +448,7 @@ var _ ingest.Collector = (*Server)(nil)
 
 func TestBatchChecks(t *testing.T) {
 	var b batch
-	b.reset("acme", testNow.UnixMilli(), DefaultConfig().limits(), 100)
+	b.reset("acme", testNow.UnixMilli(), DefaultConfig().limits(), 100, nil)
 	body := strings.Join([]string{
 		`{"event_id":"fee:acme:d1:2026-11","tenant":"acme","device":"d1","start_time":"2026-11-25T11:00:00Z"}`,
 		`{"event_id":"` + strings.Repeat("x", 300) + `","tenant":"acme","device":"d1","start_time":"2026-11-25T11:00:00Z"}`,
