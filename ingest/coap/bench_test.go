@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,4 +108,52 @@ func benchPost(b *testing.B, addr string, produced func() int64) {
 		b.Fatalf("sink got %d records for %d requests", produced(), b.N)
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+}
+
+// BenchmarkNewPeer: one confirmable POST /usage without an identity (answered 4.01) from
+// each of b.N fresh UDP sockets, 16 at a time: what a datagram from an unknown address
+// costs, the flood case. Reports peers/s and what is still held at the end per peer
+// (goroutines, heap bytes): go-coap keeps a session per address, bounded by
+// max_unverified_sessions (1000 by default).
+//
+//	go test -run '^$' -bench NewPeer -benchtime 20000x ./ingest/coap/
+func BenchmarkNewPeer(b *testing.B) {
+	col := start(b, devConfig(), &recSink{})
+	pkt := rawPOST(b, message.Confirmable, 1, []byte{1}, "/usage", message.AppJSON, []byte(`{}`))
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	g0 := runtime.NumGoroutine()
+	var next, unanswered atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	begin := time.Now()
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			buf := make([]byte, 256)
+			for next.Add(1) <= int64(b.N) {
+				conn, err := net.Dial("udp", col.Addr())
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = conn.Write(pkt)
+				_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+				if _, err := conn.Read(buf); err != nil {
+					unanswered.Add(1)
+				}
+				_ = conn.Close()
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "peers/s")
+	b.ReportMetric(float64(runtime.NumGoroutine()-g0)/float64(b.N), "held-goroutines/peer")
+	b.ReportMetric(float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/float64(b.N), "held-B/peer")
+	b.ReportMetric(float64(unanswered.Load()), "unanswered")
 }

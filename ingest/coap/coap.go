@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	piondtls "github.com/pion/dtls/v3"
 	"github.com/plgd-dev/go-coap/v3/dtls"
@@ -54,6 +55,9 @@ type Collector struct {
 	dtlsAddr string
 
 	src ingest.SourceMetrics // resolved once: the handler runs per request
+
+	// Per-peer state of each listener (sessions.go); nil when the listener is off.
+	udpPeers, dtlsPeers *sessionTable
 }
 
 // worker is one request's scratch space, pooled: parser buffers and the body.
@@ -93,6 +97,12 @@ func New(cfg Config, sink ingest.Sink, metrics *ingest.Metrics, logger *slog.Log
 	if r := c.live.Load(); cfg.DevMode && !cfg.DevModeForce && r != nil && r.Strict() {
 		return nil, errStrictDevMode
 	}
+	if cfg.Listen != "" {
+		c.udpPeers = newSessionTable(cfg, cfg.UnverifiedIdleTimeout, udpSessionCharge)
+	}
+	if cfg.DTLSListen != "" {
+		c.dtlsPeers = newSessionTable(cfg, cfg.HandshakeTimeout, dtlsSessionCharge)
+	}
 	c.workers.New = func() any { return &worker{parser: payload.Parser{Limits: payload.DefaultLimits()}} }
 	const src = record.SourceCoAP
 	c.src = metrics.For(src)
@@ -124,6 +134,11 @@ func (c *Collector) Registry() *registry.Registry { return c.live.Load() }
 
 // InFlight is the number of requests awaiting the sink's acknowledgement.
 func (c *Collector) InFlight() int { return int(c.inflight.Load()) }
+
+// Sessions reports the per-peer sessions of the plain UDP and the DTLS listener.
+func (c *Collector) Sessions() (udp, dtls SessionStats) {
+	return c.udpPeers.stats(), c.dtlsPeers.stats()
+}
 
 // Run binds the listeners and serves until ctx ends. Shutdown order: stop taking
 // datagrams (close the listeners), release handlers still waiting for acknowledgements
@@ -181,11 +196,12 @@ func (c *Collector) Run(ctx context.Context) error {
 	if dtlsL != nil {
 		dtlsSrv = dtls.NewServer(c.dtlsOptions(runCtx)...)
 		wg.Go(func() {
-			if err := dtlsSrv.Serve(dtlsL); err != nil {
+			if err := dtlsSrv.Serve(&dtlsGate{DTLSListener: dtlsL, peers: c.dtlsPeers}); err != nil {
 				errc <- fmt.Errorf("coap: dtls: %w", err)
 			}
 		})
 	}
+	wg.Go(func() { c.sweepPeers(runCtx) })
 	if c.watchFile {
 		wg.Go(func() {
 			_ = c.live.Watch(runCtx, c.cfg.RegistryFile, c.cfg.RegistryReload, func(r *registry.Registry) {
@@ -245,6 +261,8 @@ func (c *Collector) common(ctx context.Context) []any {
 		options.WithErrors(func(err error) { c.logger.Debug("coap", "err", err) }),
 		options.WithMaxMessageSize(maxDatagram),
 		options.WithBlockwise(true, blockSZX, blockTransferTimeout),
+		// go-coap's default is 4096 concurrent uploads per session, each up to max_body.
+		options.WithBlockwiseReceivingMessagesCacheMaxEntries(maxBlockTransfers),
 		options.WithInactivityMonitor(c.cfg.IdleTimeout, func(cc *udpClient.Conn) { _ = cc.Close() }),
 		options.WithProcessReceivedMessageFunc(c.process),
 	}
@@ -255,7 +273,11 @@ func (c *Collector) udpOptions(ctx context.Context, _ bool) []udpServer.Option {
 	for _, o := range c.common(ctx) {
 		out = append(out, o.(udpServer.Option))
 	}
-	return append(out, options.WithHandlerFunc(func(w *responseWriter, r *poolMessage) { c.serve(w, r, false) }))
+	return append(out,
+		options.WithHandlerFunc(func(w *responseWriter, r *poolMessage) { c.serve(w, r, false) }),
+		options.WithOnNewConn(c.openUDP),
+		options.WithRequestMonitor(c.vetUDP),
+	)
 }
 
 func (c *Collector) dtlsOptions(ctx context.Context) []dtlsServer.Option {
@@ -268,11 +290,26 @@ func (c *Collector) dtlsOptions(ctx context.Context) []dtlsServer.Option {
 		options.WithDTLSHandshakeTimeout(c.cfg.HandshakeTimeout),
 		// The PSK identity is fixed for the session: read it once, not per request.
 		options.WithOnNewConn(func(cc *udpClient.Conn) {
-			if dc, ok := cc.NetConn().(*piondtls.Conn); ok {
-				if st, ok := dc.ConnectionState(); ok {
-					cc.SetContextValue(pskIdentityKey{}, string(st.IdentityHint))
-				}
-			}
+			cc.SetContextValue(pskIdentityKey{}, pskIdentity(cc))
 		}),
 	)
+}
+
+// sweepPeers closes unverified sessions past their age, until ctx ends.
+func (c *Collector) sweepPeers(ctx context.Context) {
+	every := min(c.cfg.UnverifiedIdleTimeout/2, time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, p := range []*sessionTable{c.udpPeers, c.dtlsPeers} {
+				if p != nil {
+					p.sweep(now)
+				}
+			}
+		}
+	}
 }

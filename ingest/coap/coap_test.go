@@ -312,7 +312,8 @@ func TestConfigValidate(t *testing.T) {
 	bad := Config{DTLSListen: "nohost", MaxBody: -1, BackpressureMaxAge: time.Millisecond}
 	err := bad.Validate()
 	for _, key := range []string{"coap.dtls_listen: must be host:port", "coap.registry_file: required", "coap.max_body",
-		"coap.max_in_flight", "coap.backpressure_max_age", "coap.ack_timeout", "coap.idle_timeout", "coap.handshake_timeout"} {
+		"coap.max_in_flight", "coap.backpressure_max_age", "coap.ack_timeout", "coap.idle_timeout", "coap.handshake_timeout",
+		"coap.max_sessions", "coap.max_unverified_sessions", "coap.max_unverified_bytes", "coap.unverified_idle_timeout"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("missing %q in %v", key, err)
 		}

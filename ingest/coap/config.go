@@ -44,6 +44,20 @@ type Config struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// HandshakeTimeout bounds a DTLS handshake.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+
+	// Per-peer state, per listener (see sessions.go). A session is go-coap's state for one
+	// remote address (plain UDP) or one DTLS connection. It is unverified until its first
+	// request with an admitted identity (plain UDP, dev mode) or its finished handshake
+	// (DTLS); plain UDP without dev mode never verifies. MaxSessions bounds all sessions,
+	// MaxUnverifiedSessions and MaxUnverifiedBytes (a fixed charge per session plus what
+	// it sent) the unverified ones: a new peer over a bound evicts the oldest unverified
+	// session, and is dropped only when every session is verified.
+	MaxSessions           int   `yaml:"max_sessions"`
+	MaxUnverifiedSessions int   `yaml:"max_unverified_sessions"`
+	MaxUnverifiedBytes    int64 `yaml:"max_unverified_bytes"`
+	// UnverifiedIdleTimeout closes a plain UDP session that sent no valid request this
+	// long after it opened (a DTLS handshake is bounded by HandshakeTimeout).
+	UnverifiedIdleTimeout time.Duration `yaml:"unverified_idle_timeout"`
 }
 
 // DefaultConfig returns the collector defaults.
@@ -57,6 +71,11 @@ func DefaultConfig() Config {
 		AckTimeout:         10 * time.Second,
 		IdleTimeout:        95 * time.Second,
 		HandshakeTimeout:   15 * time.Second,
+
+		MaxSessions:           20000,
+		MaxUnverifiedSessions: 1000,
+		MaxUnverifiedBytes:    32 << 20,
+		UnverifiedIdleTimeout: 5 * time.Second,
 	}
 }
 
@@ -104,6 +123,18 @@ func (c Config) Validate() error {
 	}
 	if c.DTLSListen != "" && c.HandshakeTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("coap.handshake_timeout: must be positive, got %v", c.HandshakeTimeout))
+	}
+	if c.MaxSessions <= 0 {
+		errs = append(errs, fmt.Errorf("coap.max_sessions: must be positive, got %d", c.MaxSessions))
+	}
+	if c.MaxUnverifiedSessions <= 0 || c.MaxUnverifiedSessions > max(c.MaxSessions, 1) {
+		errs = append(errs, fmt.Errorf("coap.max_unverified_sessions: must be 1..coap.max_sessions (%d), got %d", c.MaxSessions, c.MaxUnverifiedSessions))
+	}
+	if c.MaxUnverifiedBytes < minUnverifiedBytes {
+		errs = append(errs, fmt.Errorf("coap.max_unverified_bytes: must be at least %d (one session and one largest datagram), got %d", minUnverifiedBytes, c.MaxUnverifiedBytes))
+	}
+	if c.UnverifiedIdleTimeout <= 0 || c.UnverifiedIdleTimeout > c.IdleTimeout {
+		errs = append(errs, fmt.Errorf("coap.unverified_idle_timeout: must be positive and at most coap.idle_timeout (%v), got %v", c.IdleTimeout, c.UnverifiedIdleTimeout))
 	}
 	if c.DevMode && c.DTLSListen != "" && !c.DevModeForce {
 		errs = append(errs, errors.New("coap.dev_mode: refused with coap.dtls_listen: devices that authenticate could be impersonated on the unauthenticated path; set coap.dev_mode_force: true to run both"))

@@ -32,6 +32,9 @@ func TestDevPathRefusesCredentialedDevice(t *testing.T) {
 	if b, rej := sink.snapshot(); len(b) != 2 || len(rej) != 0 {
 		t.Fatalf("batches %d rejects %+v", len(b), rej)
 	}
+	if udp, _ := c.Sessions(); udp.Verified != 2 {
+		t.Fatalf("verified sessions %+v: refused paths must not verify", udp)
+	}
 }
 
 // Dev mode beside a DTLS listener or a strict registry is refused unless forced, with an

@@ -37,6 +37,7 @@ const (
 const (
 	blockSZX             = blockwise.SZX1024
 	blockTransferTimeout = 10 * time.Second
+	maxBlockTransfers    = 4    // block-wise uploads a session reassembles at once (a retry may overlap an abandoned one)
 	rawPrefix            = 1024 // bytes of an oversize body kept in its rejection
 )
 
