@@ -2,6 +2,8 @@ package httpin
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strconv"
 	"strings"
@@ -28,6 +30,17 @@ const (
 
 // maxListed bounds the errors a 400 lists; all of them go to topic rejected.
 const maxListed = 100
+
+// Bounds of what one refused item costs downstream. A rejection is one Kafka message
+// (brokers refuse messages over 1 MB by default) and one ClickHouse row: a refused
+// multi-megabyte body or line carried whole could never be written, and the request
+// would get 503 on every retry. So a rejection keeps the input's first maxRejectRaw
+// bytes and says how long the whole was and its SHA-256; messages and ids are clipped.
+const (
+	maxRejectRaw    = 64 << 10
+	maxRejectDevice = 256 // a valid device is at most 128 bytes: a longer one is refused
+	maxMessage      = 512 // bytes of an item's message, in the 400 and in the detail
+)
 
 // maxEventID bounds an event_id in bytes.
 const maxEventID = 256
@@ -108,6 +121,7 @@ var wholeBody = ref{index: -1}
 // refuse records one bad item: an error for the response and a rejection for topic
 // rejected carrying the item's raw bytes (copied: the body buffer is reused).
 func (b *batch) refuse(at ref, device, reason, msg string, raw []byte) {
+	msg = clipText(msg, maxMessage)
 	b.nerr++
 	if len(b.errs) < maxListed {
 		b.errs = append(b.errs, ItemError{Line: at.line, Index: at.index, ID: at.id, Reason: reason, Message: msg})
@@ -119,8 +133,28 @@ func (b *batch) refuse(at ref, device, reason, msg string, raw []byte) {
 	case at.index >= 0:
 		detail = "event " + strconv.Itoa(at.index) + ": " + msg
 	}
-	b.rejs = append(b.rejs, record.Rejection{Source: record.SourceHTTP, Tenant: b.tenant, Device: device,
-		Reason: reason, Detail: detail, Raw: bytes.Clone(raw), Received: b.received})
+	if len(raw) > maxRejectRaw {
+		sum := sha256.Sum256(raw)
+		detail += "; raw holds the first " + strconv.Itoa(maxRejectRaw) + " of " + strconv.Itoa(len(raw)) +
+			" bytes, sha256 " + hex.EncodeToString(sum[:])
+		raw = raw[:maxRejectRaw]
+	}
+	b.rejs = append(b.rejs, record.Rejection{Source: record.SourceHTTP, Tenant: b.tenant,
+		Device: clipText(device, maxRejectDevice), Reason: reason, Detail: detail, Raw: bytes.Clone(raw),
+		Received: b.received})
+}
+
+// clipText cuts s to at most n bytes at a rune boundary, marking the cut.
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "..."
+	i := n - len(mark)
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + mark
 }
 
 func (b *batch) refuseErr(at ref, device string, err error, raw []byte) {
@@ -174,7 +208,7 @@ func (b *batch) jsonLines(body []byte) {
 // appends it, or refuses it.
 func (b *batch) admit(u *record.Usage, at ref, raw []byte) {
 	if u.Tenant != b.tenant {
-		b.refuse(at, u.Device, ReasonTenantMismatch, "tenant "+strconv.Quote(u.Tenant)+" is not the API key's tenant "+strconv.Quote(b.tenant), raw)
+		b.refuse(at, u.Device, ReasonTenantMismatch, "tenant "+quote(u.Tenant)+" is not the API key's tenant "+quote(b.tenant), raw)
 		return
 	}
 	if err := checkName(u.Device); err != nil {
@@ -260,10 +294,10 @@ func (b *batch) check(u *record.Usage) (reason, msg string) {
 	switch u.RAT {
 	case "", "NR", "EUTRA", "NB-IoT", "LTE-M", "WLAN":
 	default:
-		return payload.ReasonBadField, "rat " + strconv.Quote(u.RAT) + " is not one of NR, EUTRA, NB-IoT, LTE-M, WLAN or empty"
+		return payload.ReasonBadField, "rat " + quote(u.RAT) + " is not one of NR, EUTRA, NB-IoT, LTE-M, WLAN or empty"
 	}
 	if u.PLMN != "" && !validPLMN(u.PLMN) {
-		return payload.ReasonBadField, "plmn " + strconv.Quote(u.PLMN) + " is not MCC-MNC (262-01)"
+		return payload.ReasonBadField, "plmn " + quote(u.PLMN) + " is not MCC-MNC (262-01)"
 	}
 	if len(u.Cell) > 64 || strings.ContainsFunc(u.Cell, func(r rune) bool { return r < 0x20 || r >= 0x7f }) {
 		return payload.ReasonBadField, "cell must be at most 64 printable ASCII characters"
@@ -273,7 +307,7 @@ func (b *batch) check(u *record.Usage) (reason, msg string) {
 			return payload.ReasonBadField, "slice_sd needs slice_sst"
 		}
 		if !validSD(u.SliceSD) {
-			return payload.ReasonBadField, "slice_sd " + strconv.Quote(u.SliceSD) + " is not 6 hex digits"
+			return payload.ReasonBadField, "slice_sd " + quote(u.SliceSD) + " is not 6 hex digits"
 		}
 	}
 	return "", ""
