@@ -255,9 +255,14 @@ func parseTime(field, s string) (int64, error) {
 	if s == "" {
 		return 0, fmt.Errorf("field %s: missing", field)
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return 0, fmt.Errorf("field %s: %w", field, err)
+	ms, ok := ParseRFC3339(s)
+	if !ok {
+		return 0, timeFieldError(field, s)
 	}
-	return t.UnixMilli(), nil
+	return ms, nil
+}
+
+// timeFieldError says that field holds s, which is not an RFC 3339 time.
+func timeFieldError(field, s string) error {
+	return fmt.Errorf("field %s: %s is not an RFC 3339 time (YYYY-MM-DDThh:mm:ss[.fff] and Z or +hh:mm)", field, QuoteInput(s))
 }

@@ -57,6 +57,22 @@ func TestParseJSONGolden(t *testing.T) {
 	if got != want {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}
+	// Times are read as ingest/payload reads them: lower-case t and z (RFC 3339 5.6) too.
+	got, err = ParseJSON([]byte(`{"event_id":"e","tenant":"t","device":"d","start_time":"2025-11-25t10:00:00.5z",` +
+		`"end_time":"2025-11-25t11:00:00.5+01:00"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.StartTime != 1764064800500 || got.EndTime != 1764064800500 {
+		t.Fatalf("lower-case t/z: start %d end %d, want 1764064800500 for both", got.StartTime, got.EndTime)
+	}
+	// What time.Parse takes beyond RFC 3339 is refused, naming the field.
+	for _, bad := range []string{"2025-11-25T10:00:00,5Z", "2025-11-25T1:00:00Z", "2025-11-25T10:00:00+24:00"} {
+		_, err := ParseJSON([]byte(`{"event_id":"e","tenant":"t","device":"d","start_time":"` + bad + `"}`))
+		if err == nil || !strings.Contains(err.Error(), "field start_time") {
+			t.Errorf("start_time %s: err = %v, want a start_time error", bad, err)
+		}
+	}
 }
 
 // jsonSamples are the usage samples with times JSON can carry (RFC 3339 years 0-9999).

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"time"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -24,7 +23,8 @@ import (
 //     invalid UTF-8 and lone surrogates;
 //   - integers reject signs, fractions, exponents and values out of range;
 //   - after the object, whitespace is fine, and so is anything that starts with '}' or ']'
-//     (what Decoder.More reports as no more values).
+//     (what Decoder.More reports as no more values);
+//   - times are read by ParseRFC3339 in both, the project's one RFC 3339 reader.
 //
 // No field takes an object or an array, so any nested value is an error and the parser never
 // needs to descend. All string fields of a record share one allocation (a canonical line
@@ -706,97 +706,13 @@ func parseJSONUsage(line []byte) (Usage, error) {
 	return u, nil
 }
 
-// parseTimeBytes is parseTime for bytes: RFC 3339 strings time.Parse reads through its
-// fast path are read here without allocating; everything else goes to time.Parse.
+// parseTimeBytes is parseTime for bytes, without allocating when the time is good.
 func parseTimeBytes(field string, b []byte) (int64, error) {
 	if len(b) == 0 {
 		return 0, fmt.Errorf("field %s: missing", field)
 	}
-	if ms, ok := parseRFC3339Millis(b); ok {
+	if ms, ok := ParseRFC3339(b); ok {
 		return ms, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, string(b))
-	if err != nil {
-		return 0, fmt.Errorf("field %s: %w", field, err)
-	}
-	return t.UnixMilli(), nil
-}
-
-// parseRFC3339Millis follows the standard library's parseRFC3339, which time.Parse tries
-// first for RFC 3339 layouts: when it succeeds, time.Parse returns that instant.
-func parseRFC3339Millis(s []byte) (int64, bool) {
-	ok := true
-	num := func(s []byte, min, max int) int {
-		x := 0
-		for _, c := range s {
-			if c < '0' || '9' < c {
-				ok = false
-				return min
-			}
-			x = x*10 + int(c-'0')
-		}
-		if x < min || max < x {
-			ok = false
-			return min
-		}
-		return x
-	}
-	if len(s) < len("2006-01-02T15:04:05") {
-		return 0, false
-	}
-	year := num(s[0:4], 0, 9999)
-	month := num(s[5:7], 1, 12)
-	day := num(s[8:10], 1, daysInMonth(month, year))
-	hour := num(s[11:13], 0, 23)
-	minute := num(s[14:16], 0, 59)
-	sec := num(s[17:19], 0, 59)
-	if !ok || !(s[4] == '-' && s[7] == '-' && s[10] == 'T' && s[13] == ':' && s[16] == ':') {
-		return 0, false
-	}
-	s = s[19:]
-	nsec := 0
-	if len(s) >= 2 && s[0] == '.' && '0' <= s[1] && s[1] <= '9' {
-		n := 1
-		for n < len(s) && '0' <= s[n] && s[n] <= '9' {
-			n++
-		}
-		// Nanoseconds: the first nine digits, the rest truncated.
-		for k := 1; k <= 9; k++ {
-			nsec *= 10
-			if k < n {
-				nsec += int(s[k] - '0')
-			}
-		}
-		s = s[n:]
-	}
-	ms := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC).UnixMilli()
-	if len(s) == 1 && s[0] == 'Z' {
-		return ms, true
-	}
-	if len(s) != len("-07:00") {
-		return 0, false
-	}
-	hr := num(s[1:3], 0, 23)
-	mm := num(s[4:6], 0, 59)
-	if !ok || !((s[0] == '-' || s[0] == '+') && s[3] == ':') {
-		return 0, false
-	}
-	offset := int64(hr*60+mm) * 60_000
-	if s[0] == '-' {
-		offset = -offset
-	}
-	return ms - offset, true
-}
-
-func daysInMonth(month, year int) int {
-	switch month {
-	case 2:
-		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
-			return 29
-		}
-		return 28
-	case 4, 6, 9, 11:
-		return 30
-	}
-	return 31
+	return 0, timeFieldError(field, string(b))
 }

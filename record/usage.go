@@ -3,10 +3,7 @@
 // dependency graph: it imports nothing of the project.
 package record
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // Schema names the canonical usage schema; it travels in a Kafka header beside each batch.
 const Schema = "usage.v1"
@@ -49,26 +46,11 @@ type Usage struct {
 	SliceSD      string
 }
 
-// Validate checks the invariants every accepted record keeps. It returns a short reason
-// code and a message; an empty reason means the record is valid.
-func (u *Usage) Validate() error {
-	switch {
-	case u.EventID == "":
-		return &InvalidError{Reason: "missing_event_id", Msg: "event_id is empty"}
-	case u.Tenant == "":
-		return &InvalidError{Reason: "missing_identity", Msg: "tenant is empty"}
-	case u.Device == "":
-		return &InvalidError{Reason: "missing_identity", Msg: "device is empty"}
-	case u.EndTime < u.StartTime:
-		return &InvalidError{Reason: "bad_interval", Msg: "end_time before start_time"}
-	case u.HasPos && (u.Lat < -90 || u.Lat > 90 || u.Lon < -180 || u.Lon > 180 || u.Lat != u.Lat || u.Lon != u.Lon):
-		return &InvalidError{Reason: "bad_position", Msg: fmt.Sprintf("position %v,%v out of range", u.Lat, u.Lon)}
-	}
-	return nil
-}
+// Validate is Validate(u).
+func (u *Usage) Validate() error { return Validate(u) }
 
-// InvalidError says why a record or payload was refused; Reason is a stable code that
-// lands in topic rejected and in metric labels.
+// InvalidError says why a record or payload was refused; Reason is one of the reason
+// codes (Reasons), which land in topic rejected and in metric labels.
 type InvalidError struct {
 	Reason string
 	Msg    string
