@@ -1,18 +1,17 @@
 package payload
 
 import (
+	"errors"
 	"math"
-	"strconv"
-	"time"
 
 	"fleetmeter/record"
 )
 
-// finish completes the records of this payload: identity, times, checks and event ids.
+// finish completes the records of this payload: identity, default times, event ids, and
+// then the checks record.ValidateWithin owns (every record is valid, or the payload is
+// refused).
 func (p *Parser) finish(out []record.Usage) *record.InvalidError {
 	recs := out[p.base:]
-	future := p.received + p.lim.MaxFutureSkew.Milliseconds()
-	past := p.received - p.lim.MaxPastAge.Milliseconds()
 	for i := range recs {
 		u, m := &recs[i], &p.meta[i]
 		u.Tenant, u.Device, u.Source = p.id.Tenant, p.id.Device, p.id.Source
@@ -23,33 +22,34 @@ func (p *Parser) finish(out []record.Usage) *record.InvalidError {
 		if m.fields&uint32(fieldEnd) == 0 {
 			u.EndTime = u.StartTime
 		}
-		switch {
-		case u.EndTime < u.StartTime:
-			return invalid(ReasonBadInterval, "end "+fmtMs(u.EndTime)+" before start "+fmtMs(u.StartTime))
-		case u.EndTime > future:
-			return invalid(ReasonFutureTime, "ends at "+fmtMs(u.EndTime)+", after received "+fmtMs(p.received)+" + "+p.lim.MaxFutureSkew.String())
-		case u.StartTime < past:
-			return invalid(ReasonStaleTime, "starts at "+fmtMs(u.StartTime)+", before received "+fmtMs(p.received)+" - "+p.lim.MaxPastAge.String())
-		}
 		switch m.fields & uint32(fieldLat|fieldLon) {
 		case uint32(fieldLat | fieldLon):
-			if !(u.Lat >= -90 && u.Lat <= 90 && u.Lon >= -180 && u.Lon <= 180) {
-				return invalid(ReasonBadPosition, "position "+strconv.FormatFloat(u.Lat, 'g', -1, 64)+","+strconv.FormatFloat(u.Lon, 'g', -1, 64)+" out of range")
-			}
 			u.HasPos = true
 		case 0:
 		default:
 			return invalid(ReasonBadPosition, "lat and lon go together")
 		}
-		if u.SliceSD != "" && !u.HasSlice {
-			return invalid(ReasonBadField, "slice_sd needs slice_sst")
+	}
+	if err := p.eventIDs(recs); err != nil {
+		return err
+	}
+	lim := p.lim.record()
+	for i := range recs {
+		if err := record.ValidateWithin(&recs[i], lim); err != nil {
+			return asInvalid(err)
 		}
 	}
-	return p.eventIDs(recs)
+	return nil
 }
 
-func fmtMs(ms int64) string {
-	return time.UnixMilli(ms).UTC().Format(record.TimeLayout)
+// asInvalid returns err as the *record.InvalidError it is (the record package's checks
+// return nothing else), or wraps it under its reason.
+func asInvalid(err error) *record.InvalidError {
+	var inv *record.InvalidError
+	if errors.As(err, &inv) {
+		return inv
+	}
+	return invalid(record.ReasonOf(err), err.Error())
 }
 
 // eventIDs gives every record its idempotency key. A device-supplied id or seq yields
@@ -111,7 +111,7 @@ func (p *Parser) checkDuplicateIDs() *record.InvalidError {
 			for j := i + 1; j < len(p.meta); j++ {
 				b := &p.meta[j]
 				if b.fields&uint32(fieldID|fieldSeq) != 0 && string(p.ids[a.idStart:a.idEnd]) == string(p.ids[b.idStart:b.idEnd]) {
-					return invalid(ReasonDuplicateID, "id "+strconv.Quote(string(p.ids[a.idStart:a.idEnd]))+" appears twice")
+					return invalid(ReasonDuplicateID, "id "+record.QuoteInput(string(p.ids[a.idStart:a.idEnd]))+" appears twice")
 				}
 			}
 		}
@@ -127,7 +127,7 @@ func (p *Parser) checkDuplicateIDs() *record.InvalidError {
 		if j, ok := p.seen[h]; ok {
 			b := &p.meta[j]
 			if string(p.ids[a.idStart:a.idEnd]) == string(p.ids[b.idStart:b.idEnd]) {
-				return invalid(ReasonDuplicateID, "id "+strconv.Quote(string(p.ids[a.idStart:a.idEnd]))+" appears twice")
+				return invalid(ReasonDuplicateID, "id "+record.QuoteInput(string(p.ids[a.idStart:a.idEnd]))+" appears twice")
 			}
 		}
 		p.seen[h] = i

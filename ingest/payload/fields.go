@@ -98,13 +98,13 @@ func (p *Parser) setString(u *record.Usage, f field, v []byte) *record.InvalidEr
 		if len(v) == 0 {
 			return nil
 		}
-		if !validPLMN(v) {
-			return invalid(ReasonBadField, "plmn "+strconv.Quote(string(v))+" is not MCC-MNC")
+		if !record.ValidPLMN(v) {
+			return invalid(ReasonBadField, "plmn "+record.QuoteInput(string(v))+" is not MCC-MNC")
 		}
 		u.PLMN = intern(&p.lastPLMN, v)
 	case fieldCell:
-		if len(v) > 64 || !printableASCII(v) {
-			return invalid(ReasonBadField, "cell must be at most 64 printable ASCII characters")
+		if !record.ValidCell(v) {
+			return invalid(ReasonBadField, "cell must be at most "+strconv.Itoa(record.MaxCellLen)+" printable ASCII characters")
 		}
 		if len(v) > 0 {
 			u.Cell = intern(&p.lastCell, v)
@@ -112,22 +112,25 @@ func (p *Parser) setString(u *record.Usage, f field, v []byte) *record.InvalidEr
 	case fieldRAT:
 		r, ok := canonicalRAT(v)
 		if !ok {
-			return invalid(ReasonBadField, "rat "+strconv.Quote(string(v))+" is not NR, EUTRA, NB-IoT, LTE-M or WLAN")
+			return invalid(ReasonBadField, "rat "+record.QuoteInput(string(v))+" is not NR, EUTRA, NB-IoT, LTE-M or WLAN")
 		}
 		u.RAT = r
 	case fieldSD:
 		if len(v) == 0 {
 			return nil
 		}
-		if len(v) != 6 || !isHex(v) {
-			return invalid(ReasonBadField, "slice_sd must be 6 hex digits")
-		}
+		// Hex digits in either case, kept in lower case as usage.v1 writes them.
 		var lower [6]byte
-		for i, c := range v {
-			if c >= 'A' && c <= 'F' {
-				c += 'a' - 'A'
+		if len(v) == len(lower) {
+			for i, c := range v {
+				if c >= 'A' && c <= 'F' {
+					c += 'a' - 'A'
+				}
+				lower[i] = c
 			}
-			lower[i] = c
+		}
+		if len(v) != len(lower) || !record.ValidSliceSD(lower[:]) {
+			return invalid(ReasonBadField, "slice_sd must be 6 hex digits")
 		}
 		u.SliceSD = intern(&p.lastSD, lower[:])
 	}
@@ -140,36 +143,6 @@ func intern(last *string, v []byte) string {
 		*last = string(v)
 	}
 	return *last
-}
-
-func validPLMN(v []byte) bool {
-	if len(v) != 6 && len(v) != 7 || v[3] != '-' {
-		return false
-	}
-	for i, c := range v {
-		if i != 3 && (c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
-}
-
-func printableASCII(v []byte) bool {
-	for _, c := range v {
-		if c < 0x21 || c > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-func isHex(v []byte) bool {
-	for _, c := range v {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-			return false
-		}
-	}
-	return true
 }
 
 // canonicalRAT maps a radio access type, compared without case, '-' and '_', to its

@@ -20,6 +20,7 @@ var knownReasons = map[string]bool{
 	ReasonAbsurdCounter: true, ReasonBadTime: true, ReasonBadInterval: true, ReasonFutureTime: true,
 	ReasonStaleTime: true, ReasonTooManyRecords: true, ReasonDeviceMismatch: true,
 	ReasonMissingIdentity: true, ReasonBadPosition: true, ReasonBadID: true, ReasonDuplicateID: true,
+	ReasonBadTenant: true, ReasonBadDevice: true,
 }
 
 func addSeeds(f *testing.F, pattern string) {

@@ -56,14 +56,16 @@ type Limits struct {
 	MaxCounter uint64
 }
 
-// DefaultLimits returns the limits a Parser uses where its Limits are zero.
+// DefaultLimits returns the limits a Parser uses where its Limits are zero: 4096 records
+// and record.DefaultLimits.
 func DefaultLimits() Limits {
-	return Limits{
-		MaxRecords:    4096,
-		MaxFutureSkew: 5 * time.Minute,
-		MaxPastAge:    35 * 24 * time.Hour,
-		MaxCounter:    1 << 50, // ~1 PB, ~35,000 years in ms: anything above is a device bug
-	}
+	r := record.DefaultLimits()
+	return Limits{MaxRecords: 4096, MaxFutureSkew: r.MaxFutureSkew, MaxPastAge: r.MaxPastAge, MaxCounter: r.MaxCounter}
+}
+
+// record returns the limits record.ValidateWithin applies.
+func (l Limits) record() record.Limits {
+	return record.Limits{MaxFutureSkew: l.MaxFutureSkew, MaxPastAge: l.MaxPastAge, MaxCounter: l.MaxCounter}
 }
 
 func (l Limits) withDefaults() Limits {
@@ -83,30 +85,34 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// Reason codes of the *record.InvalidError values Parse returns.
+// Reason codes of the *record.InvalidError values Parse returns. They are the record
+// package's (record.Reasons has every code with its meaning); these names stay for the
+// callers that spell them payload.Reason*.
 const (
-	ReasonUnknownFormat   = "unknown_format"   // KindAuto and Sniff cannot tell
-	ReasonBadJSON         = "bad_json"         // not well-formed JSON, or not the expected shape
-	ReasonBadSenML        = "bad_senml"        // well-formed but not a valid SenML pack for the profile
-	ReasonBadCBOR         = "bad_cbor"         // not well-formed CBOR, or unsupported CBOR items
-	ReasonUnknownField    = "unknown_field"    // a key or SenML name the format does not define
-	ReasonDuplicateField  = "duplicate_field"  // a key twice in one object, a name twice at one time
-	ReasonBadField        = "bad_field"        // a known field with a wrong type or value
-	ReasonBadUnit         = "bad_unit"         // a SenML unit the profile does not accept for the name
-	ReasonNegativeCounter = "negative_counter" // a counter below zero
-	ReasonBadCounter      = "bad_counter"      // a counter that is not an integer
-	ReasonCounterOverflow = "counter_overflow" // a counter beyond uint64
-	ReasonAbsurdCounter   = "absurd_counter"   // a counter beyond Limits.MaxCounter
-	ReasonBadTime         = "bad_time"         // a time that does not parse or is out of range
-	ReasonBadInterval     = "bad_interval"     // end before start
-	ReasonFutureTime      = "future_time"      // ends after received + MaxFutureSkew
-	ReasonStaleTime       = "stale_time"       // starts before received - MaxPastAge
-	ReasonTooManyRecords  = "too_many_records" // more than Limits.MaxRecords elements
-	ReasonDeviceMismatch  = "device_mismatch"  // a SenML base name naming another device
-	ReasonMissingIdentity = "missing_identity" // the Identity lacks tenant, device or source
-	ReasonBadPosition     = "bad_position"     // lat without lon, or out of range
-	ReasonBadID           = "bad_id"           // a device-supplied id or seq that is malformed
-	ReasonDuplicateID     = "duplicate_id"     // two records of one payload with the same id
+	ReasonUnknownFormat   = record.ReasonUnknownFormat
+	ReasonBadJSON         = record.ReasonBadJSON
+	ReasonBadSenML        = record.ReasonBadSenML
+	ReasonBadCBOR         = record.ReasonBadCBOR
+	ReasonUnknownField    = record.ReasonUnknownField
+	ReasonDuplicateField  = record.ReasonDuplicateField
+	ReasonBadField        = record.ReasonBadField
+	ReasonBadUnit         = record.ReasonBadUnit
+	ReasonNegativeCounter = record.ReasonNegativeCounter
+	ReasonBadCounter      = record.ReasonBadCounter
+	ReasonCounterOverflow = record.ReasonCounterOverflow
+	ReasonAbsurdCounter   = record.ReasonAbsurdCounter
+	ReasonBadTime         = record.ReasonBadTime
+	ReasonBadInterval     = record.ReasonBadInterval
+	ReasonFutureTime      = record.ReasonFutureTime
+	ReasonStaleTime       = record.ReasonStaleTime
+	ReasonTooManyRecords  = record.ReasonTooManyRecords
+	ReasonDeviceMismatch  = record.ReasonDeviceMismatch
+	ReasonMissingIdentity = record.ReasonMissingIdentity
+	ReasonBadPosition     = record.ReasonBadPosition
+	ReasonBadID           = record.ReasonBadID
+	ReasonDuplicateID     = record.ReasonDuplicateID
+	ReasonBadTenant       = record.ReasonBadTenant
+	ReasonBadDevice       = record.ReasonBadDevice
 )
 
 func invalid(reason, msg string) *record.InvalidError {
@@ -151,6 +157,14 @@ type recMeta struct {
 func (p *Parser) Parse(kind Kind, data []byte, id Identity, received int64, into []record.Usage) ([]record.Usage, error) {
 	if id.Tenant == "" || id.Device == "" || id.Source == "" {
 		return into, invalid(ReasonMissingIdentity, "identity needs tenant, device and source")
+	}
+	// The transport's identity goes into every record and event id: a hostile topic or
+	// path must not bill a device named by control characters or 10 KB of text.
+	if err := record.CheckTenantID(id.Tenant); err != nil {
+		return into, err
+	}
+	if err := record.CheckDeviceID(id.Device); err != nil {
+		return into, err
 	}
 	p.lim = p.Limits.withDefaults()
 	p.id = id

@@ -101,7 +101,7 @@ func (p *Parser) jsonObject(s *scanner, into []record.Usage) ([]record.Usage, *r
 		}
 		f, name := jsonKey(key)
 		if f == 0 {
-			return into, invalid(ReasonUnknownField, "unknown key "+strconv.Quote(string(key)))
+			return into, invalid(ReasonUnknownField, "unknown key "+record.QuoteInput(string(key)))
 		}
 		if err := s.expect(':'); err != nil {
 			return into, err
@@ -203,8 +203,8 @@ func (p *Parser) jsonValue(s *scanner, u *record.Usage, m *recMeta, f field, nam
 			}
 		} else {
 			var ok bool
-			if t, ok = parseRFC3339(str); !ok {
-				return invalid(ReasonBadTime, name+" "+strconv.Quote(string(str))+" is neither RFC 3339 nor epoch ms")
+			if t, ok = record.ParseRFC3339(str); !ok {
+				return invalid(ReasonBadTime, name+" "+record.QuoteInput(string(str))+" is neither RFC 3339 nor epoch ms")
 			}
 		}
 		if f == fieldTS {

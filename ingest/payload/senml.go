@@ -210,7 +210,7 @@ func (p *Parser) senmlApply(r *senmlRec, into []record.Usage) ([]record.Usage, *
 	}
 	if r.is(labelBN) {
 		if len(r.bn) > 0 && !p.devicePrefix(r.bn) {
-			return into, invalid(ReasonDeviceMismatch, "base name "+strconv.Quote(string(r.bn))+" does not name device "+strconv.Quote(p.id.Device))
+			return into, invalid(ReasonDeviceMismatch, "base name "+record.QuoteInput(string(r.bn))+" does not name device "+record.QuoteInput(p.id.Device))
 		}
 		st.bn = append(st.bn[:0], r.bn...)
 	}
@@ -264,7 +264,7 @@ func (p *Parser) senmlApply(r *senmlRec, into []record.Usage) ([]record.Usage, *
 	if len(st.bn) == 0 {
 		if i := bytes.LastIndexAny(name, ":/"); i >= 0 {
 			if !p.devicePrefix(name[:i+1]) {
-				return into, invalid(ReasonDeviceMismatch, "name "+strconv.Quote(string(name))+" does not name device "+strconv.Quote(p.id.Device))
+				return into, invalid(ReasonDeviceMismatch, "name "+record.QuoteInput(string(name))+" does not name device "+record.QuoteInput(p.id.Device))
 			}
 			name = name[i+1:]
 		}
@@ -274,7 +274,7 @@ func (p *Parser) senmlApply(r *senmlRec, into []record.Usage) ([]record.Usage, *
 	}
 	ms, ok := senmlName(name)
 	if !ok {
-		return into, invalid(ReasonUnknownField, "name "+strconv.Quote(string(name))+" is not in the fleetmeter SenML profile")
+		return into, invalid(ReasonUnknownField, "name "+record.QuoteInput(string(name))+" is not in the fleetmeter SenML profile")
 	}
 	var unit []byte
 	if ms.baseUnit() {
@@ -284,7 +284,7 @@ func (p *Parser) senmlApply(r *senmlRec, into []record.Usage) ([]record.Usage, *
 		unit = r.u
 	}
 	if !acceptsUnit(ms.units, unit) {
-		return into, invalid(ReasonBadUnit, ms.name+" does not take unit "+strconv.Quote(string(unit)))
+		return into, invalid(ReasonBadUnit, ms.name+" does not take unit "+record.QuoteInput(string(unit)))
 	}
 
 	// Time, and the usage record of that time.

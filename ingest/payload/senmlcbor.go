@@ -216,7 +216,7 @@ func (c *cborReader) record(r *senmlRec) *record.InvalidError {
 				l = senmlCBORLabel(key)
 			}
 		case 3:
-			return invalid(ReasonUnknownField, "unknown SenML field "+strconv.Quote(string(k.b)))
+			return invalid(ReasonUnknownField, "unknown SenML field "+record.QuoteInput(string(k.b)))
 		default:
 			c.pos = at
 			return c.fail("map key is not an integer")

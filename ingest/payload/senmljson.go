@@ -56,7 +56,7 @@ func (p *Parser) senmlJSONRecord(s *scanner, r *senmlRec) *record.InvalidError {
 		}
 		l := senmlJSONLabel(key)
 		if l == labelUnknown {
-			return invalid(ReasonUnknownField, "unknown SenML field "+strconv.Quote(string(key)))
+			return invalid(ReasonUnknownField, "unknown SenML field "+record.QuoteInput(string(key)))
 		}
 		if !r.set(l) {
 			return invalid(ReasonDuplicateField, "SenML field "+labelNames[l]+" given twice")
