@@ -15,6 +15,11 @@ import (
 // that stopped it. Only then may a collector acknowledge its own source: that order is
 // what makes delivery at-least-once end to end. Records of successive calls for one
 // device keep their order. The sink copies recs before returning.
+//
+// Records a collector hands over are valid (record.Validate; collectors of live input use
+// record.ValidateWithin). A rejection's Reason is a record reason code and its Raw is
+// filled by Rejection.SetRaw, which keeps at most record.MaxRejectRaw bytes of the input
+// with its length and SHA-256.
 type Sink interface {
 	Enqueue(recs []record.Usage, done func(error))
 	EnqueueRejects(rejs []record.Rejection, done func(error))

@@ -5,7 +5,8 @@ import (
 )
 
 // Metrics are the collectors' shared counters; the source label is the collector name and
-// reason a stable rejection code, so label sets stay bounded.
+// reason a code of record.Reasons (record.ReasonOf maps any error to one), so label sets
+// stay bounded.
 type Metrics struct {
 	Received   *prometheus.CounterVec   // messages received, by source
 	Accepted   *prometheus.CounterVec   // usage records acknowledged by the sink, by source

@@ -5,16 +5,14 @@ import (
 	"sync/atomic"
 
 	"fleetmeter/ingest/registry"
+	"fleetmeter/record"
 )
 
-// Rejection reasons of this collector, beside bad_topic, the payload parser's and the
-// registry's unknown_device.
-const (
-	// ReasonWrongTenant: the topic names a device id the registry lists, but only under
-	// other tenants. Kept in strict and non-strict mode alike: a listed device id is
-	// claimed, so a tenant whose own, unlisted device shares the id must list it too.
-	ReasonWrongTenant = "wrong_tenant"
-)
+// ReasonWrongTenant: the topic names a device id the registry lists, but only under
+// other tenants. Kept in strict and non-strict mode alike: a listed device id is claimed,
+// so a tenant whose own, unlisted device shares the id must list it too. The code is
+// record's, like every other reason this collector emits.
+const ReasonWrongTenant = record.ReasonWrongTenant
 
 // admission is the per-message view of one registry snapshot: device id -> the tenants
 // listing it. One map lookup on substrings of the topic, so admitting a message
@@ -75,7 +73,7 @@ func (a *admission) check(tenant, device string) (reason, detail string) {
 	case listed:
 		return ReasonWrongTenant, "device " + device + " is registered to tenant " + ts.String() + ", not " + tenant
 	case a.strict:
-		return registry.ReasonUnknownDevice, "device " + tenant + "/" + device + " is not in the device registry"
+		return record.ReasonUnknownDevice, "device " + tenant + "/" + device + " is not in the device registry"
 	}
 	return "", ""
 }

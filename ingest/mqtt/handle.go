@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"errors"
 	"strings"
 	"time"
 
@@ -33,16 +32,24 @@ func (c *Collector) handle(_ paho.Client, m paho.Message) {
 	defer c.mu.Unlock()
 	tenant, device, kind, ok := c.parseTopic(m.Topic())
 	if !ok {
-		c.reject(record.Rejection{Source: record.SourceMQTT, Tenant: tenant, Device: device, Reason: "bad_topic",
-			Detail: "topic " + m.Topic() + " is not " + c.cfg.TopicPrefix + "/<tenant>/<device>/usage[/json|/senml-json|/senml-cbor]",
-			Raw:    m.Payload(), Received: received.UnixMilli()}, m, received)
+		c.reject(tenant, device, record.ReasonBadTopic, "topic "+record.QuoteInput(m.Topic())+" is not "+
+			c.cfg.TopicPrefix+"/<tenant>/<device>/usage[/json|/senml-json|/senml-cbor]", m, received)
+		return
+	}
+	// The ids come from whoever may publish to the broker: checked before anything is
+	// looked up, parsed or billed under them.
+	if err := record.CheckTenantID(tenant); err != nil {
+		c.reject(tenant, device, record.ReasonOf(err), err.Error(), m, received)
+		return
+	}
+	if err := record.CheckDeviceID(device); err != nil {
+		c.reject(tenant, device, record.ReasonOf(err), err.Error(), m, received)
 		return
 	}
 	if a := c.adm.current(); a != nil {
 		if reason, detail := a.check(tenant, device); reason != "" {
 			// Acknowledged to the broker only once the rejection is written, like any other.
-			c.reject(record.Rejection{Source: record.SourceMQTT, Tenant: tenant, Device: device, Reason: reason,
-				Detail: detail, Raw: m.Payload(), Received: received.UnixMilli()}, m, received)
+			c.reject(tenant, device, reason, detail, m, received)
 			return
 		}
 	}
@@ -50,13 +57,7 @@ func (c *Collector) handle(_ paho.Client, m paho.Message) {
 	var err error
 	c.recs, err = c.parser.Parse(kind, m.Payload(), id, received.UnixMilli(), c.recs[:0])
 	if err != nil {
-		reason := "bad_payload"
-		var inv *record.InvalidError
-		if errors.As(err, &inv) {
-			reason = inv.Reason
-		}
-		c.reject(record.Rejection{Source: record.SourceMQTT, Tenant: tenant, Device: device, Reason: reason,
-			Detail: err.Error(), Raw: m.Payload(), Received: received.UnixMilli()}, m, received)
+		c.reject(tenant, device, record.ReasonOf(err), err.Error(), m, received)
 		return
 	}
 	n := len(c.recs)
@@ -65,7 +66,13 @@ func (c *Collector) handle(_ paho.Client, m paho.Message) {
 	})
 }
 
-func (c *Collector) reject(r record.Rejection, m paho.Message, received time.Time) {
+// reject hands the sink the rejection of m and acknowledges m once the sink did. The
+// rejection keeps tenant and device as the topic named them (written escaped when they
+// are not valid ids, see record.Rejection) and a bounded copy of the payload.
+func (c *Collector) reject(tenant, device, reason, detail string, m paho.Message, received time.Time) {
+	r := record.Rejection{Source: record.SourceMQTT, Tenant: tenant, Device: device, Reason: reason,
+		Detail: detail, Received: received.UnixMilli()}
+	r.SetRaw(m.Payload())
 	c.metrics.Rejected.WithLabelValues(r.Source, r.Reason).Inc()
 	c.sink.EnqueueRejects([]record.Rejection{r}, func(err error) {
 		c.acks <- ackItem{msg: m, received: received, err: err}
