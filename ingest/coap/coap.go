@@ -247,7 +247,7 @@ var pskSuites = []piondtls.CipherSuiteID{
 func (c *Collector) pskFor(identity []byte) ([]byte, error) {
 	d, ok := c.live.Load().ByPSKIdentity(string(identity))
 	if !ok {
-		c.metrics.Rejected.WithLabelValues(record.SourceCoAP, reasonUnknownIdentity).Inc()
+		c.metrics.Rejected.WithLabelValues(record.SourceCoAP, record.ReasonUnknownIdentity).Inc()
 		return nil, fmt.Errorf("coap: unknown PSK identity %q", identity)
 	}
 	return d.CoAPPSK, nil

@@ -1,12 +1,21 @@
 package coap
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/udp/coder"
+
+	"fleetmeter/record"
 )
 
 // A dev-mode request naming a device the registry gives credentials is refused 4.01 and
@@ -79,5 +88,54 @@ func TestDevModeRefusal(t *testing.T) {
 				t.Fatalf("want %q naming coap.dev_mode_force, got %v", tc.wantErr, err)
 			}
 		})
+	}
+}
+
+// Tenant and device ids on the dev path are record's ids: anything else is refused 4.00
+// with its reason, written to rejected, and does not verify the session.
+func TestDevPathIDs(t *testing.T) {
+	sink := &recSink{}
+	c := start(t, devConfig(), sink)
+	long := strings.Repeat("d", record.MaxIDLen+1)
+	for i, tc := range []struct{ tenant, device, reason string }{
+		{"farm", "bad id", record.ReasonBadDevice},
+		{"farm", long, record.ReasonBadDevice},
+		{"fa\x1b[31mrm", "meter-7", record.ReasonBadTenant},
+		{"farm", "", record.ReasonMissingIdentity},
+	} {
+		conn, err := net.Dial("udp", c.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := pool.NewMessage(context.Background())
+		if err := m.SetupPost("/usage", []byte{byte(i)}, message.AppJSON, bytes.NewReader(jsonBody("id-1"))); err != nil {
+			t.Fatal(err)
+		}
+		m.AddOptionString(message.URIPath, tc.tenant)
+		m.AddOptionString(message.URIPath, tc.device)
+		m.SetType(message.Confirmable)
+		m.SetMessageID(int32(100 + i))
+		pkt, err := m.MarshalWithEncoder(coder.DefaultCoder)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(pkt); err != nil {
+			t.Fatal(err)
+		}
+		resp, ok := readResp(t, conn, 5*time.Second)
+		_ = conn.Close()
+		if !ok || resp.code != codes.BadRequest || !strings.HasPrefix(resp.payload, tc.reason+": ") {
+			t.Fatalf("%q/%q: %+v", tc.tenant, tc.device, resp)
+		}
+		_, rejects := sink.snapshot()
+		if r := rejects[len(rejects)-1]; r.Reason != tc.reason || r.Tenant != tc.tenant || r.Device != tc.device || !record.KnownReason(r.Reason) {
+			t.Fatalf("rejection %+v", r)
+		}
+	}
+	if b, rej := sink.snapshot(); len(b) != 0 || len(rej) != 4 {
+		t.Fatalf("batches %d rejects %d", len(b), len(rej))
+	}
+	if udp, _ := c.Sessions(); udp.Verified != 0 {
+		t.Fatalf("invalid ids verified a session: %+v", udp)
 	}
 }

@@ -25,20 +25,10 @@ type (
 	poolMessage    = pool.Message
 )
 
-// Rejection reasons of this collector, beside the payload parser's and the registry's.
-const (
-	reasonUnauthenticated   = "unauthenticated"    // plain UDP without dev mode, or POST /usage without an identity
-	reasonUnknownIdentity   = "unknown_identity"   // a DTLS PSK identity the registry does not know
-	reasonWrongIdentity     = "wrong_identity"     // a path naming another device than the DTLS identity
-	reasonTooLarge          = "too_large"          // body above max_body
-	reasonUnsupportedFormat = "unsupported_format" // a Content-Format other than 50, 110, 112
-)
-
 const (
 	blockSZX             = blockwise.SZX1024
 	blockTransferTimeout = 10 * time.Second
-	maxBlockTransfers    = 4    // block-wise uploads a session reassembles at once (a retry may overlap an abandoned one)
-	rawPrefix            = 1024 // bytes of an oversize body kept in its rejection
+	maxBlockTransfers    = 4 // block-wise uploads a session reassembles at once (a retry may overlap an abandoned one)
 )
 
 // process wraps go-coap's per-request processing (deduplication, response cache,
@@ -92,10 +82,10 @@ func (c *Collector) block1TooLarge(req *pool.Message) bool {
 }
 
 func (c *Collector) entityTooLarge(w *responseWriter) {
-	c.metrics.Rejected.WithLabelValues(record.SourceCoAP, reasonTooLarge).Inc()
+	c.metrics.Rejected.WithLabelValues(record.SourceCoAP, record.ReasonTooLarge).Inc()
 	_ = w.SetResponse(codes.RequestEntityTooLarge, message.TextPlain, nil)
 	w.Message().SetOptionUint32(message.Size1, uint32(c.cfg.MaxBody))
-	w.Message().SetBody(bytes.NewReader([]byte(reasonTooLarge + ": body above " + strconv.Itoa(c.cfg.MaxBody) + " bytes")))
+	w.Message().SetBody(bytes.NewReader([]byte(record.ReasonTooLarge + ": body above " + strconv.Itoa(c.cfg.MaxBody) + " bytes")))
 }
 
 // serve handles one (reassembled) request. It runs on the endpoint's own goroutine, so
@@ -122,40 +112,46 @@ func (c *Collector) serve(w *responseWriter, r *pool.Message, secure bool) {
 		id, _ := w.Conn().Context().Value(pskIdentityKey{}).(string)
 		d, ok := reg.ByPSKIdentity(id)
 		if !ok { // the registry dropped it since the handshake
-			rej.Reason, rej.Detail = reasonUnknownIdentity, "PSK identity "+strconv.Quote(id)+" is not in the device registry"
+			rej.Reason, rej.Detail = record.ReasonUnknownIdentity, "PSK identity "+record.QuoteInput(id)+" is not in the device registry"
 			c.refuse(w, r, codes.Unauthorized, rej)
 			return
 		}
 		tenant, device = d.Tenant, d.Device
 		if n == 3 && (string(segs[1]) != tenant || string(segs[2]) != device) {
 			rej.Tenant, rej.Device = tenant, device
-			rej.Reason = reasonWrongIdentity
-			rej.Detail = "identity " + strconv.Quote(id) + " is " + tenant + "/" + device + ", not " + string(segs[1]) + "/" + string(segs[2])
+			rej.Reason = record.ReasonWrongIdentity
+			rej.Detail = "identity " + record.QuoteInput(id) + " is " + tenant + "/" + device + ", not " +
+				record.QuoteInput(string(segs[1])) + "/" + record.QuoteInput(string(segs[2]))
 			c.refuse(w, r, codes.Forbidden, rej)
 			return
 		}
 	} else {
 		if !c.cfg.DevMode || n == 1 {
 			// Unauthenticated and spoofable: counted, answered, not written to Kafka.
-			c.metrics.Rejected.WithLabelValues(record.SourceCoAP, reasonUnauthenticated).Inc()
+			c.metrics.Rejected.WithLabelValues(record.SourceCoAP, record.ReasonUnauthenticated).Inc()
 			msg := "use coaps:// (DTLS PSK)"
 			if c.cfg.DevMode {
 				msg = "no identity: POST /usage/<tenant>/<device>, or use coaps://"
 			}
-			c.respond(w, codes.Unauthorized, reasonUnauthenticated+": "+msg)
+			c.respond(w, codes.Unauthorized, record.ReasonUnauthenticated+": "+msg)
 			return
 		}
 		tenant, device = string(segs[1]), string(segs[2])
 		switch reason, detail := admitDev(reg, tenant, device); reason {
 		case "":
-		case reasonUnauthenticated:
-			c.metrics.Rejected.WithLabelValues(record.SourceCoAP, reasonUnauthenticated).Inc()
-			c.respond(w, codes.Unauthorized, reasonUnauthenticated+": "+detail)
+		case record.ReasonUnauthenticated:
+			c.metrics.Rejected.WithLabelValues(record.SourceCoAP, record.ReasonUnauthenticated).Inc()
+			c.respond(w, codes.Unauthorized, record.ReasonUnauthenticated+": "+detail)
 			return
-		default:
+		case record.ReasonUnknownDevice:
 			rej.Tenant, rej.Device = tenant, device
 			rej.Reason, rej.Detail = reason, detail
 			c.refuse(w, r, codes.Unauthorized, rej)
+			return
+		default: // an id outside record's alphabet
+			rej.Tenant, rej.Device = tenant, device
+			rej.Reason, rej.Detail = reason, detail
+			c.refuse(w, r, codes.BadRequest, rej)
 			return
 		}
 	}
@@ -168,15 +164,15 @@ func (c *Collector) serve(w *responseWriter, r *pool.Message, secure bool) {
 	size, err := r.BodySize()
 	if err != nil || size > int64(c.cfg.MaxBody) {
 		c.release()
-		rej.Reason, rej.Detail = reasonTooLarge, "body of "+strconv.FormatInt(size, 10)+" bytes above max_body "+strconv.Itoa(c.cfg.MaxBody)+"; raw holds its first bytes"
-		c.refuseWith(w, r, codes.RequestEntityTooLarge, rej, rawPrefix)
+		rej.Reason, rej.Detail = record.ReasonTooLarge, "body of "+strconv.FormatInt(size, 10)+" bytes above max_body "+strconv.Itoa(c.cfg.MaxBody)
+		c.refuse(w, r, codes.RequestEntityTooLarge, rej)
 		return
 	}
 	kind := payload.KindAuto
 	if cf, err := r.ContentFormat(); err == nil {
 		if kind = payload.KindFromCoAPFormat(uint16(cf)); kind == payload.KindAuto {
 			c.release()
-			rej.Reason, rej.Detail = reasonUnsupportedFormat, "Content-Format "+strconv.Itoa(int(cf))+" is not 50 (json), 110 (senml+json) or 112 (senml+cbor)"
+			rej.Reason, rej.Detail = record.ReasonUnsupportedFormat, "Content-Format "+strconv.Itoa(int(cf))+" is not 50 (json), 110 (senml+json) or 112 (senml+cbor)"
 			c.refuse(w, r, codes.UnsupportedMediaType, rej)
 			return
 		}
@@ -193,15 +189,11 @@ func (c *Collector) serve(w *responseWriter, r *pool.Message, secure bool) {
 	id := payload.Identity{Tenant: tenant, Device: device, Source: record.SourceCoAP}
 	wk.recs, err = wk.parser.Parse(kind, wk.body, id, rej.Received, wk.recs[:0])
 	if err != nil {
-		rej.Reason, rej.Detail = "bad_payload", err.Error()
-		var inv *record.InvalidError
-		if errors.As(err, &inv) {
-			rej.Reason, rej.Detail = inv.Reason, inv.Msg
-		}
-		rej.Raw = bytes.Clone(wk.body)
+		rej.Reason, rej.Detail = refusal(err)
+		rej.SetRaw(wk.body)
 		c.workers.Put(wk)
 		c.release()
-		c.refuseWith(w, r, codes.BadRequest, rej, -1)
+		c.refuse(w, r, codes.BadRequest, rej)
 		return
 	}
 	nrec := len(wk.recs)
@@ -228,24 +220,38 @@ func (c *Collector) serve(w *responseWriter, r *pool.Message, secure bool) {
 	}
 }
 
-// admitDev decides whether the dev path may report as (tenant, device): not a device the
-// registry gives credentials (it authenticates, so an unauthenticated path naming it is
-// an impersonation: reasonUnauthenticated, only counted like any unauthenticated request),
-// and with a strict registry only a listed one (unknown_device). "" admits.
+// admitDev decides whether the dev path may report as (tenant, device): ids within
+// record's alphabet (bad_tenant, bad_device, missing_identity), not a device the registry
+// gives credentials (it authenticates, so an unauthenticated path naming it is an
+// impersonation: unauthenticated, only counted like any unauthenticated request), and
+// with a strict registry only a listed one (unknown_device). "" admits.
 func admitDev(reg *registry.Registry, tenant, device string) (reason, detail string) {
+	for _, err := range [...]error{record.CheckTenantID(tenant), record.CheckDeviceID(device)} {
+		if err != nil {
+			return refusal(err)
+		}
+	}
 	if d, ok := reg.Lookup(tenant, device); ok {
 		switch {
 		case d.CoAPPSKIdentity != "":
-			return reasonUnauthenticated, "device " + tenant + "/" + device + " has a DTLS PSK in the device registry: use coaps://"
+			return record.ReasonUnauthenticated, "device " + tenant + "/" + device + " has a DTLS PSK in the device registry: use coaps://"
 		case d.MQTTUsername != "":
-			return reasonUnauthenticated, "device " + tenant + "/" + device + " has MQTT credentials in the device registry: it reports over MQTT"
+			return record.ReasonUnauthenticated, "device " + tenant + "/" + device + " has MQTT credentials in the device registry: it reports over MQTT"
 		}
 		return "", ""
 	}
 	if err := reg.Admit(tenant, device); err != nil {
-		return registry.ReasonUnknownDevice, err.Error()
+		return refusal(err)
 	}
 	return "", ""
+}
+
+// refusal is the reason code and detail of an input error.
+func refusal(err error) (reason, detail string) {
+	if inv := (*record.InvalidError)(nil); errors.As(err, &inv) {
+		return record.ReasonOf(err), inv.Msg
+	}
+	return record.ReasonOf(err), err.Error()
 }
 
 // await waits for the sink's acknowledgement. On an error or timeout the device gets
@@ -285,18 +291,14 @@ func (c *Collector) backpressure(w *responseWriter) {
 	w.Message().SetOptionUint32(message.MaxAge, uint32(c.cfg.BackpressureMaxAge/time.Second))
 }
 
-// refuse answers code after the rejection rej (its raw input: the body) is acknowledged.
-func (c *Collector) refuse(w *responseWriter, r *pool.Message, code codes.Code, rej record.Rejection) {
-	c.refuseWith(w, r, code, rej, c.cfg.MaxBody)
-}
-
-// refuseWith is refuse keeping at most keep bytes of the body as raw input (-1: rej.Raw
-// is set already). The rejection takes an in-flight slot like records do: if none is
+// refuse answers code after the rejection rej is acknowledged. Its raw input is the body
+// (record's SetRaw: the first 64 KiB, the length and SHA-256 of all of it) unless rej
+// holds one already. The rejection takes an in-flight slot like records do: if none is
 // free, or the sink fails, the device gets 5.03 and retries rather than a 4.xx whose
 // record was lost.
-func (c *Collector) refuseWith(w *responseWriter, r *pool.Message, code codes.Code, rej record.Rejection, keep int) {
-	if keep >= 0 {
-		rej.Raw = bodyPrefix(r, keep)
+func (c *Collector) refuse(w *responseWriter, r *pool.Message, code codes.Code, rej record.Rejection) {
+	if rej.Raw == nil {
+		rej.SetRaw(bodyBytes(r))
 	}
 	if !c.reserve() {
 		c.backpressure(w)
@@ -356,15 +358,15 @@ func readBody(r *pool.Message, buf []byte, size int) ([]byte, error) {
 	return buf, err
 }
 
-// bodyPrefix copies at most max bytes of the body.
-func bodyPrefix(r *pool.Message, max int) []byte {
+// bodyBytes reads the body (bounded by max_body, or a single datagram).
+func bodyBytes(r *pool.Message) []byte {
 	body := r.Body()
-	if body == nil || max <= 0 {
+	if body == nil {
 		return nil
 	}
 	if _, err := body.Seek(0, io.SeekStart); err != nil {
 		return nil
 	}
-	b, _ := io.ReadAll(io.LimitReader(body, int64(max)))
+	b, _ := io.ReadAll(body)
 	return b
 }

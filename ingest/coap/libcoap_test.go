@@ -255,7 +255,7 @@ func TestLibcoapRefusals(t *testing.T) {
 			t.Fatalf("%s: want a rejection, have %d", tc.name, len(after)-len(before))
 		}
 		r := after[len(after)-1]
-		if r.Reason != tc.reason || r.Source != "coap" || r.Tenant != "farm" || !strings.Contains(resp[len(resp)-1], tc.reason+": ") {
+		if r.Reason != tc.reason || !record.KnownReason(r.Reason) || r.Source != "coap" || r.Tenant != "farm" || !strings.Contains(resp[len(resp)-1], tc.reason+": ") {
 			t.Fatalf("%s: rejection %+v, response %q", tc.name, r, resp[len(resp)-1])
 		}
 	}
