@@ -50,12 +50,32 @@ func validID[T text](id T) bool {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
-		if c := id[i]; c <= ' ' || c >= 0x7f || c == '/' || c == '+' || c == '#' {
+		if byteClass[id[i]]&classID == 0 {
 			return false
 		}
 	}
 	return true
 }
+
+// Byte classes, one table lookup per byte on the per-record path.
+const (
+	classID    = 1 << iota // in a tenant or device id: 0x21-0x7e but / + #
+	classCell              // in a cell: 0x21-0x7e
+	classEvent             // an ASCII byte of an event_id: 0x20-0x7e
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := 0x20; c <= 0x7e; c++ {
+		t[c] |= classEvent
+		if c != ' ' {
+			t[c] |= classCell
+			if c != '/' && c != '+' && c != '#' {
+				t[c] |= classID
+			}
+		}
+	}
+	return t
+}()
 
 // CheckTenantID returns nil for a valid tenant id, else an *InvalidError: ReasonMissingIdentity
 // for an empty id, ReasonBadTenant otherwise.
@@ -86,7 +106,7 @@ func ValidEventID(id string) bool {
 	for i := 0; i < len(id); {
 		c := id[i]
 		if c < utf8.RuneSelf {
-			if c < 0x20 || c == 0x7f {
+			if byteClass[c]&classEvent == 0 {
 				return false
 			}
 			i++
@@ -122,7 +142,7 @@ func ValidCell[T text](v T) bool {
 		return false
 	}
 	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < 0x21 || c > 0x7e {
+		if byteClass[v[i]]&classCell == 0 {
 			return false
 		}
 	}

@@ -310,3 +310,20 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkValidate(b *testing.B) {
+	u := validUsage()
+	for _, impl := range []struct {
+		name string
+		f    func() error
+	}{{"Validate", func() error { return Validate(&u) }}, {"ValidateWithin", func() error { return ValidateWithin(&u, Limits{}) }}} {
+		b.Run("func="+impl.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := impl.f(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
