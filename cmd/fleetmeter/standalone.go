@@ -175,6 +175,9 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	}
 	chAddr := cfg.ClickHouse
 	if chAddr == "" {
+		if err := waitPreviousClickHouse(filepath.Join(cfg.Data, "clickhouse"), time.Minute, logger); err != nil {
+			return 1, err
+		}
 		srv, err := chserver.Start(ctx, filepath.Join(cfg.Data, "clickhouse"), logger)
 		if errors.Is(err, chserver.ErrNotInstalled) {
 			return 1, fmt.Errorf("%w\n  install it (Debian/Ubuntu: sudo apt-get install clickhouse-server, or run `make deps`)\n  or point --clickhouse at a running server's native port", err)
