@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"fleetmeter/ingest/registry"
+	"fleetmeter/record"
 )
 
 // admission is one device registry snapshot as a request consults it: device id -> the
@@ -36,10 +37,10 @@ func (a *admission) check(tenant, device string) (reason, msg string) {
 				return "", ""
 			}
 		}
-		return ReasonWrongTenant, "device " + quote(device) + " is registered to another tenant"
+		return record.ReasonWrongTenant, "device " + record.QuoteInput(device) + " is registered to another tenant"
 	}
 	if a.strict {
-		return ReasonUnknownDevice, "device " + quote(device) + " is not in the device registry"
+		return record.ReasonUnknownDevice, "device " + record.QuoteInput(device) + " is not in the device registry"
 	}
 	return "", ""
 }

@@ -2,47 +2,28 @@ package httpin
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"fleetmeter/ingest/payload"
-	"fleetmeter/ingest/registry"
 	"fleetmeter/record"
-)
-
-// Reason codes this package adds to the payload ones (payload.Reason*).
-const (
-	ReasonTenantMismatch = "tenant_mismatch"  // a record names another tenant than the key's
-	ReasonBadDevice      = "bad_device"       // a device name that is empty, too long or has control characters
-	ReasonBadEvent       = "bad_event"        // a CloudEvent envelope that is not CloudEvents 1.0 as profiled
-	ReasonUnknownType    = "unknown_type"     // a CloudEvent type other than EventType
-	ReasonBadEncoding    = "bad_encoding"     // a gzip body that does not decompress
-	ReasonMissingEventID = "missing_event_id" // a canonical record without event_id
-	ReasonWrongTenant    = "wrong_tenant"     // the device registry lists the device only under other tenants
-	// ReasonUnknownDevice: a strict device registry does not list the device.
-	ReasonUnknownDevice = registry.ReasonUnknownDevice
 )
 
 // maxListed bounds the errors a 400 lists; all of them go to topic rejected.
 const maxListed = 100
 
-// Bounds of what one refused item costs downstream. A rejection is one Kafka message
-// (brokers refuse messages over 1 MB by default) and one ClickHouse row: a refused
-// multi-megabyte body or line carried whole could never be written, and the request
-// would get 503 on every retry. So a rejection keeps the input's first maxRejectRaw
-// bytes and says how long the whole was and its SHA-256; messages and ids are clipped.
-const (
-	maxRejectRaw    = 64 << 10
-	maxRejectDevice = 256 // a valid device is at most 128 bytes: a longer one is refused
-	maxMessage      = 512 // bytes of an item's message, in the 400 and in the detail
-)
+// maxMessage bounds an item's message, in the 400 and in the rejection's detail. What
+// one refused item costs stays small: a rejection is one Kafka message (brokers refuse
+// messages over 1 MB by default), so a refused multi-megabyte body or line carried
+// whole could never be written and the request would get 503 on every retry.
+// Rejection.SetRaw keeps the input's first record.MaxRejectRaw bytes, its length and
+// SHA-256; AppendJSON writes an invalid device quoted and clipped.
+const maxMessage = 512
 
-// maxEventID bounds an event_id in bytes.
+// maxEventID bounds an event_id in bytes, namespace included: tighter than
+// record.MaxEventIDLen, since HTTP ids are the client's and travel in every record.
 const maxEventID = 256
 
 // ItemError is one refused line or event of a request, as the 400 response lists it.
@@ -62,6 +43,7 @@ type batch struct {
 	tenant   string
 	received int64 // ms since the epoch
 	lim      payload.Limits
+	rlim     record.Limits // lim, as record.ValidateWithin takes it
 	maxLines int
 	adm      *admission // the device registry snapshot of this request; nil: none
 
@@ -79,6 +61,7 @@ type batch struct {
 func (b *batch) reset(tenant string, received int64, lim payload.Limits, maxLines int, adm *admission) {
 	b.tenant, b.received, b.lim, b.maxLines, b.adm = tenant, received, lim, maxLines, adm
 	b.parser.Limits = lim
+	b.rlim = record.Limits{MaxFutureSkew: lim.MaxFutureSkew, MaxPastAge: lim.MaxPastAge, MaxCounter: lim.MaxCounter}
 	clear(b.recs)
 	b.recs = b.recs[:0]
 	clear(b.rejs)
@@ -119,7 +102,8 @@ type ref struct {
 var wholeBody = ref{index: -1}
 
 // refuse records one bad item: an error for the response and a rejection for topic
-// rejected carrying the item's raw bytes (copied: the body buffer is reused).
+// rejected carrying the item's raw bytes (the first record.MaxRejectRaw of them, with
+// the whole length and SHA-256; copied: the body buffer is reused).
 func (b *batch) refuse(at ref, device, reason, msg string, raw []byte) {
 	msg = clipText(msg, maxMessage)
 	b.nerr++
@@ -133,15 +117,9 @@ func (b *batch) refuse(at ref, device, reason, msg string, raw []byte) {
 	case at.index >= 0:
 		detail = "event " + strconv.Itoa(at.index) + ": " + msg
 	}
-	if len(raw) > maxRejectRaw {
-		sum := sha256.Sum256(raw)
-		detail += "; raw holds the first " + strconv.Itoa(maxRejectRaw) + " of " + strconv.Itoa(len(raw)) +
-			" bytes, sha256 " + hex.EncodeToString(sum[:])
-		raw = raw[:maxRejectRaw]
-	}
-	b.rejs = append(b.rejs, record.Rejection{Source: record.SourceHTTP, Tenant: b.tenant,
-		Device: clipText(device, maxRejectDevice), Reason: reason, Detail: detail, Raw: bytes.Clone(raw),
-		Received: b.received})
+	b.rejs = append(b.rejs, record.Rejection{Source: record.SourceHTTP, Tenant: b.tenant, Device: device,
+		Reason: reason, Detail: detail, Received: b.received})
+	b.rejs[len(b.rejs)-1].SetRaw(raw)
 }
 
 // clipText cuts s to at most n bytes at a rune boundary, marking the cut.
@@ -157,8 +135,10 @@ func clipText(s string, n int) string {
 	return s[:i] + mark
 }
 
+// refuseErr refuses with err's reason code (record.InvalidError), else bad_json: the
+// parsers' other errors are about the JSON.
 func (b *batch) refuseErr(at ref, device string, err error, raw []byte) {
-	reason := payload.ReasonBadJSON
+	reason := record.ReasonBadJSON
 	var inv *record.InvalidError
 	if errors.As(err, &inv) {
 		reason = inv.Reason
@@ -197,7 +177,7 @@ func (b *batch) jsonLines(body []byte) {
 		}
 		u, err := record.ParseJSON(line)
 		if err != nil {
-			b.refuse(ref{line: n, index: -1}, "", payload.ReasonBadJSON, err.Error(), line)
+			b.refuse(ref{line: n, index: -1}, "", record.ReasonBadJSON, err.Error(), line)
 			continue
 		}
 		b.admit(&u, ref{line: n, index: -1}, line)
@@ -208,11 +188,12 @@ func (b *batch) jsonLines(body []byte) {
 // appends it, or refuses it.
 func (b *batch) admit(u *record.Usage, at ref, raw []byte) {
 	if u.Tenant != b.tenant {
-		b.refuse(at, u.Device, ReasonTenantMismatch, "tenant "+quote(u.Tenant)+" is not the API key's tenant "+quote(b.tenant), raw)
+		b.refuse(at, u.Device, record.ReasonTenantMismatch, "tenant "+record.QuoteInput(u.Tenant)+
+			" is not the API key's tenant "+record.QuoteInput(b.tenant), raw)
 		return
 	}
-	if err := checkName(u.Device); err != nil {
-		b.refuse(at, u.Device, ReasonBadDevice, "device: "+err.Error(), raw)
+	if err := record.CheckDeviceID(u.Device); err != nil {
+		b.refuseErr(at, u.Device, err, raw)
 		return
 	}
 	if b.adm != nil {
@@ -222,23 +203,24 @@ func (b *batch) admit(u *record.Usage, at ref, raw []byte) {
 		}
 	}
 	if u.EventID == "" {
-		b.refuse(at, u.Device, ReasonMissingEventID, "event_id is required: it is the idempotency key", raw)
+		b.refuse(at, u.Device, record.ReasonMissingEventID, "event_id is required: it is the idempotency key", raw)
 		return
 	}
 	u.EventID = b.namespace(u.EventID)
-	if len(u.EventID) > maxEventID || !utf8.ValidString(u.EventID) || strings.ContainsFunc(u.EventID, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		b.refuse(at, u.Device, payload.ReasonBadID, "event_id must be at most "+strconv.Itoa(maxEventID)+" bytes of UTF-8 without control characters", raw)
+	if len(u.EventID) > maxEventID || !record.ValidEventID(u.EventID) {
+		b.refuse(at, u.Device, record.ReasonBadID, "event_id must be at most "+strconv.Itoa(maxEventID)+
+			" bytes (namespace included) of UTF-8 without control or format characters", raw)
 		return
 	}
 	u.Source = record.SourceHTTP
 	u.ReceivedTime = b.received
 	u.SliceSD = strings.ToLower(u.SliceSD)
-	if reason, msg := b.check(u); reason != "" {
-		b.refuse(at, u.Device, reason, msg, raw)
+	if err := record.ValidateWithin(u, b.rlim); err != nil {
+		b.refuseErr(at, u.Device, err, raw)
 		return
 	}
 	if first, dup := b.seen[u.EventID]; dup {
-		b.refuse(at, u.Device, payload.ReasonDuplicateID, "event_id "+strconv.Quote(u.EventID)+" repeats "+describe(first), raw)
+		b.refuse(at, u.Device, record.ReasonDuplicateID, "event_id "+record.QuoteInput(u.EventID)+" repeats "+describe(first), raw)
 		return
 	}
 	key := at.line // JSON Lines: the line; CloudEvents: -(index+1)
@@ -268,84 +250,11 @@ func (b *batch) namespace(id string) string {
 	return string(b.prefix) + id
 }
 
-// check applies the invariants and the limits the payload parsers apply to devices.
-func (b *batch) check(u *record.Usage) (reason, msg string) {
-	if err := u.Validate(); err != nil {
-		var inv *record.InvalidError
-		if errors.As(err, &inv) {
-			return inv.Reason, inv.Msg
-		}
-		return payload.ReasonBadField, err.Error()
-	}
-	switch {
-	case u.EndTime > b.received+b.lim.MaxFutureSkew.Milliseconds():
-		return payload.ReasonFutureTime, "ends at " + fmtMs(u.EndTime) + ", after received " + fmtMs(b.received) + " + " + b.lim.MaxFutureSkew.String()
-	case u.StartTime < b.received-b.lim.MaxPastAge.Milliseconds():
-		return payload.ReasonStaleTime, "starts at " + fmtMs(u.StartTime) + ", before received " + fmtMs(b.received) + " - " + b.lim.MaxPastAge.String()
-	}
-	for _, c := range [...]struct {
-		name string
-		v    uint64
-	}{{"bytes_up", u.BytesUp}, {"bytes_down", u.BytesDown}, {"duration_ms", u.DurationMs}, {"events", u.Events}} {
-		if c.v > b.lim.MaxCounter {
-			return payload.ReasonAbsurdCounter, c.name + " " + strconv.FormatUint(c.v, 10) + " exceeds " + strconv.FormatUint(b.lim.MaxCounter, 10)
-		}
-	}
-	switch u.RAT {
-	case "", "NR", "EUTRA", "NB-IoT", "LTE-M", "WLAN":
-	default:
-		return payload.ReasonBadField, "rat " + quote(u.RAT) + " is not one of NR, EUTRA, NB-IoT, LTE-M, WLAN or empty"
-	}
-	if u.PLMN != "" && !validPLMN(u.PLMN) {
-		return payload.ReasonBadField, "plmn " + quote(u.PLMN) + " is not MCC-MNC (262-01)"
-	}
-	if len(u.Cell) > 64 || strings.ContainsFunc(u.Cell, func(r rune) bool { return r < 0x20 || r >= 0x7f }) {
-		return payload.ReasonBadField, "cell must be at most 64 printable ASCII characters"
-	}
-	if u.SliceSD != "" {
-		if !u.HasSlice {
-			return payload.ReasonBadField, "slice_sd needs slice_sst"
-		}
-		if !validSD(u.SliceSD) {
-			return payload.ReasonBadField, "slice_sd " + quote(u.SliceSD) + " is not 6 hex digits"
-		}
-	}
-	return "", ""
-}
-
-func fmtMs(ms int64) string { return time.UnixMilli(ms).UTC().Format(record.TimeLayout) }
-
-func validPLMN(s string) bool {
-	mcc, mnc, ok := strings.Cut(s, "-")
-	return ok && len(mcc) == 3 && (len(mnc) == 2 || len(mnc) == 3) && digits(mcc) && digits(mnc)
-}
-
-func digits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-func validSD(s string) bool {
-	if len(s) != 6 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 // device takes a plain JSON or SenML body for one device through the payload parser: it
 // is accepted or refused whole.
 func (b *batch) device(kind payload.Kind, device string, body []byte) {
-	if err := checkName(device); err != nil {
-		b.refuse(wholeBody, device, ReasonBadDevice, "query parameter device: "+err.Error(), body)
+	if err := record.CheckDeviceID(device); err != nil {
+		b.refuse(wholeBody, device, record.ReasonOf(err), "query parameter device: "+err.(*record.InvalidError).Msg, body)
 		return
 	}
 	if b.adm != nil {

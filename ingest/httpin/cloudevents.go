@@ -30,12 +30,12 @@ type cloudEvent struct {
 // reports false, taking nothing, when the batch holds more than maxLines events.
 func (b *batch) cloudEvents(body []byte) bool {
 	if t := bytes.TrimSpace(body); len(t) == 0 || t[0] != '[' {
-		b.refuse(wholeBody, "", payload.ReasonBadJSON, "a CloudEvents batch is a JSON array of events", body)
+		b.refuse(wholeBody, "", record.ReasonBadJSON, "a CloudEvents batch is a JSON array of events", body)
 		return true
 	}
 	var events []json.RawMessage
 	if err := json.Unmarshal(body, &events); err != nil {
-		b.refuse(wholeBody, "", payload.ReasonBadJSON, "cloudevents batch: "+err.Error(), body)
+		b.refuse(wholeBody, "", record.ReasonBadJSON, "cloudevents batch: "+err.Error(), body)
 		return true
 	}
 	if len(events) > b.maxLines {
@@ -50,12 +50,12 @@ func (b *batch) cloudEvents(body []byte) bool {
 func (b *batch) cloudEvent(i int, raw []byte) {
 	at := ref{index: i}
 	if len(raw) == 0 || raw[0] != '{' { // json.Unmarshal left raw trimmed and well-formed
-		b.refuse(at, "", ReasonBadEvent, "an event must be a JSON object", raw)
+		b.refuse(at, "", record.ReasonBadEvent, "an event must be a JSON object", raw)
 		return
 	}
 	var e cloudEvent
 	if err := json.Unmarshal(raw, &e); err != nil {
-		b.refuse(at, "", ReasonBadEvent, "not a CloudEvent object: "+err.Error(), raw)
+		b.refuse(at, "", record.ReasonBadEvent, "not a CloudEvent object: "+err.Error(), raw)
 		return
 	}
 	at.id = clip(e.ID, 128)
@@ -69,7 +69,7 @@ func (b *batch) cloudEvent(i int, raw []byte) {
 	case e.Source == "":
 		bad = "source is required"
 	case e.Type != EventType:
-		b.refuse(at, e.Subject, ReasonUnknownType, "type "+quote(e.Type)+" is not "+EventType, raw)
+		b.refuse(at, e.Subject, record.ReasonUnknownType, "type "+record.QuoteInput(e.Type)+" is not "+EventType, raw)
 		return
 	case e.DataContentType != "" && !isJSONMediaType(e.DataContentType):
 		bad = "datacontenttype must be application/json"
@@ -81,12 +81,12 @@ func (b *batch) cloudEvent(i int, raw []byte) {
 		bad = "data must be a JSON object"
 	}
 	if bad != "" {
-		b.refuse(at, e.Subject, ReasonBadEvent, bad, raw)
+		b.refuse(at, e.Subject, record.ReasonBadEvent, bad, raw)
 		return
 	}
 	var keys map[string]json.RawMessage
 	if err := json.Unmarshal(data, &keys); err != nil {
-		b.refuse(at, e.Subject, payload.ReasonBadJSON, "data: "+err.Error(), raw)
+		b.refuse(at, e.Subject, record.ReasonBadJSON, "data: "+err.Error(), raw)
 		return
 	}
 	// start_time is required in a canonical record and unknown to plain JSON (ts), so
@@ -101,14 +101,15 @@ func (b *batch) cloudEvent(i int, raw []byte) {
 func (b *batch) canonicalEvent(at ref, e *cloudEvent, data, raw []byte) {
 	u, err := record.ParseJSON(data)
 	if err != nil {
-		b.refuse(at, e.Subject, payload.ReasonBadJSON, "data: "+err.Error(), raw)
+		b.refuse(at, e.Subject, record.ReasonBadJSON, "data: "+err.Error(), raw)
 		return
 	}
 	switch {
 	case u.Device == "":
 		u.Device = e.Subject
 	case e.Subject != "" && e.Subject != u.Device:
-		b.refuse(at, u.Device, payload.ReasonDeviceMismatch, "subject "+quote(e.Subject)+" is not data.device "+quote(u.Device), raw)
+		b.refuse(at, u.Device, record.ReasonDeviceMismatch, "subject "+record.QuoteInput(e.Subject)+" is not data.device "+
+			record.QuoteInput(u.Device), raw)
 		return
 	}
 	if u.EventID == "" && u.Device != "" {
@@ -119,11 +120,11 @@ func (b *batch) canonicalEvent(at ref, e *cloudEvent, data, raw []byte) {
 
 func (b *batch) plainEvent(at ref, e *cloudEvent, data, raw []byte) {
 	if e.Subject == "" {
-		b.refuse(at, "", payload.ReasonMissingIdentity, "subject (the device) is required when data is fleetmeter plain JSON", raw)
+		b.refuse(at, "", record.ReasonMissingIdentity, "subject (the device) is required when data is fleetmeter plain JSON", raw)
 		return
 	}
-	if err := checkName(e.Subject); err != nil {
-		b.refuse(at, e.Subject, ReasonBadDevice, "subject: "+err.Error(), raw)
+	if err := record.CheckDeviceID(e.Subject); err != nil {
+		b.refuse(at, e.Subject, record.ReasonOf(err), "subject: "+err.(*record.InvalidError).Msg, raw)
 		return
 	}
 	n := len(b.recs)
@@ -154,9 +155,4 @@ func clip(s string, n int) string {
 		return s[:n]
 	}
 	return s
-}
-
-func quote(s string) string {
-	b, _ := json.Marshal(clip(s, 128))
-	return string(b)
 }

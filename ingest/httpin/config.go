@@ -9,6 +9,7 @@ import (
 
 	"fleetmeter/ingest/payload"
 	"fleetmeter/ingest/registry"
+	"fleetmeter/record"
 )
 
 // MinKeyLength is the shortest API key accepted: shorter keys are guessable.
@@ -124,7 +125,7 @@ func (c Config) Validate() error {
 		}
 		if k.Tenant == "" {
 			errs = append(errs, fmt.Errorf("%s.tenant: required", p))
-		} else if err := checkName(k.Tenant); err != nil {
+		} else if err := record.CheckTenantID(k.Tenant); err != nil {
 			errs = append(errs, fmt.Errorf("%s.tenant: %w", p, err))
 		}
 	}
@@ -172,23 +173,6 @@ func checkKey(k string) error {
 	}
 	if strings.ContainsFunc(k, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
 		return errors.New("must be printable ASCII without spaces")
-	}
-	return nil
-}
-
-// checkName accepts tenant and device names: 1-128 bytes of valid UTF-8 without control
-// characters.
-func checkName(s string) error {
-	if s == "" {
-		return errors.New("empty")
-	}
-	if len(s) > 128 {
-		return fmt.Errorf("longer than 128 bytes")
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == 0xfffd {
-			return fmt.Errorf("%q has control characters or invalid UTF-8", s)
-		}
 	}
 	return nil
 }

@@ -9,15 +9,16 @@ import (
 	"strings"
 	"testing"
 
-	"fleetmeter/ingest/payload"
 	"fleetmeter/record"
 )
 
+// knownReasons are the codes a JSON Lines body can be refused with (no registry).
 var knownReasons = map[string]bool{
-	payload.ReasonBadJSON: true, ReasonTenantMismatch: true, ReasonBadDevice: true, ReasonMissingEventID: true,
-	payload.ReasonBadID: true, payload.ReasonDuplicateID: true, payload.ReasonFutureTime: true,
-	payload.ReasonStaleTime: true, payload.ReasonAbsurdCounter: true, payload.ReasonBadField: true,
-	payload.ReasonBadInterval: true, payload.ReasonBadPosition: true, payload.ReasonMissingIdentity: true,
+	record.ReasonBadJSON: true, record.ReasonTenantMismatch: true, record.ReasonBadDevice: true,
+	record.ReasonMissingEventID: true, record.ReasonBadID: true, record.ReasonDuplicateID: true,
+	record.ReasonFutureTime: true, record.ReasonStaleTime: true, record.ReasonAbsurdCounter: true,
+	record.ReasonBadField: true, record.ReasonBadInterval: true, record.ReasonBadPosition: true,
+	record.ReasonMissingIdentity: true, record.ReasonBadTime: true,
 }
 
 // FuzzJSONLines checks the JSON Lines body handler: no panic; every non-blank line is
@@ -66,7 +67,7 @@ func FuzzJSONLines(f *testing.F) {
 			}
 			prev = e.Line
 			line := lines[e.Line-1]
-			if j := b.rejs[i]; !bytes.Equal(j.Raw, line[:min(len(line), maxRejectRaw)]) || j.Reason != e.Reason || j.Tenant != "acme" ||
+			if j := b.rejs[i]; !bytes.Equal(j.Raw, line[:min(len(line), record.MaxRejectRaw)]) || j.Reason != e.Reason || j.Tenant != "acme" ||
 				j.Source != record.SourceHTTP || j.Received != now {
 				t.Fatalf("rejection %d: %+v", i, j)
 			}

@@ -339,7 +339,7 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 		s.tooLarge(w, err.Error())
 		return
 	case errors.As(err, &gzErr):
-		b.refuse(wholeBody, "", ReasonBadEncoding, err.Error(), b.raw)
+		b.refuse(wholeBody, "", record.ReasonBadEncoding, err.Error(), b.raw)
 	default: // the client went away or was too slow; there is nobody to tell
 		s.logger.Debug("http collector: reading body", "err", err)
 		s.fail(w, http.StatusBadRequest, "bad_request", err.Error())
@@ -363,7 +363,7 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 			b.cloudEvent(0, bytes.TrimSpace(body))
 		case kindDevice:
 			b.device(pkind, r.URL.Query().Get("device"), body)
-			if b.nerr == 1 && b.errs[0].Reason == payload.ReasonTooManyRecords {
+			if b.nerr == 1 && b.errs[0].Reason == record.ReasonTooManyRecords {
 				s.tooLarge(w, b.errs[0].Message)
 				return
 			}

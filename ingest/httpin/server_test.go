@@ -211,7 +211,8 @@ func TestDeviceBodies(t *testing.T) {
 		status                int
 		reason                string
 	}{
-		{"no device", "application/json", "", `{"events":1}`, 400, "bad_device"},
+		{"no device", "application/json", "", `{"events":1}`, 400, "missing_identity"},
+		{"device with a space", "application/json", "?device=a%20b", `{"events":1}`, 400, "bad_device"},
 		{"device with newline", "application/json", "?device=a%0Ab", `{"events":1}`, 400, "bad_device"},
 		{"parser error", "application/json", "?device=d", `{"events":1.5}`, 400, "bad_counter"},
 		{"senml device mismatch", "application/senml+json", "?device=d", `[{"bn":"other:","n":"events","v":1}]`, 400, "device_mismatch"},
@@ -231,7 +232,7 @@ func TestDeviceBodies(t *testing.T) {
 	if len(recs) != 1 || recs[0].EventID != "http:acme:d:x1" {
 		t.Errorf("records %+v", recs)
 	}
-	if len(rejs) != 4 || rejs[2].Raw == nil || string(rejs[2].Raw) != `{"events":1.5}` || rejs[2].Device != "d" {
+	if len(rejs) != 5 || rejs[3].Raw == nil || string(rejs[3].Raw) != `{"events":1.5}` || rejs[3].Device != "d" {
 		t.Errorf("rejections %+v", rejs)
 	}
 }
@@ -465,7 +466,7 @@ func TestBatchChecks(t *testing.T) {
 	}, "\n")
 	b.jsonLines([]byte(body))
 	want := []string{"bad_id", "bad_device", "future_time", "bad_interval", "bad_field", "bad_field",
-		"absurd_counter", "bad_position", "bad_field", "bad_device", "bad_json"}
+		"absurd_counter", "bad_position", "bad_field", "missing_identity", "bad_json"}
 	if len(b.recs) != 1 || b.recs[0].EventID != "http:acme:fee:acme:d1:2026-11" {
 		t.Errorf("records %+v", b.recs)
 	}
