@@ -265,7 +265,8 @@ func TestDamaged(t *testing.T) {
 	r := rejs[0]
 	path := filepath.Join(f.dir, "t.cdr")
 	if r.Source != "cdr" || r.Reason != "cdr_damaged" || !strings.Contains(r.Detail, path) ||
-		!strings.Contains(r.Detail, "offset 3825") || !slices.Equal(r.Raw, b[3825:]) {
+		!strings.Contains(r.Detail, "offset 3825") || !slices.Equal(r.Raw, b[3825:]) || r.RawLen != int64(len(b)-3825) ||
+		r.RawSHA256 != sha(b[3825:]) {
 		t.Errorf("rejection %+v", r)
 	}
 	moved := filepath.Join(f.dir, "failed", "t.cdr", "t.cdr")
@@ -372,7 +373,8 @@ func TestTooLarge(t *testing.T) {
 	b := f.drop("chf_small_10.cdr", "big.cdr")
 	f.poll()
 	recs, rejs := f.sink.snapshot()
-	if len(recs) != 0 || len(rejs) != 1 || rejs[0].Reason != "cdr_too_large" || len(rejs[0].Raw) != 6230 {
+	if len(recs) != 0 || len(rejs) != 1 || rejs[0].Reason != "cdr_too_large" || !slices.Equal(rejs[0].Raw, b) ||
+		rejs[0].RawLen != int64(len(b)) || rejs[0].RawSHA256 != sha(b) {
 		t.Fatalf("%d records, rejections %+v", len(recs), rejs)
 	}
 	if !exists(filepath.Join(f.dir, "failed", "big.cdr", "big.cdr")) {

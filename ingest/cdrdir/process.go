@@ -18,13 +18,6 @@ import (
 const (
 	source = record.SourceCDR
 
-	// ReasonDamaged and the others are the rejection reasons this package emits.
-	ReasonDamaged       = "cdr_damaged"
-	ReasonTooLarge      = "cdr_too_large"
-	ReasonUnknownTenant = "unknown_tenant"
-
-	// maxRejectRaw caps the raw bytes a damaged file's rejection carries.
-	maxRejectRaw = 64 << 10
 	// window is how many sink calls of one file may await acknowledgement at once.
 	window = 4
 )
@@ -131,17 +124,18 @@ func (p *Processor) Send(ctx context.Context, path string) (Result, error) {
 	var b []byte
 	if res.Bytes > p.maxFile {
 		res.TooLarge = true
-		b, err = readPrefix(f, maxRejectRaw)
+		b, err = readPrefix(f, record.MaxRejectRaw)
 		if err == nil {
 			res.SHA256, err = hashFrom(f, b)
 		}
 		if err != nil {
 			return res, fmt.Errorf("cdrdir: read %s: %w", path, err)
 		}
-		p.rejs = append(p.rejs, record.Rejection{Source: source, Reason: ReasonTooLarge,
+		// Raw is the file's start; raw_len and raw_sha256 describe the whole file.
+		p.rejs = append(p.rejs, record.Rejection{Source: source, Reason: record.ReasonCDRTooLarge,
 			Detail: fmt.Sprintf("file %s: %d bytes exceed cdr.max_file_bytes %d; not read (raw: its first %d bytes)",
 				path, res.Bytes, p.maxFile, len(b)),
-			Raw: b, Received: received})
+			Raw: b, RawLen: res.Bytes, RawSHA256: res.SHA256, Received: received})
 	} else {
 		if b, err = p.read(f, res.Bytes); err != nil {
 			return res, fmt.Errorf("cdrdir: read %s: %w", path, err)
@@ -232,21 +226,19 @@ func (p *Processor) screen(path string, recs []record.Usage, rejs []record.Rejec
 		u := &recs[i]
 		reason, detail := "", ""
 		if u.Tenant == "" && u.Device != "" && u.EventID != "" {
-			reason = ReasonUnknownTenant
+			reason = record.ReasonUnknownTenant
 			detail = "file " + path + ": event " + u.EventID + ": no tenant rule maps device " + u.Device + " and tenants.default is empty"
-		} else if err := u.Validate(); err != nil {
-			reason = "invalid_record"
-			if inv, ok := errors.AsType[*record.InvalidError](err); ok {
-				reason = inv.Reason
-			}
-			detail = "file " + path + ": event " + u.EventID + ": " + err.Error()
+		} else if err := record.Validate(u); err != nil { // history: no live-input window
+			reason = record.ReasonOf(err)
+			detail = "file " + path + ": event " + record.QuoteInput(u.EventID) + ": " + err.Error()
 		}
 		if reason == "" {
 			kept = append(kept, *u)
 			continue
 		}
 		rejs = append(rejs, record.Rejection{Source: source, Tenant: u.Tenant, Device: u.Device, Reason: reason,
-			Detail: detail, Raw: record.AppendJSON(nil, u), Received: u.ReceivedTime})
+			Detail: detail, Received: u.ReceivedTime})
+		rejs[len(rejs)-1].SetRaw(record.AppendJSON(nil, u))
 	}
 	clear(recs[len(kept):]) // do not retain the rejected records' strings
 	return kept, rejs
@@ -254,14 +246,12 @@ func (p *Processor) screen(path string, recs []record.Usage, rejs []record.Rejec
 
 func damageRejection(path string, b []byte, de *cdr.DecodeError, before int, received int64) record.Rejection {
 	off := min(max(de.Offset, 0), int64(len(b)))
-	raw := b[off:]
-	if len(raw) > maxRejectRaw {
-		raw = raw[:maxRejectRaw]
-	}
-	return record.Rejection{Source: source, Reason: ReasonDamaged,
+	r := record.Rejection{Source: source, Reason: record.ReasonCDRDamaged,
 		Detail: fmt.Sprintf("file %s: %v; the %d records before it were produced; raw holds %d bytes from offset %d",
-			path, de, before, len(raw), off),
-		Raw: append([]byte(nil), raw...), Received: received}
+			path, de, before, min(int64(len(b))-off, record.MaxRejectRaw), off),
+		Received: received}
+	r.SetRaw(b[off:]) // the first 64 KiB from the offset; raw_len and raw_sha256 of all of it
+	return r
 }
 
 // sendAll hands recs and rejs to the sink in chunks, at most window calls awaiting

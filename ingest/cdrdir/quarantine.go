@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"fleetmeter/record"
 )
 
 // ReasonFile is the name of the structured reason beside a failed file in its
@@ -42,12 +44,12 @@ func (r *Result) reason(now time.Time) Reason {
 		RecordsProduced: r.Records, Rejections: r.Rejected, FailedAt: now.UTC().Format(time.RFC3339)}
 	if r.Damage != nil {
 		off := r.Damage.Offset
-		q.Reason, q.Detail, q.Offset = ReasonDamaged, r.Damage.Error(), &off
+		q.Reason, q.Detail, q.Offset = record.ReasonCDRDamaged, r.Damage.Error(), &off
 		if rec := r.Damage.Record; rec > 0 {
 			q.Record = &rec
 		}
 	} else {
-		q.Reason = ReasonTooLarge
+		q.Reason = record.ReasonCDRTooLarge
 		q.Detail = "file exceeds cdr.max_file_bytes; not read"
 	}
 	return q

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"fleetmeter/record"
 )
 
 func sha(b []byte) string {
@@ -47,7 +49,7 @@ func wantQuarantined(t *testing.T, f *fixture, folder, name string, data []byte)
 	}
 	q := readReason(t, dir)
 	if q.File != name || q.Data != dataName(name) || q.Path != filepath.Join(f.dir, name) ||
-		q.Size != int64(len(data)) || q.SHA256 != sha(data) || q.Reason != ReasonDamaged || q.FailedAt == "" {
+		q.Size != int64(len(data)) || q.SHA256 != sha(data) || q.Reason != record.ReasonCDRDamaged || q.FailedAt == "" {
 		t.Errorf("failed/%s/%s: %+v", folder, ReasonFile, q)
 	}
 	return q
