@@ -48,14 +48,19 @@ func (r *Rejection) SetRaw(input []byte) {
 	r.RawSHA256 = sha256Hex(input)
 }
 
-// rawMeta returns the length and SHA-256 AppendJSON writes: r's own when SetRaw (or a
-// decoder) set them, else those of Raw.
-func (r *Rejection) rawMeta() (int64, string) {
+// RawInfo returns the length and SHA-256 (lowercase hex, empty for an empty input) of
+// the whole input, as AppendJSON writes them: those SetRaw or ParseRejection recorded,
+// else those of Raw. A store that keeps rejections (ClickHouse) writes these beside
+// RawPrefix.
+func (r *Rejection) RawInfo() (length int64, sum string) {
 	if r.RawSHA256 != "" && r.RawLen >= int64(len(r.Raw)) {
 		return r.RawLen, r.RawSHA256
 	}
 	return int64(len(r.Raw)), sha256Hex(r.Raw)
 }
+
+// RawPrefix returns Raw cut to MaxRejectRaw bytes, as AppendJSON writes it.
+func (r *Rejection) RawPrefix() []byte { return r.Raw[:min(len(r.Raw), MaxRejectRaw)] }
 
 func sha256Hex(b []byte) string {
 	if len(b) == 0 {
@@ -77,14 +82,14 @@ func sha256Hex(b []byte) string {
 // bytes of it); source and reason, set by code, at most MaxIDLen. raw_len and raw_sha256
 // describe the whole input (raw_sha256 is empty for an empty input).
 func (r *Rejection) AppendJSON(b []byte) []byte {
-	rawLen, sum := r.rawMeta()
+	rawLen, sum := r.RawInfo()
 	b = appendStr(b, "{\"source\":", bounded(r.Source, MaxIDLen))
 	b = appendStr(b, ",\"tenant\":", inertID(r.Tenant))
 	b = appendStr(b, ",\"device\":", inertID(r.Device))
 	b = appendStr(b, ",\"reason\":", bounded(r.Reason, MaxIDLen))
 	b = appendStr(b, ",\"detail\":", escapeControls(bounded(r.Detail, MaxRejectDetail)))
 	b = append(b, ",\"raw\":\""...)
-	b = base64.StdEncoding.AppendEncode(b, r.Raw[:min(len(r.Raw), MaxRejectRaw)])
+	b = base64.StdEncoding.AppendEncode(b, r.RawPrefix())
 	b = append(b, "\",\"raw_len\":"...)
 	b = strconv.AppendInt(b, rawLen, 10)
 	b = appendStr(b, ",\"raw_sha256\":", sum)

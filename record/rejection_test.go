@@ -66,6 +66,9 @@ func TestRejectionAppendJSONBoundsLiterals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if n, sum := r.RawInfo(); n != int64(len(in)) || sum != sumHex(in) || !bytes.Equal(r.RawPrefix(), in[:MaxRejectRaw]) {
+		t.Errorf("RawInfo %d, %s; RawPrefix %d bytes: want what AppendJSON writes", n, sum, len(r.RawPrefix()))
+	}
 	if got.RawLen != int64(len(in)) || got.RawSHA256 != sumHex(in) || !bytes.Equal(got.Raw, in[:MaxRejectRaw]) {
 		t.Errorf("raw %d bytes, raw_len %d, sha %s; want the prefix, %d, %s", len(got.Raw), got.RawLen, got.RawSHA256, len(in), sumHex(in))
 	}

@@ -17,6 +17,9 @@ const (
 	SourceCoAP = "coap"
 	SourceHTTP = "http"
 	SourceCDR  = "cdr"
+	// SourceKafka is not a source of usage: it marks the rejections the pipeline makes of
+	// Kafka messages it cannot decode (ReasonBadBatch, ReasonBadRejection).
+	SourceKafka = "kafka"
 )
 
 // Usage is one canonical usage record (usage.v1). Times are milliseconds since the Unix
