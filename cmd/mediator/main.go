@@ -17,6 +17,7 @@ type command struct {
 var commands = []command{
 	{"run", "run [--config FILE] ...       run the collectors", runCollectors},
 	{"cdr", "cdr decode FILE... | cdr import DIR|FILE...   print CDR files as canonical JSON Lines, or back-fill them into Kafka", runCDR},
+	{"registry", "registry mosquitto --registry FILE --out DIR   Mosquitto password file and ACL from the device registry", runRegistry},
 }
 
 func main() {
