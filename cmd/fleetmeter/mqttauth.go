@@ -2,7 +2,6 @@ package main
 
 import (
 	"log/slog"
-	"sync"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -21,7 +20,9 @@ import (
 //     session by naming its client id.
 //   - A device may publish only to <prefix>/<its tenant>/<its device>/usage[/<format>]
 //     and subscribe to nothing. mochi disconnects an MQTT 3.1.1 client whose publication
-//     is denied and answers a 5.0 client with "not authorized".
+//     is denied and answers a 5.0 client with "not authorized". The username (the client
+//     id) is looked up on every publication, so a device removed from the registry
+//     publishes no more on a connection it already had.
 //
 // Passwords and hashes are never logged; refusals are counted by reason.
 type authHook struct {
@@ -31,8 +32,6 @@ type authHook struct {
 	reserved map[string]bool
 	m        *brokerMetrics
 	log      *slog.Logger
-
-	ids sync.Map // *mochi.Client -> *registry.Device the connection authenticated as
 }
 
 func newAuthHook(prefix string, devices func(string) (registry.Device, bool), reserved []string, m *brokerMetrics,
@@ -47,7 +46,7 @@ func newAuthHook(prefix string, devices func(string) (registry.Device, bool), re
 func (h *authHook) ID() string { return "fleetmeter-device-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck || b == mochi.OnDisconnect
+	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
 }
 
 // unknownUser is checked against the password of an unknown username, so a refusal takes
@@ -88,14 +87,12 @@ func (h *authHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bo
 		return false
 	}
 	cl.ID = user
-	h.ids.Store(cl, &d)
 	return true
 }
 
 func (h *authHook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	if write {
-		if v, ok := h.ids.Load(cl); ok {
-			d := v.(*registry.Device)
+		if d, ok := h.devices(cl.ID); ok { // authenticated: cl.ID is the username
 			tenant, device, _, ok := usageTopic(h.prefix, topic)
 			if ok && tenant == d.Tenant && device == d.Device {
 				return true
@@ -107,5 +104,3 @@ func (h *authHook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	h.m.denied.WithLabelValues("subscribe").Inc()
 	return false
 }
-
-func (h *authHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) { h.ids.Delete(cl) }

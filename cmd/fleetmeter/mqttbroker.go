@@ -75,6 +75,9 @@ func startBroker(cfg brokerConfig) (*embeddedBroker, error) {
 	}
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.RetainAvailable = 0 // nothing is routed, so nothing is retained either
+	// A device message is a few hundred bytes; a payload of the parser's 4,096 records
+	// fits. A larger packet closes the connection before it is read.
+	caps.MaximumPacketSize = 1 << 20
 	// Sessions hold nothing a device needs back (no subscriptions, no queued messages): keep
 	// a disconnected one for an hour rather than forever.
 	caps.MaximumSessionExpiryInterval = 3600

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -29,6 +30,23 @@ type memSink struct {
 }
 
 func newMemSink() *memSink { return &memSink{stored: map[string]int{}} }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 func (s *memSink) Enqueue(recs []record.Usage, done func(error)) {
 	ids := make([]string, len(recs))
@@ -88,11 +106,11 @@ func testDevices(t testing.TB, pairs ...string) *registry.Registry {
 	return r
 }
 
-func startTestBroker(t testing.TB, sink *memSink, reg *registry.Registry, maxInFlight, perClient int) *embeddedBroker {
+func startTestBroker(t testing.TB, sink *memSink, reg *registry.Registry, maxInFlight, perClient int, logger *slog.Logger) *embeddedBroker {
 	t.Helper()
 	b, err := startBroker(brokerConfig{Addr: "127.0.0.1:0", TopicPrefix: "fleetmeter", Devices: reg.ByMQTTUsername,
 		Reserved: []string{"fleetmeter-standalone-mediator"}, Sink: sink, MaxInFlight: maxInFlight,
-		MaxInFlightPerClient: perClient})
+		MaxInFlightPerClient: perClient, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +151,7 @@ func TestBrokerBurstAcksOnlyStored(t *testing.T) {
 		pairs = append(pairs, fmt.Sprintf("acme/dev-%d", d))
 	}
 	sink := newMemSink()
-	b := startTestBroker(t, sink, testDevices(t, pairs...), maxInFlight, 64)
+	b := startTestBroker(t, sink, testDevices(t, pairs...), maxInFlight, 64, nil)
 
 	var acked, early atomic.Int64
 	var wg sync.WaitGroup
@@ -184,7 +202,7 @@ func TestBrokerBurstAcksOnlyStored(t *testing.T) {
 func TestBrokerRefusedNotAcked(t *testing.T) {
 	sink := newMemSink()
 	sink.refuse = func(id string) bool { return id == "mqtt:acme:dev-1:2" }
-	b := startTestBroker(t, sink, testDevices(t, "acme/dev-1"), 100, 10)
+	b := startTestBroker(t, sink, testDevices(t, "acme/dev-1"), 100, 10, nil)
 	lost := make(chan struct{})
 	opts := paho.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetUsername("acme.dev-1").SetPassword("pw-dev-1").
 		SetAutoReconnect(false).SetConnectionLostHandler(func(paho.Client, error) { close(lost) })
@@ -210,9 +228,22 @@ func TestBrokerRefusedNotAcked(t *testing.T) {
 
 // TestBrokerAuth: only registry credentials connect; a device publishes only to its own
 // topic, reads nothing, cannot take the mediator's client id or another device's session.
+// Nothing logged, even at debug, shows a password or a hash.
 func TestBrokerAuth(t *testing.T) {
 	sink := newMemSink()
-	b := startTestBroker(t, sink, testDevices(t, "agrico/sensor-1", "autoco/victim"), 100, 10)
+	var logged syncBuffer
+	reg := testDevices(t, "agrico/sensor-1", "autoco/victim")
+	b := startTestBroker(t, sink, reg, 100, 10, slog.New(slog.NewJSONHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	defer func() {
+		for _, secret := range []string{"pw-sensor-1", "pw-victim", "$7$"} {
+			if strings.Contains(logged.String(), secret) {
+				t.Errorf("the log shows %q:\n%s", secret, logged.String())
+			}
+		}
+		if !strings.Contains(logged.String(), `"reason":"bad_password"`) {
+			t.Errorf("no refusal logged at debug:\n%s", logged.String())
+		}
+	}()
 
 	for _, c := range []struct{ name, id, user, pw string }{
 		{"anonymous", "x", "", ""},
@@ -254,5 +285,29 @@ func TestBrokerAuth(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if !sink.has("mqtt:autoco:victim:1") || sink.has("mqtt:autoco:victim:2") {
 		t.Fatalf("stored %v, want only the victim's own seq 1", sink.stored)
+	}
+}
+
+// A device removed from the registry publishes no more, even on a connection it had.
+func TestBrokerRevokedDevice(t *testing.T) {
+	sink := newMemSink()
+	live := registry.NewLive(testDevices(t, "acme/dev-1"))
+	b, err := startBroker(brokerConfig{Addr: "127.0.0.1:0", TopicPrefix: "fleetmeter", Sink: sink, MaxInFlight: 10,
+		MaxInFlightPerClient: 10, Devices: func(u string) (registry.Device, bool) { return live.Load().ByMQTTUsername(u) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cl := mustConnect(t, b, "x", "acme.dev-1", "pw-dev-1")
+	if tok := cl.Publish("fleetmeter/acme/dev-1/usage", 1, false, `{"seq":1,"events":1}`); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	live.Store(testDevices(t, "acme/dev-2"))
+	cl.Publish("fleetmeter/acme/dev-1/usage", 1, false, `{"seq":2,"events":1}`).WaitTimeout(2 * time.Second)
+	if cl.IsConnectionOpen() || sink.has("mqtt:acme:dev-1:2") {
+		t.Fatal("a device removed from the registry published")
+	}
+	if _, err := connect(b, "x", "acme.dev-1", "pw-dev-1"); err == nil {
+		t.Fatal("a device removed from the registry connected")
 	}
 }
