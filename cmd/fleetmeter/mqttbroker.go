@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -61,6 +62,7 @@ type embeddedBroker struct {
 	srv       *mochi.Server
 	tcp       *listeners.TCP
 	ingest    *ingestHook
+	closing   *atomic.Bool
 	closeOnce sync.Once
 }
 
@@ -81,11 +83,11 @@ func startBroker(cfg brokerConfig) (*embeddedBroker, error) {
 	// Sessions hold nothing a device needs back (no subscriptions, no queued messages): keep
 	// a disconnected one for an hour rather than forever.
 	caps.MaximumSessionExpiryInterval = 3600
+	closing := new(atomic.Bool)
 	srv := mochi.New(&mochi.Options{
 		InlineClient: false,
 		Capabilities: caps,
-		// mochi logs every packet a hook refuses at debug, and that is every message here.
-		Logger: slog.New(atLeast{logger.With("component", "mqtt-broker").Handler(), slog.LevelInfo}),
+		Logger:       slog.New(mochiLog{logger.With("component", "mqtt-broker").Handler(), closing}),
 	})
 	m := newBrokerMetrics(cfg.Registerer)
 	auth := newAuthHook(cfg.TopicPrefix, cfg.Devices, cfg.Reserved, m, logger)
@@ -103,7 +105,7 @@ func startBroker(cfg brokerConfig) (*embeddedBroker, error) {
 		_ = srv.Close()
 		return nil, fmt.Errorf("embedded mqtt: %w", err)
 	}
-	return &embeddedBroker{srv: srv, tcp: tcp, ingest: in}, nil
+	return &embeddedBroker{srv: srv, tcp: tcp, ingest: in, closing: closing}, nil
 }
 
 // Addr is the address the broker listens on.
@@ -126,6 +128,7 @@ func (b *embeddedBroker) Run(ctx context.Context, drain time.Duration) error {
 func (b *embeddedBroker) Close() {
 	b.closeOnce.Do(func() {
 		b.ingest.stop()
+		b.closing.Store(true)
 		_ = b.srv.Close()
 	})
 }
@@ -193,20 +196,26 @@ func newBrokerMetrics(reg prometheus.Registerer) *brokerMetrics {
 	return m
 }
 
-// atLeast passes on records at or above min only.
-type atLeast struct {
+// mochiLog passes on mochi's records from info up: it logs every packet a hook refuses at
+// debug, and here that is every message. Once the broker is closing, errors only: it
+// warns about every connection it closes otherwise.
+type mochiLog struct {
 	slog.Handler
-	min slog.Level
+	closing *atomic.Bool
 }
 
-func (h atLeast) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
+func (h mochiLog) Enabled(ctx context.Context, l slog.Level) bool {
+	least := slog.LevelInfo
+	if h.closing.Load() {
+		least = slog.LevelError
+	}
+	return l >= least && h.Handler.Enabled(ctx, l)
 }
 
-func (h atLeast) WithAttrs(as []slog.Attr) slog.Handler {
-	return atLeast{h.Handler.WithAttrs(as), h.min}
+func (h mochiLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return mochiLog{h.Handler.WithAttrs(as), h.closing}
 }
 
-func (h atLeast) WithGroup(name string) slog.Handler {
-	return atLeast{h.Handler.WithGroup(name), h.min}
+func (h mochiLog) WithGroup(name string) slog.Handler {
+	return mochiLog{h.Handler.WithGroup(name), h.closing}
 }
