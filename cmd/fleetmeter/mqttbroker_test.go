@@ -311,3 +311,24 @@ func TestBrokerRevokedDevice(t *testing.T) {
 		t.Fatal("a device removed from the registry connected")
 	}
 }
+
+// A payload that does not parse is acknowledged once its rejection is stored, as the
+// MQTT collector does, under the reason the parser gave.
+func TestBrokerRejectsBadPayload(t *testing.T) {
+	sink := newMemSink()
+	b := startTestBroker(t, sink, testDevices(t, "acme/dev-1"), 10, 10, nil)
+	cl := mustConnect(t, b, "x", "acme.dev-1", "pw-dev-1")
+	if tok := cl.Publish("fleetmeter/acme/dev-1/usage/json", 1, false, `{"colour":1}`); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.rejected) != 1 || len(sink.stored) != 0 {
+		t.Fatalf("rejected %+v, stored %v", sink.rejected, sink.stored)
+	}
+	r := sink.rejected[0]
+	if r.Source != record.SourceMQTT || r.Tenant != "acme" || r.Device != "dev-1" || r.Reason != record.ReasonUnknownField ||
+		string(r.Raw) != `{"colour":1}` {
+		t.Fatalf("rejection %+v", r)
+	}
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -133,14 +132,11 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	var err error
 	c.recs, err = c.parser.Parse(kind, pk.Payload, id, received.UnixMilli(), c.recs[:0])
 	if err != nil {
-		reason := "bad_payload"
-		var inv *record.InvalidError
-		if errors.As(err, &inv) {
-			reason = inv.Reason
-		}
-		h.m.rejected.WithLabelValues(reason).Inc()
-		h.sink.EnqueueRejects([]record.Rejection{{Source: record.SourceMQTT, Tenant: tenant, Device: device,
-			Reason: reason, Detail: err.Error(), Raw: pk.Payload, Received: received.UnixMilli()}}, msg.complete)
+		r := record.Rejection{Source: record.SourceMQTT, Tenant: tenant, Device: device, Reason: record.ReasonOf(err),
+			Detail: err.Error(), Received: received.UnixMilli()}
+		r.SetRaw(pk.Payload)
+		h.m.rejected.WithLabelValues(r.Reason).Inc()
+		h.sink.EnqueueRejects([]record.Rejection{r}, msg.complete)
 		return pk, packets.ErrRejectPacket
 	}
 	msg.records = len(c.recs)
