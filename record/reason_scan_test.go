@@ -22,9 +22,7 @@ import (
 var reasonLiteralExceptions = map[string]string{
 	// Catch-alls spelled their own way: record.ReasonOf(err) returns the error's code, or
 	// the one catch-all, record.ReasonInvalid.
-	"ingest/coap/handler.go: bad_payload":       "record.ReasonOf(err)",
 	"cmd/fleetmeter/mqttingest.go: bad_payload": "record.ReasonOf(err)",
-	"ingest/cdrdir/process.go: invalid_record":  "record.ReasonOf(err)",
 	"rater/rater.go: rating_error":              "record.ReasonOf(err)",
 	"cmd/rater/offline.go: rating_error":        "record.ReasonOf(err)",
 	// Refusals of an MQTT connection by the embedded broker's auth hook, counted by
