@@ -76,6 +76,7 @@ coap:
   listen: %s
   dtls_listen: %s
   dev_mode: true
+  dev_mode_force: true  # dev mode beside DTLS and a strict registry, for this test only
   registry_file: %s
 http:
   enabled: true

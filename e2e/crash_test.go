@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -139,6 +140,20 @@ func ratingStages(t *testing.T, kafkaAddr, chAddr, rulesDir, id string) (raterRe
 	return raterReady, loaderReady, rater, loader
 }
 
+// envInt reads a positive integer from the environment, def when unset.
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
 // restartable is a stage the harness kills and starts again with the same arguments.
 type restartable struct {
 	name string
@@ -153,20 +168,28 @@ func (r *restartable) kill9(t *testing.T) {
 	r.p = start(t, r.bin, r.args...)
 }
 
-// TestCrashEffectivelyOnce pushes 200,000 usage records through two raters and a loader
-// while SIGKILLing a random stage at random moments, then closes the period and checks
-// that ClickHouse, as billing reads it, holds per tenant exactly the count and amount that
-// `rater rate --close` computes offline from the same input.
+// TestCrashEffectivelyOnce pushes 200,000 usage records of 500 devices through two raters
+// and a loader while SIGKILLing a random stage at random moments (12 kills), then closes
+// the period and checks that ClickHouse, as billing reads it, holds per tenant exactly the
+// count and amount that `rater rate --close` computes offline from the same input.
+//
+// The fleet's size is set by FLEETMETER_CRASH_DEVICES and FLEETMETER_CRASH_PER_DEVICE; at
+// fleet scale (1,000,000 devices of rater state, about 20 minutes here):
+//
+//	FLEETMETER_CRASH_DEVICES=1000000 FLEETMETER_CRASH_PER_DEVICE=3 \
+//	  go test -count=1 -timeout 90m -run TestCrashEffectivelyOnce -v ./e2e/
 func TestCrashEffectivelyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: runs in make test, not with -short")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	devices, perDevice := envInt(t, "FLEETMETER_CRASH_DEVICES", 500), envInt(t, "FLEETMETER_CRASH_PER_DEVICE", 400)
+	scale := time.Duration(max(1, devices*perDevice/200_000))
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute*scale)
 	defer cancel()
 	dir := t.TempDir()
 	rulesDir := writeTariffs(t, dir)
 	input := filepath.Join(dir, "input.jsonl")
-	recs := crashInput(t, 500, 400, input)
+	recs := crashInput(t, devices, perDevice, input)
 
 	// What billing must see, computed offline by the same engine.
 	want := offlineTotals(t, ctx, rulesDir, input, true)
@@ -200,11 +223,11 @@ func TestCrashEffectivelyOnce(t *testing.T) {
 	}
 
 	// Feed the input over a few seconds while the harness kills stages.
-	fed := feed(ctx, prod, recs, 2000, 60*time.Millisecond)
+	fed := feed(ctx, prod, recs, 2000*int(scale), 60*time.Millisecond)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	kills := map[string]int{}
 	for n := 0; n < 12; n++ {
-		time.Sleep(time.Duration(800+rng.IntN(1700)) * time.Millisecond)
+		time.Sleep(time.Duration(800+rng.IntN(1700)) * time.Millisecond * scale)
 		s := stages[rng.IntN(len(stages))]
 		s.kill9(t)
 		kills[s.name]++
@@ -222,9 +245,9 @@ func TestCrashEffectivelyOnce(t *testing.T) {
 	}
 	defer store.Close()
 	waitTotals(t, ctx, store, clickhouse.Filter{Charge: record.ChargeUsage},
-		offlineTotals(t, ctx, rulesDir, input, false), 4*time.Minute)
+		offlineTotals(t, ctx, rulesDir, input, false), 4*time.Minute*scale)
 	// Device fees: every device's provisional fee must be in before closing.
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(time.Minute * scale); time.Now().Before(deadline); {
 		devs, err := store.ActiveDevices(ctx, clickhouse.Filter{Charge: record.ChargeDeviceFee})
 		if err != nil {
 			t.Fatal(err)
@@ -233,7 +256,7 @@ func TestCrashEffectivelyOnce(t *testing.T) {
 		for _, d := range devs {
 			n += d
 		}
-		if n == 500 {
+		if n == uint64(devices) {
 			break
 		}
 		time.Sleep(time.Second)

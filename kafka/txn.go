@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -23,6 +24,7 @@ type TxSession struct {
 	mu      sync.Mutex
 	errs    []error
 	pending sync.WaitGroup
+	refused error // why the last End aborted, when Kafka refused what the batch produced
 }
 
 // NewTxSession joins group on topic in, producing transactionally as txID. txID must be
@@ -50,7 +52,7 @@ func NewTxSession(ctx context.Context, cfg Config, group, txID, in string, out [
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
-		kgo.FetchMaxBytes(32<<20),
+		kgo.FetchMaxBytes(4<<20),
 		kgo.OnPartitionsRevoked(lost),
 		kgo.OnPartitionsLost(lost),
 	)
@@ -78,7 +80,10 @@ func NewTxSession(ctx context.Context, cfg Config, group, txID, in string, out [
 
 // maxPollMessages bounds one transaction: a backlog after an outage is worked off in
 // transactions of bounded size (each message holds up to Config.BatchRecords records).
-const maxPollMessages = 16
+// Two messages (10,000 records by default) keep a rater's working set near 60 MB, which
+// is what it holds besides its devices; more per transaction saves little, as a commit
+// costs a few milliseconds.
+const maxPollMessages = 2
 
 // Poll appends the next fetched messages to into, at most maxPollMessages.
 func (s *TxSession) Poll(ctx context.Context, into []Message) ([]Message, error) {
@@ -124,9 +129,14 @@ func (s *TxSession) End(ctx context.Context, commit bool) (bool, error) {
 		}
 		s.pending.Wait()
 		s.mu.Lock()
+		s.refused = nil
 		if len(s.errs) > 0 {
 			try = kgo.TryAbort
-			s.logger.Error("kafka transaction aborted: a produce failed", "err", errors.Join(s.errs...))
+			err := errors.Join(s.errs...)
+			s.logger.Error("kafka transaction aborted: a produce failed", "err", err)
+			if !anyRetriable(s.errs) {
+				s.refused = err
+			}
 		}
 		s.mu.Unlock()
 	}
@@ -135,6 +145,29 @@ func (s *TxSession) End(ctx context.Context, commit bool) (bool, error) {
 		return false, fmt.Errorf("kafka end transaction: %w", err)
 	}
 	return committed, nil
+}
+
+// Refused returns why the last End aborted when the brokers refused what the batch
+// produced for good (a message too large, an invalid record): the same input will be
+// refused again. Nil after a commit, or when the failure may pass (an outage, a timeout).
+func (s *TxSession) Refused() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
+}
+
+func anyRetriable(errs []error) bool {
+	for _, err := range errs {
+		if kerr.IsRetriable(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+			errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(err, kgo.ErrRecordRetries) {
+			return true
+		}
+		var ke *kerr.Error
+		if !errors.As(err, &ke) { // not a broker's answer: a client or network failure
+			return true
+		}
+	}
+	return false
 }
 
 // Close aborts what is open and leaves the group.

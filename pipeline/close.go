@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"fleetmeter/clickhouse"
+	"fleetmeter/internal/wait"
 	"fleetmeter/rating"
 	"fleetmeter/record"
 )
@@ -67,19 +68,8 @@ func AutoClose(ctx context.Context, store *clickhouse.Store, engine *rating.Engi
 				logger.Info("period closed", "period", period, "adjustments", len(adj))
 			}
 		}
-		if !sleep(ctx, time.Minute) {
+		if !wait.Sleep(ctx, time.Minute) {
 			return
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

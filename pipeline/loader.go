@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"fleetmeter/internal/wait"
 	"fleetmeter/kafka"
 	"fleetmeter/record"
 )
@@ -91,7 +92,7 @@ func (l *Loader) Run(ctx context.Context) error {
 		if err != nil {
 			l.logger.Warn("loader poll failed, retrying", "err", err)
 			l.cons.Done()
-			sleep(ctx, time.Second)
+			wait.Sleep(ctx, time.Second)
 			continue
 		}
 		rated, rejs = rated[:0], rejs[:0]
@@ -140,7 +141,7 @@ func (l *Loader) retry(ctx context.Context, what string, fn func() error) bool {
 		l.stalled.Store(true)
 		l.retries.Inc()
 		l.logger.Warn("loader "+what+" failed, retrying", "err", err, "backoff", backoff)
-		if !sleep(ctx, backoff) {
+		if !wait.Sleep(ctx, backoff) {
 			return false
 		}
 		backoff = min(backoff*2, 10*time.Second)

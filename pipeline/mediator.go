@@ -70,7 +70,9 @@ func NewMediator(ctx context.Context, cfg MediatorConfig, reg prometheus.Registe
 			return m.MQTT, err
 		}},
 		{"coap", cfg.CoAP.Enabled, func() (c ingest.Collector, err error) {
-			m.CoAP, err = coap.New(cfg.CoAP, prod, metrics, logger)
+			if m.CoAP, err = coap.New(cfg.CoAP, prod, metrics, logger); err == nil && reg != nil {
+				err = reg.Register(m.CoAP) // its session gauges
+			}
 			return m.CoAP, err
 		}},
 		{"http", cfg.HTTP.Enabled, func() (c ingest.Collector, err error) {

@@ -155,8 +155,16 @@ func (t *txStream) Begin() error { return t.s.Begin() }
 func (t *txStream) Produce(topic string, part int32, key, value []byte, schema string) {
 	t.s.Produce(topic, part, key, value, schema)
 }
-func (t *txStream) End(ctx context.Context, commit bool) (bool, error) { return t.s.End(ctx, commit) }
-func (t *txStream) Close()                                             { t.s.Close() }
+func (t *txStream) End(ctx context.Context, commit bool) (bool, error) {
+	ok, err := t.s.End(ctx, commit)
+	if err == nil && !ok && commit {
+		if cause := t.s.Refused(); cause != nil {
+			return false, fmt.Errorf("%w: %v", rater.ErrRefused, cause)
+		}
+	}
+	return ok, err
+}
+func (t *txStream) Close() { t.s.Close() }
 
 // stateStore replays partitions of the state changelog.
 type stateStore struct{ r *kafka.Reader }

@@ -21,6 +21,7 @@ type batch struct {
 	nRated         int
 	changelogBytes int
 	late           map[int32]uint64 // each partition's late count before the batch
+	quarantined    int
 }
 
 func newBatch(maxBytes int) *batch {
@@ -44,9 +45,10 @@ func (r *Rater) rateBatch(msgs []Message, b *batch) error {
 			var err error
 			b.recs, err = record.DecodeUsage(msgs[i].Value, b.recs)
 			if err != nil {
-				b.rejs = append(b.rejs, record.Rejection{Source: "kafka", Reason: "bad_batch",
-					Detail: fmt.Sprintf("usage partition %d offset %d: %v", p, msgs[i].Offset, err),
-					Raw:    append([]byte(nil), msgs[i].Value...), Received: msgs[i].Time})
+				rj := record.Rejection{Source: "kafka", Reason: record.ReasonBadBatch,
+					Detail: fmt.Sprintf("usage partition %d offset %d: %v", p, msgs[i].Offset, err), Received: msgs[i].Time}
+				rj.SetRaw(msgs[i].Value)
+				b.rejs = append(b.rejs, rj)
 				b.recs = b.recs[:n]
 			}
 		}
@@ -66,17 +68,46 @@ func (r *Rater) rateBatch(msgs []Message, b *batch) error {
 	}
 	for i := range b.rejs {
 		rj := &b.rejs[i]
-		v := rj.AppendJSON(nil)
-		if len(v) > b.max { // a rejection carries its raw input: keep what fits
-			keep := max(0, len(rj.Raw)-(len(v)-b.max)*3/4-1024)
-			rj.Detail += fmt.Sprintf(" (raw input of %d bytes cut to %d)", len(rj.Raw), keep)
-			rj.Raw = rj.Raw[:keep]
-			v = rj.AppendJSON(nil)
-		}
+		v := rj.AppendJSON(nil) // bounded: at most record.MaxRejectRaw bytes of raw input
 		r.sess.Produce(t.Rejected, r.cfg.RejectedPartition(rj.Tenant, rj.Device),
 			[]byte(rj.Tenant+"/"+rj.Device), v, "")
 	}
 	return nil
+}
+
+// quarantineBatch sends every record of msgs to topic rejected with reason quarantined
+// (raw: the record as canonical JSON, whole, so it can be replayed once the cause is
+// fixed) and rates nothing: the states are not touched, and committing the offsets lets
+// the partition move on. Kafka refused this batch's output StuckAfter times in a row.
+func (r *Rater) quarantineBatch(msgs []Message, b *batch) {
+	b.rejs, b.nRated, b.changelogBytes, b.quarantined = b.rejs[:0], 0, 0, 0
+	clear(b.late)
+	for i := range msgs {
+		m := &msgs[i]
+		var err error
+		b.recs, err = record.DecodeUsage(m.Value, b.recs[:0])
+		if err != nil {
+			rj := record.Rejection{Source: "kafka", Reason: record.ReasonBadBatch,
+				Detail: fmt.Sprintf("usage partition %d offset %d: %v", m.Partition, m.Offset, err), Received: m.Time}
+			rj.SetRaw(m.Value)
+			b.rejs = append(b.rejs, rj)
+			continue
+		}
+		for j := range b.recs {
+			u := &b.recs[j]
+			rj := record.Rejection{Source: u.Source, Tenant: u.Tenant, Device: u.Device, Reason: record.ReasonQuarantined,
+				Detail: fmt.Sprintf("usage partition %d offset %d, event %s: Kafka refused the rating transaction %d times: %v",
+					m.Partition, m.Offset, u.EventID, r.refusals, r.refusal), Received: u.ReceivedTime}
+			rj.SetRaw(record.AppendJSON(nil, u))
+			b.rejs = append(b.rejs, rj)
+			b.quarantined++
+		}
+	}
+	for i := range b.rejs {
+		rj := &b.rejs[i]
+		r.sess.Produce(r.cfg.Topics.Rejected, r.cfg.RejectedPartition(rj.Tenant, rj.Device), []byte(rj.Tenant+"/"+rj.Device),
+			rj.AppendJSON(nil), "")
+	}
 }
 
 // produceRated writes b.out to the rated topic in messages no larger than b.max bytes as
@@ -101,7 +132,7 @@ func (b *batch) produceRated(r *Rater, p int32) error {
 			if n == 1 {
 				u := &out[k].Usage
 				b.rejs = append(b.rejs, record.Rejection{Source: u.Source, Tenant: u.Tenant, Device: u.Device,
-					Reason: "too_large", Detail: fmt.Sprintf("event %s: rated record encodes to %d bytes, over the %d-byte message bound",
+					Reason: record.ReasonTooLarge, Detail: fmt.Sprintf("event %s: rated record encodes to %d bytes, over the %d-byte message bound",
 						u.EventID, len(payload), b.max), Received: u.ReceivedTime})
 				k++
 				break

@@ -32,6 +32,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"fleetmeter/internal/wait"
 	"fleetmeter/rating"
 	"fleetmeter/record"
 )
@@ -47,7 +48,9 @@ type Message struct {
 // Stream is a transactional consume-transform-produce session (a Kafka group member with
 // a transactional producer). Produce adds to the open transaction; End commits the
 // produced records together with the offsets of everything polled since Begin, or
-// aborts and rewinds to the committed offsets.
+// aborts and rewinds to the committed offsets. End returns an error wrapping ErrRefused
+// (and committed false) when it aborted because the brokers refused what the batch
+// produced for good; any other error means the session itself failed.
 type Stream interface {
 	Poll(ctx context.Context, into []Message) ([]Message, error)
 	Begin() error
@@ -55,6 +58,10 @@ type Stream interface {
 	End(ctx context.Context, commit bool) (committed bool, err error)
 	Close()
 }
+
+// ErrRefused marks a batch whose output the brokers refused for good (a message too
+// large, an invalid record): the same input would be refused again.
+var ErrRefused = errors.New("kafka refused the batch's output")
 
 // StateStore replays the committed changelog of one partition of the state topic.
 type StateStore interface {
@@ -76,7 +83,8 @@ type Config struct {
 	// size to stay under it. Default 900 KiB, under the broker's default 1 MiB.
 	MaxMessageBytes int
 	// StuckAfter is how many batches in a row may fail to commit before the rater reports
-	// itself not ready. Default 3.
+	// itself not ready, and how often the same batch may be refused before it is
+	// quarantined. Default 3.
 	StuckAfter int
 }
 
@@ -109,6 +117,17 @@ type Rater struct {
 	ready    atomic.Bool
 	failures int          // batches in a row that did not commit
 	why      atomic.Value // string: why not ready
+
+	refusedAt batchKey // the batch the brokers last refused
+	refusals  int      // how often in a row
+	refusal   error
+}
+
+// batchKey names a batch by its first message: after an abort the session rewinds, so a
+// batch refused again starts at the same place.
+type batchKey struct {
+	part   int32
+	offset int64
 }
 
 type metrics struct {
@@ -121,6 +140,7 @@ type metrics struct {
 	devices      prometheus.Gauge
 	stuck        prometheus.Gauge
 	restoreItems prometheus.Counter
+	quarantined  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -145,9 +165,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "1 while batches keep failing to commit (the rater reports not ready)."}),
 		restoreItems: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleetmeter_rater_restored_entries_total",
 			Help: "Changelog entries replayed."}),
+		quarantined: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleetmeter_rater_quarantined_total",
+			Help: "Usage records sent to topic rejected (reason quarantined) because Kafka refused their batch's output again and again; alert on any."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rated, m.late, m.rejected, m.batches, m.latency, m.restore, m.changelog, m.devices, m.stuck, m.restoreItems)
+		reg.MustRegister(m.rated, m.late, m.rejected, m.batches, m.latency, m.restore, m.changelog, m.devices, m.stuck, m.restoreItems, m.quarantined)
 	}
 	return m
 }
@@ -220,7 +242,7 @@ func (r *Rater) Run(ctx context.Context) error {
 		}
 		r.notReady(fmt.Sprintf("session failed: %v", err))
 		r.logger.Error("rater session failed, rejoining", "err", err, "backoff", backoff)
-		if !sleep(ctx, backoff) {
+		if !wait.Sleep(ctx, backoff) {
 			return nil
 		}
 		backoff = min(backoff*2, 30*time.Second)
@@ -244,7 +266,7 @@ func (r *Rater) runSession(ctx context.Context) error {
 		if err != nil {
 			r.notReady(fmt.Sprintf("poll: %v", err))
 			r.logger.Warn("rater poll failed, retrying", "err", err)
-			sleep(ctx, time.Second)
+			wait.Sleep(ctx, time.Second)
 			continue
 		}
 		if len(msgs) == 0 {
@@ -268,11 +290,23 @@ func (r *Rater) runSession(ctx context.Context) error {
 		if err := r.sess.Begin(); err != nil {
 			return err
 		}
-		if err := r.rateBatch(msgs, b); err != nil {
+		key := batchKey{msgs[0].Partition, msgs[0].Offset}
+		quarantine := r.refusals >= r.cfg.StuckAfter && key == r.refusedAt
+		if quarantine {
+			r.quarantineBatch(msgs, b)
+		} else if err := r.rateBatch(msgs, b); err != nil {
 			_, _ = r.sess.End(ctx, false)
 			return err
 		}
 		committed, err := r.sess.End(ctx, true)
+		if errors.Is(err, ErrRefused) {
+			if key != r.refusedAt {
+				r.refusedAt, r.refusals = key, 0
+			}
+			r.refusals++
+			r.refusal = err
+			err = nil
+		}
 		if err != nil {
 			r.notReady(fmt.Sprintf("end transaction: %v", err))
 			return err
@@ -292,6 +326,12 @@ func (r *Rater) runSession(ctx context.Context) error {
 			}
 			continue
 		}
+		if quarantine {
+			r.m.quarantined.Add(float64(b.quarantined))
+			r.logger.Error("rater quarantined a batch Kafka kept refusing: its records are on topic rejected, reason quarantined",
+				"partition", key.part, "offset", key.offset, "records", b.quarantined, "refusals", r.refusals, "cause", r.refusal)
+		}
+		r.refusedAt, r.refusals, r.refusal = batchKey{}, 0, nil
 		r.failures = 0
 		r.ready.Store(true)
 		r.m.stuck.Set(0)
@@ -348,24 +388,10 @@ func (r *Rater) state(ctx context.Context, p int32) (*rating.State, error) {
 	return st, nil
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // usageRejection is the rejection of a record the engine refused.
 func usageRejection(u *record.Usage, err error) record.Rejection {
-	reason := "rating_error"
-	var inv *record.InvalidError
-	if errors.As(err, &inv) {
-		reason = inv.Reason
-	}
-	return record.Rejection{Source: u.Source, Tenant: u.Tenant, Device: u.Device, Reason: reason,
-		Detail: fmt.Sprintf("event %s: %v", u.EventID, err), Raw: record.AppendJSON(nil, u), Received: u.ReceivedTime}
+	rj := record.Rejection{Source: u.Source, Tenant: u.Tenant, Device: u.Device, Reason: record.ReasonOf(err),
+		Detail: fmt.Sprintf("event %s: %v", u.EventID, err), Received: u.ReceivedTime}
+	rj.SetRaw(record.AppendJSON(nil, u))
+	return rj
 }

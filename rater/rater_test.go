@@ -95,9 +95,11 @@ func (s *fakeStream) Begin() error {
 }
 
 func (s *fakeStream) Produce(topic string, part int32, key, value []byte, _ string) {
+	s.l.mu.Lock()
 	if s.l.failProduce == topic {
 		s.bad = true
 	}
+	s.l.mu.Unlock()
 	if s.pending[topic] == nil {
 		s.pending[topic] = map[int32][]kv{}
 	}
@@ -112,6 +114,10 @@ func (s *fakeStream) End(_ context.Context, commit bool) (bool, error) {
 	}
 	s.l.ends++
 	if s.bad || !commit || (s.l.loseEvery > 0 && s.l.ends%s.l.loseEvery == 0) {
+		var err error
+		if s.bad && commit {
+			err = fmt.Errorf("%w: MESSAGE_TOO_LARGE", ErrRefused)
+		}
 		for p, o := range s.l.committed { // rewind
 			s.pos[p] = o
 		}
@@ -120,7 +126,7 @@ func (s *fakeStream) End(_ context.Context, commit bool) (bool, error) {
 				s.pos[p] = 0
 			}
 		}
-		return false, nil
+		return false, err
 	}
 	for t, m := range s.pending {
 		if s.l.out[t] == nil {
@@ -399,8 +405,8 @@ func TestFencedSessionCommitsNothing(t *testing.T) {
 func TestRatedMessagesBoundedByEncodedSize(t *testing.T) {
 	const parts, bound = 1, 20_000
 	l := newFakeLog()
-	msgs, ordered := genUsage(5, 200, 4000, parts)
-	// One message of 4000 records: far over the bound once rated.
+	msgs, ordered := genUsage(5, 200, 1200, parts)
+	// One message of 1200 records: far over the bound once rated.
 	var all []record.Usage
 	for _, m := range msgs[0] {
 		all, _ = record.DecodeUsage(m.Value, all)
@@ -444,5 +450,65 @@ func TestFleetCounterSumsOwnedAndRemote(t *testing.T) {
 	c.Own(1, nil)
 	if n := c.Count("agrico", "2026-11"); n != 107 {
 		t.Fatalf("count after giving partition 1 up = %d, want its committed 100 + 7", n)
+	}
+}
+
+// A batch whose output Kafka refuses for good is quarantined after StuckAfter refusals:
+// each of its records lands on topic rejected once, whole, with reason quarantined, the
+// offsets move on and nothing is rated from it; the rater reported not ready meanwhile
+// and is ready again after. Batches that can be written are rated as before.
+func TestQuarantineRefusedBatch(t *testing.T) {
+	l := newFakeLog()
+	msgs, ordered := genUsage(6, 10, 300, 1)
+	l.input = msgs
+	l.failProduce = "rated" // the broker refuses every rated message
+	r := newTestRater(t, l, 0)
+	sawStuck := false
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { _ = r.Run(ctx); close(done) }()
+	for ctx.Err() == nil {
+		if err := r.Ready(); err != nil && strings.Contains(err.Error(), "failed to commit") {
+			sawStuck = true
+		}
+		l.mu.Lock()
+		n := l.committed[0]
+		l.mu.Unlock()
+		if n == int64(len(msgs[0])) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if !sawStuck {
+		t.Error("the rater never reported not ready while its batches were refused")
+	}
+	if got := l.outputs("rated", 0); len(got) != 0 {
+		t.Fatalf("%d rated messages committed although every one was refused", len(got))
+	}
+	seen := map[string]int{}
+	for _, e := range l.outputs("rejected", 0) {
+		rj, err := record.ParseRejection(e.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rj.Reason != record.ReasonQuarantined {
+			t.Fatalf("rejection reason %q, want %q", rj.Reason, record.ReasonQuarantined)
+		}
+		u, err := record.ParseJSON(rj.Raw)
+		if err != nil {
+			t.Fatalf("quarantined raw is not the whole record: %v", err)
+		}
+		seen[u.EventID]++
+	}
+	for _, u := range ordered {
+		if seen[u.EventID] != 1 {
+			t.Fatalf("record %s quarantined %d times, want once", u.EventID, seen[u.EventID])
+		}
+	}
+	if len(seen) != len(ordered) {
+		t.Fatalf("%d records quarantined, input has %d", len(seen), len(ordered))
 	}
 }

@@ -177,3 +177,27 @@ func TestLateCounted(t *testing.T) {
 		t.Fatalf("late = %d, want 1 (l4, 15h behind with a 12h tolerance)", st.Late())
 	}
 }
+
+// A device reporting a new location with every record keeps at most maxRuns of them, so
+// its changelog entry stays bounded.
+func TestDeviceEntryBounded(t *testing.T) {
+	e := NewEngine(mustSet(t, "../deploy/tariffs"), Options{})
+	st := NewState()
+	ts := ms("2026-11-10T00:00:00Z")
+	for i := range 5000 {
+		u := record.Usage{EventID: fmt.Sprint(i), Tenant: "agrico", Device: "roamer", Source: "mqtt",
+			StartTime: ts + int64(i)*1000, EndTime: ts + int64(i)*1000, Events: 1, Cell: fmt.Sprintf("cell-%d", i)}
+		if _, err := e.Rate(st, &u, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var size int
+	st.AppendChanges(nil, func(k, v []byte) {
+		if k[0] == keyDevice {
+			size = len(v)
+		}
+	})
+	if size == 0 || size > 64<<10 {
+		t.Fatalf("device entry of %d bytes after 5000 distinct cells, want it bounded (<64 KiB)", size)
+	}
+}

@@ -79,14 +79,17 @@ func (s *State) readDevice(r *reader, d *device) {
 		return
 	}
 	var extra []loc
-	if m > 1 {
-		extra = make([]loc, m-1)
+	if m > inlineLocs {
+		extra = make([]loc, m-inlineLocs)
 	}
 	d.nloc = uint16(m)
 	for j := range m {
 		l := &d.loc0
-		if j > 0 {
-			l = &extra[j-1]
+		switch {
+		case j == 1:
+			l = &d.loc1
+		case j >= inlineLocs:
+			l = &extra[j-inlineLocs]
 		}
 		if kb := r.bytes(8); kb != nil {
 			l.key = binary.LittleEndian.Uint64(kb)

@@ -1,4 +1,4 @@
-// Package rating prices canonical usage records with a rules.Set, exactly as TARIFFS.md
+// Package rating prices canonical usage records with a rules.Set, exactly as docs/tariffs.md
 // says: zone, mobility, per-dimension prices, slice multipliers, offers, and per-device
 // fees with provisional charges that closing a period settles.
 //

@@ -20,7 +20,7 @@ import (
 // (hash tag, index) pairs; a device's identity (tenant NUL device) is kept inline when
 // short, so a lookup touches one table slot and one device, the fewest cache misses per
 // record a fleet of millions allows. Pages and table hold no Go pointers and live off the
-// Go heap (offHeap): a device costs its 80 bytes plus its table slots, not twice that
+// Go heap (offHeap): a device costs its 104 bytes plus its table slots, not twice that
 // under the collector's growth target. What does not fit inline (a long id, more than
 // one location run, several periods) sits in a side table on the heap.
 //
@@ -84,11 +84,12 @@ type agg struct {
 
 const inlineKey = 32
 
-// device is kept small and pointer-free: it is multiplied by every device of the fleet
+// device is kept small (104 bytes) and pointer-free: it is multiplied by every device of the fleet
 // and lives off the Go heap.
 type device struct {
 	maxT      int64 // latest start_time seen
-	loc0      loc   // the first location run, inline: most devices have one
+	loc0      loc   // the first two location runs, inline: most devices have one or two
+	loc1      loc
 	key       [inlineKey]byte
 	lastMonth month
 	ext       int32 // index into State.exts; 0 when none
@@ -110,7 +111,7 @@ func (x *devExt) empty() bool { return x.long == "" && len(x.extra) == 0 && len(
 
 // loc is one location key's presence: occurrences from first to last with no gap longer
 // than the window, so the key counts for an instant t exactly when first <= t < last+window.
-// Keys are compared by a 64-bit FNV-1a hash of the key text of TARIFFS.md.
+// Keys are compared by a 64-bit FNV-1a hash of the key text of docs/tariffs.md.
 type loc struct {
 	key         uint64
 	first, last int64
@@ -413,13 +414,23 @@ func (s *State) markSeen(d *device, m month) bool {
 }
 
 func (s *State) at(d *device, i int) *loc {
-	if i == 0 {
+	switch i {
+	case 0:
 		return &d.loc0
+	case 1:
+		return &d.loc1
 	}
-	return &s.exts[d.ext].extra[i-1]
+	return &s.exts[d.ext].extra[i-inlineLocs]
 }
 
-// mobility updates d's window with u and returns u's profile (TARIFFS.md step 3).
+const inlineLocs = 2
+
+// maxRuns bounds the location runs a device keeps, so a device entry stays far below a
+// Kafka message's size (about 20 bytes a run) whatever a device reports. A device with
+// more distinct locations in its window than this is mobile under any sane nomadic_max.
+const maxRuns = 1024
+
+// mobility updates d's window with u and returns u's profile (docs/tariffs.md step 3).
 //
 // The window keeps every key that can count for a record up to t.LateTolerance behind
 // the device's newest start_time: a key counts at t while t < last+window, so a run is
@@ -462,8 +473,8 @@ func (s *State) mobility(t *rules.Tariff, d *device, u *record.Usage) rules.Mobi
 		changed = true
 	}
 	if merged < 0 {
-		if d.nloc == 0 {
-			d.loc0 = loc{key: key, first: ts, last: ts}
+		if d.nloc < inlineLocs {
+			*s.at(d, int(d.nloc)) = loc{key: key, first: ts, last: ts}
 		} else {
 			x := s.ext(d)
 			x.extra = append(x.extra, loc{key: key, first: ts, last: ts})
@@ -484,14 +495,24 @@ func (s *State) mobility(t *rules.Tariff, d *device, u *record.Usage) rules.Mobi
 			n++
 		}
 	}
+	for j > maxRuns { // a device reporting ever new locations: forget the stalest
+		old := 0
+		for i := 1; i < j; i++ {
+			if s.at(d, i).last < s.at(d, old).last {
+				old = i
+			}
+		}
+		*s.at(d, old) = *s.at(d, j-1)
+		j--
+	}
 	d.nloc = uint16(j)
 	if d.ext != 0 {
 		x := &s.exts[d.ext]
-		if j <= 1 {
+		if j <= inlineLocs {
 			x.extra = x.extra[:0]
 		} else {
-			clear(x.extra[j-1:])
-			x.extra = x.extra[:j-1]
+			clear(x.extra[j-inlineLocs:])
+			x.extra = x.extra[:j-inlineLocs]
 		}
 		if len(x.extra) == 0 {
 			x.extra = nil
@@ -511,7 +532,7 @@ func (s *State) mobility(t *rules.Tariff, d *device, u *record.Usage) rules.Mobi
 	return p
 }
 
-// locKey hashes the location key of TARIFFS.md: cell, else g:<floor(lat*100)>:<floor(lon*100)>,
+// locKey hashes the location key of docs/tariffs.md: cell, else g:<floor(lat*100)>:<floor(lon*100)>,
 // else plmn. The key text is built on the stack and never allocated.
 func locKey(u *record.Usage) (uint64, bool) {
 	switch {
@@ -571,4 +592,16 @@ func (s *State) Tally() map[string]uint64 {
 		out[k.tenant+"\x00"+k.month.String()] = a.devices
 	}
 	return out
+}
+
+// Footprint reports what the State holds: devices, devices with a side record (a long
+// id, several location runs or periods), and the location runs kept in side records.
+func (s *State) Footprint() (devices, sided, extraRuns int) {
+	for i := range s.exts {
+		if !s.exts[i].empty() {
+			sided++
+			extraRuns += len(s.exts[i].extra)
+		}
+	}
+	return int(s.ndev), sided, extraRuns
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
-// The schema as DESIGN.md lists it, written out by hand.
+// The schema as docs/design.md lists it, written out by hand.
 func TestArrowSchemas(t *testing.T) {
 	const dict = "dictionary<values=utf8, indices=int32, ordered=false>"
 	const ts = "timestamp[ms, tz=UTC]"

@@ -62,6 +62,7 @@ const (
 	ReasonAmountOverflow = "amount_overflow"
 	ReasonBadBatch       = "bad_batch"
 	ReasonBadRejection   = "bad_rejection"
+	ReasonQuarantined    = "quarantined"
 )
 
 // ReasonInfo is one reason code and its meaning.
@@ -117,6 +118,7 @@ var reasonTable = [...]ReasonInfo{
 	{ReasonAmountOverflow, "the priced amount does not fit 64-bit micro-units"},
 	{ReasonBadBatch, "a Kafka message of usage or rated records that does not decode"},
 	{ReasonBadRejection, "a message on topic rejected that does not decode"},
+	{ReasonQuarantined, "a usage record whose rating transaction Kafka refused again and again; raw holds it whole, to replay once fixed"},
 }
 
 // Reasons returns every rejection reason code with its meaning (a copy).

@@ -70,7 +70,7 @@ func (s *scaler) apply(w *walker, t *Tariff) {
 		tab := s.rates[d]
 		for z, zone := range t.Zones {
 			for m, mk := range mobKeys {
-				// TARIFFS.md step 5: zone+mobility, zone+"*", "*"+mobility, "*"+"*", else 0.
+				// docs/tariffs.md step 5: zone+mobility, zone+"*", "*"+mobility, "*"+"*", else 0.
 				for _, k := range [][2]string{{zone.Name, mk}, {zone.Name, "*"}, {"*", mk}, {"*", "*"}} {
 					if ref, ok := tab[k[0]][k[1]]; ok {
 						r.Prices[z*int(numMobility)+m] = s.prices[ref].v

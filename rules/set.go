@@ -1,4 +1,4 @@
-// Package rules loads, validates and compiles tariff files (the format of TARIFFS.md)
+// Package rules loads, validates and compiles tariff files (the format of docs/tariffs.md)
 // into a Set the rating engine prices records with. Tariff values are data; each rule
 // kind (zones, rates, offers, device fees) is code here.
 package rules

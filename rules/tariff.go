@@ -94,7 +94,7 @@ type Rate struct {
 	Div       uint64 // quantity = raw / Div (bytes per unit, ms per unit, 1 per event)
 	Increment uint64 // data only: bytes rounded up to a multiple of this, 0 for none
 	// Prices holds the resolved price per zone and mobility at index zone*3+mobility, with
-	// the fallbacks of TARIFFS.md already applied.
+	// the fallbacks of docs/tariffs.md already applied.
 	Prices []uint64
 }
 

@@ -1,5 +1,5 @@
 -- rated_usage holds every rated record under the field names of the rated record
--- (DESIGN.md). The store renders these files per server version and for a single node
+-- (docs/design.md). The store renders these files per server version and for a single node
 -- or a cluster (schema.go).
 --
 -- Times: DateTime64 does not exist on 18.16, so each time is two columns. start_time,

@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -216,7 +220,7 @@ func load(ctx context.Context, cfg loadConfig, logger *slog.Logger, stdout, stde
 	progress("raw insert: %d rows in %.2fs, %.0f rows/s", rows, rawTook.Seconds(), float64(rows)/rawTook.Seconds())
 
 	// (2) The pipeline.
-	res, err := runPipeline(ctx, cfg, kcfg, set, store, recs, logger, progress)
+	res, err := runPipeline(ctx, cfg, kcfg, rulesPath, store, recs, logger, progress)
 	if err != nil {
 		return 1, err
 	}
@@ -227,6 +231,14 @@ func load(ctx context.Context, cfg loadConfig, logger *slog.Logger, stdout, stde
 		res.txns, float64(len(recs))/max(res.txns, 1), res.txnSeconds)
 	fmt.Fprintf(stdout, "loader: %d inserts, %.0f rows/insert (largest %d), %.2fs inside InsertRated\n",
 		res.inserts, float64(res.insertRows)/float64(max(res.inserts, 1)), res.maxInsert, res.insertTime.Seconds())
+	rr := res.rater
+	fmt.Fprintf(stdout, "rater state: %.0f devices tracked, changelog %.1f bytes per rated record (%.1f MB in all), %.0f aborted transactions\n",
+		rr.Devices, rr.ChangelogBytes/max(rr.Rated, 1), rr.ChangelogBytes/1e6, rr.Aborted)
+	fmt.Fprintf(stdout, "rater process: peak RSS %.1f MB, %.1f bytes per tracked device (process included); Go heap at the end %.1f MB in use of %.1f MB, %d GC cycles\n",
+		float64(rr.PeakRSS)/1e6, float64(rr.PeakRSS)/max(rr.Devices, 1), float64(rr.HeapInuse)/1e6, float64(rr.HeapSys)/1e6, rr.GCs)
+	if err := measureRestore(ctx, kcfg, stdout); err != nil {
+		return 1, err
+	}
 
 	// The count billing reads, duplicates collapsed, and the amounts beside the offline ones.
 	got, err := store.Totals(ctx, clickhouse.Filter{Charge: record.ChargeUsage})
@@ -246,6 +258,27 @@ func load(ctx context.Context, cfg loadConfig, logger *slog.Logger, stdout, stde
 		return 1, nil
 	}
 	return 0, nil
+}
+
+// measureRestore replays partition 0 of the state changelog into a State, as a rater
+// taking the partition over does, and prints how long it took.
+func measureRestore(ctx context.Context, kcfg kafka.Config, stdout io.Writer) error {
+	rd, err := kafka.NewReader(kcfg, nil)
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	st := rating.NewState()
+	defer st.Release()
+	start := time.Now()
+	n, err := rd.Replay(ctx, kafka.TopicState, 0, st.Apply)
+	if err != nil {
+		return fmt.Errorf("restore partition 0: %w", err)
+	}
+	took := time.Since(start)
+	fmt.Fprintf(stdout, "restore of partition 0: %d changelog entries, %d devices in %.2fs (%.0f entries/s)\n",
+		n, st.Devices(), took.Seconds(), float64(n)/took.Seconds())
+	return nil
 }
 
 // genUsage builds n canonical usage records from a simulated fleet of devices, as the
@@ -435,6 +468,7 @@ type pipelineResult struct {
 	insertRows int64
 	maxInsert  int64
 	insertTime time.Duration
+	rater      raterReport
 }
 
 // timedStore counts and times the loader's inserts: the loader inserts once per poll, so
@@ -462,7 +496,7 @@ func (s *timedStore) InsertRated(ctx context.Context, recs []record.Rated) error
 // runPipeline produces recs to topic usage (before the stages start, or with --overlap
 // while they run), runs the rater and the loader in-process and clocks them until
 // rated_usage counts every record. The stages stop (context cancelled) once it does.
-func runPipeline(ctx context.Context, cfg loadConfig, kcfg kafka.Config, set *rules.Set, store *clickhouse.Store,
+func runPipeline(ctx context.Context, cfg loadConfig, kcfg kafka.Config, rulesPath string, store *clickhouse.Store,
 	recs []record.Usage, logger *slog.Logger, progress func(string, ...any)) (pipelineResult, error) {
 	var res pipelineResult
 	prod, err := kafka.NewProducer(ctx, kcfg, logger.With("component", "producer"))
@@ -482,11 +516,35 @@ func runPipeline(ctx context.Context, cfg loadConfig, kcfg kafka.Config, set *ru
 
 	reg := obs.NewRegistry()
 	ts := &timedStore{Store: store}
-	rater, err := pipeline.NewRater(ctx, pipeline.RaterConfig{Kafka: kcfg, Group: "fleetmeter-load-rater", InstanceID: "load"},
-		set, reg, logger.With("component", "rater"))
+	// The rater runs in a process of its own, so its memory is measured apart from the
+	// embedded broker's and the loader's.
+	exe, err := os.Executable()
 	if err != nil {
 		return res, err
 	}
+	child := exec.Command(exe, "load-rater", "--kafka", kcfg.Brokers[0], "--rules", rulesPath, "--log-level", cfg.LogLevel)
+	var report strings.Builder
+	child.Stdout, child.Stderr = &report, os.Stderr
+	if err := child.Start(); err != nil {
+		return res, fmt.Errorf("start the rater process: %w", err)
+	}
+	childDone := make(chan error, 1)
+	go func() { childDone <- child.Wait() }()
+	stopChild := func() error {
+		_ = child.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-childDone:
+			return err
+		case <-time.After(time.Minute):
+			_ = child.Process.Kill()
+			return errors.New("the rater process did not stop within a minute of SIGTERM")
+		}
+	}
+	defer func() {
+		if child.ProcessState == nil {
+			_ = child.Process.Kill()
+		}
+	}()
 	loader, err := pipeline.NewLoader(ctx, pipeline.LoaderConfig{Kafka: kcfg, Group: "fleetmeter-load-loader"}, ts, reg,
 		logger.With("component", "loader"))
 	if err != nil {
@@ -508,8 +566,18 @@ func runPipeline(ctx context.Context, cfg loadConfig, kcfg kafka.Config, set *ru
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
 	start := time.Now()
-	g.Go(func() error { return rater.Run(gctx) })
 	g.Go(func() error { return loader.Run(gctx) })
+	g.Go(func() error {
+		select {
+		case err := <-childDone:
+			childDone <- err
+			if gctx.Err() == nil {
+				return fmt.Errorf("the rater process ended early: %v", err)
+			}
+		case <-gctx.Done():
+		}
+		return nil
+	})
 	var produced time.Duration
 	if cfg.Overlap {
 		g.Go(func() error {
@@ -522,9 +590,8 @@ func runPipeline(ctx context.Context, cfg loadConfig, kcfg kafka.Config, set *ru
 		})
 	}
 	status := func() string {
-		return fmt.Sprintf("rater: %.0f rows rated (aborted batches included), %.0f transactions committed, %.0f aborted; loader: %.0f rows inserted",
-			metricSum(reg, "fleetmeter_rater_rated_total", ""), metricSum(reg, "fleetmeter_rater_transactions_total", "committed"),
-			metricSum(reg, "fleetmeter_rater_transactions_total", "aborted"), metricSum(reg, "fleetmeter_loader_rows_total", "rated_usage"))
+		return fmt.Sprintf("rater process: peak RSS %.0f MB; loader: %.0f rows inserted",
+			float64(peakRSS(strconv.Itoa(child.Process.Pid)))/1e6, metricSum(reg, "fleetmeter_loader_rows_total", "rated_usage"))
 	}
 	firstAt, firstN, werr := waitCount(gctx, store, uint64(len(recs)), cfg.Stall, start, progress, status)
 	took := time.Since(start)
@@ -548,16 +615,13 @@ func runPipeline(ctx context.Context, cfg loadConfig, kcfg kafka.Config, set *ru
 			took: end.Sub(firstAt), ratio: true})
 	}
 
-	mfs, err := reg.Gather()
-	if err != nil {
-		return res, err
+	if err := stopChild(); err != nil {
+		return res, fmt.Errorf("rater process: %w", err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == "fleetmeter_rater_batch_seconds" && len(mf.GetMetric()) == 1 {
-			h := mf.GetMetric()[0].GetHistogram()
-			res.txns, res.txnSeconds = float64(h.GetSampleCount()), h.GetSampleSum()
-		}
+	if err := json.Unmarshal([]byte(strings.TrimSpace(report.String())), &res.rater); err != nil {
+		return res, fmt.Errorf("rater process report %q: %w", report.String(), err)
 	}
+	res.txns, res.txnSeconds = res.rater.Committed, res.rater.TxnSeconds
 	res.inserts, res.insertRows, res.maxInsert = ts.inserts.Load(), ts.rows.Load(), ts.largest.Load()
 	res.insertTime = time.Duration(ts.nanos.Load())
 	return res, nil
@@ -585,6 +649,8 @@ func metricSum(reg *obs.Registry, name, label string) float64 {
 			}
 			if c := m.GetCounter(); c != nil {
 				sum += c.GetValue()
+			} else if g := m.GetGauge(); g != nil {
+				sum += g.GetValue()
 			} else if h := m.GetHistogram(); h != nil {
 				sum += float64(h.GetSampleCount())
 			}

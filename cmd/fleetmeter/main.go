@@ -12,11 +12,13 @@ import (
 type command struct {
 	name, usage string
 	run         func(args []string, stdout, stderr io.Writer) int
+	hidden      bool // a helper process of another command
 }
 
 var commands = []command{
-	{"standalone", "standalone --data DIR [--rules DIR] [--simulate N] [--for D] [--kafka ADDR] [--clickhouse ADDR]", runStandalone},
-	{"load", "load [--records N] [--devices D] [--data DIR] [--kafka ADDR] [--clickhouse ADDR] [--partitions P] [--overlap]", runLoad},
+	{"standalone", "standalone --data DIR [--rules DIR] [--simulate N] [--for D] [--kafka ADDR] [--clickhouse ADDR]", runStandalone, false},
+	{"load", "load [--records N] [--devices D] [--data DIR] [--kafka ADDR] [--clickhouse ADDR] [--partitions P] [--overlap]", runLoad, false},
+	{"load-rater", "", runLoadRater, true},
 }
 
 func main() {
@@ -29,7 +31,9 @@ func main() {
 	}
 	fmt.Fprintln(os.Stderr, "usage: fleetmeter COMMAND [ARGS]")
 	for _, c := range commands {
-		fmt.Fprintln(os.Stderr, "  fleetmeter "+c.usage)
+		if !c.hidden {
+			fmt.Fprintln(os.Stderr, "  fleetmeter "+c.usage)
+		}
 	}
 	os.Exit(2)
 }

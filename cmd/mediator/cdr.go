@@ -153,8 +153,9 @@ each file's records go to topic usage, unmapped or invalid ones and damage repor
 topic rejected, and a file counts as imported only once Kafka acknowledged all of it.
 A DIR argument imports the files directly in it that match --pattern (hidden, .tmp and
 .part files are skipped). Files stay where they are unless --move is given: then each
-goes to done/ (or, damaged, to failed/ with a <name>.reason file) beside it. Importing
-a file twice produces the same records again, which the pipeline collapses by event_id.
+goes to done/ (or, damaged or too large, to its own folder failed/<name>/ with a
+reason.json) beside it. Importing a file twice produces the same records again, which
+the pipeline collapses by event_id.
 Progress goes to stderr; the exit code is 1 if any file was damaged or failed.
 `
 

@@ -277,7 +277,7 @@ func TestCDRImport(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	for _, p := range []string{"done/a.cdr", "failed/c.cdr", "failed/c.cdr.reason"} {
+	for _, p := range []string{"done/a.cdr", "failed/c.cdr/c.cdr", "failed/c.cdr/reason.json"} {
 		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
 			t.Errorf("%s: %v", p, err)
 		}

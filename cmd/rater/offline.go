@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -129,7 +128,8 @@ func rateStream(set *rules.Set, r io.Reader, stdout, stderr io.Writer, closeAll 
 	seen := map[string]struct{}{}
 	reject := func(line []byte, u *record.Usage, reason, detail string) {
 		rej := record.Rejection{Source: u.Source, Tenant: u.Tenant, Device: u.Device, Reason: reason,
-			Detail: detail, Raw: line, Received: time.Now().UnixMilli()}
+			Detail: detail, Received: time.Now().UnixMilli()}
+		rej.SetRaw(line)
 		fmt.Fprintf(stderr, "%s\n", rej.AppendJSON(nil))
 		rejected++
 	}
@@ -140,26 +140,16 @@ func rateStream(set *rules.Set, r io.Reader, stdout, stderr io.Writer, closeAll 
 			if len(bytes.TrimSpace(line)) > 0 {
 				u, perr := record.ParseJSON(line)
 				if perr != nil {
-					reject(line, &u, "bad_json", fmt.Sprintf("line %d: %v", lineNo, perr))
+					reject(line, &u, record.ReasonBadJSON, fmt.Sprintf("line %d: %v", lineNo, perr))
 				} else if verr := u.Validate(); verr != nil {
-					reason := "invalid"
-					var ie *record.InvalidError
-					if errors.As(verr, &ie) {
-						reason = ie.Reason
-					}
-					reject(line, &u, reason, fmt.Sprintf("line %d: %v", lineNo, verr))
+					reject(line, &u, record.ReasonOf(verr), fmt.Sprintf("line %d: %v", lineNo, verr))
 				} else if _, dup := seen[u.Tenant+"\x00"+u.EventID]; dup {
 					copies++
 				} else {
 					var rerr error
 					recs, rerr = eng.Rate(st, &u, recs[:0])
 					if err := rerr; err != nil {
-						reason := "rating_error"
-						var ie *record.InvalidError
-						if errors.As(err, &ie) {
-							reason = ie.Reason
-						}
-						reject(line, &u, reason, fmt.Sprintf("line %d: %v", lineNo, err))
+						reject(line, &u, record.ReasonOf(err), fmt.Sprintf("line %d: %v", lineNo, err))
 					}
 					for i := range recs {
 						buf = record.AppendRatedJSON(buf[:0], &recs[i])

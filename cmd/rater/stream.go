@@ -86,6 +86,7 @@ func runStream(args []string, _ io.Reader, _, stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
+	obs.SetGCPercent(obs.RaterGCPercent)
 	return serve(logger, func(ctx context.Context, reg *obs.Registry) ([]obs.Check, []func(context.Context) error, error) {
 		set, err := rules.Load(cfg.Rules)
 		if err != nil {
