@@ -22,9 +22,8 @@ import (
 var reasonLiteralExceptions = map[string]string{
 	// Catch-alls spelled their own way: record.ReasonOf(err) returns the error's code, or
 	// the one catch-all, record.ReasonInvalid.
-	"cmd/fleetmeter/mqttingest.go: bad_payload": "record.ReasonOf(err)",
-	"rater/rater.go: rating_error":              "record.ReasonOf(err)",
-	"cmd/rater/offline.go: rating_error":        "record.ReasonOf(err)",
+	"rater/rater.go: rating_error":       "record.ReasonOf(err)",
+	"cmd/rater/offline.go: rating_error": "record.ReasonOf(err)",
 	// Refusals of an MQTT connection by the embedded broker's auth hook, counted by
 	// reason: not input rejections, so not codes of the table. Name the variable for
 	// what it is (refusal) and these entries go.
