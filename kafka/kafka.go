@@ -34,6 +34,7 @@ type Config struct {
 	ReplicationFactor int16         `yaml:"replication_factor"` // -1: broker default
 	Linger            time.Duration `yaml:"linger"`             // how long a partition batch waits to fill
 	BatchRecords      int           `yaml:"batch_records"`      // flush a partition batch at this many records
+	BatchBytes        int           `yaml:"batch_bytes"`        // ... or at this estimated size (at most MaxMessageBytes)
 	ClientID          string        `yaml:"client_id"`
 	// Instance, when set, is this process's static group membership id: a restarted process
 	// takes its old place in the group at once instead of waiting out the session timeout.
@@ -49,6 +50,7 @@ func DefaultConfig() Config {
 		ReplicationFactor: -1,
 		Linger:            5 * time.Millisecond,
 		BatchRecords:      5000,
+		BatchBytes:        512 << 10,
 		ClientID:          "fleetmeter",
 		SessionTimeout:    15 * time.Second,
 	}
@@ -71,6 +73,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchRecords < 1 {
 		errs = append(errs, fmt.Errorf("kafka.batch_records: must be >= 1, got %d", c.BatchRecords))
+	}
+	if c.BatchBytes < 1 || c.BatchBytes > MaxMessageBytes {
+		errs = append(errs, fmt.Errorf("kafka.batch_bytes: must be within [1, %d], got %d", MaxMessageBytes, c.BatchBytes))
 	}
 	return errors.Join(errs...)
 }

@@ -12,7 +12,7 @@ import (
 	"fleetmeter/record"
 )
 
-func testCluster(t *testing.T) Config {
+func testCluster(t testing.TB) Config {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {

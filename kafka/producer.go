@@ -13,32 +13,76 @@ import (
 	"fleetmeter/record"
 )
 
+// MaxMessageBytes bounds the value of every message the producer writes: 900 KiB, under
+// kgo's default ProducerBatchMaxBytes (1,000,012) and the broker's default
+// message.max.bytes (1,048,588), with room to spare for record and batch headers.
+const MaxMessageBytes = 900 << 10
+
+// ErrRecordTooLarge is the error of a call holding a record that encodes to more than
+// MaxMessageBytes alone. Valid records cannot (their ids are bounded); it is bad input,
+// not a reason to retry.
+var ErrRecordTooLarge = errors.New("kafka produce: record too large for a message")
+
+// recordBytes is what a record adds to a buffer's size estimate beside its strings: its
+// fixed-width columns, offsets and dictionary indexes, about 100 bytes raw, after LZ4 on
+// real data. Incompressible columns make a message larger than estimated, by at most
+// about 1.7 times at the default batch_bytes, which still fits MaxMessageBytes; past
+// that, flushLocked splits by encoded size.
+const recordBytes = 32
+
 // Producer batches usage records per partition into Arrow IPC messages on topic usage
 // and writes rejections as JSON to topic rejected. Produce returns once every record it
 // was given is acknowledged by Kafka (acks=all, idempotent), which is when a collector may
-// acknowledge its own source.
+// acknowledge its own source. No message exceeds MaxMessageBytes, whatever shares it:
+// one tenant's long records cannot make another's unwritable.
 type Producer struct {
-	cl     *kgo.Client
-	cfg    Config
-	parts  int32 // partitions of topic usage
-	rparts int32 // partitions of topic rejected
-	logger *slog.Logger
+	cl       *kgo.Client
+	cfg      Config
+	parts    int32 // partitions of topic usage
+	rparts   int32 // partitions of topic rejected
+	maxBytes int   // bound of a message value: MaxMessageBytes
+	logger   *slog.Logger
 
 	mu      sync.Mutex
 	bufs    []partBuf
 	enc     *record.UsageEncoder
 	scratch []byte
+	chunks  []chunk // flushLocked's, reused
 	closed  bool
 
-	stop chan struct{}
-	done chan struct{}
+	failed sync.WaitGroup // completions of chunks that failed before they were produced
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 // partBuf accumulates one partition's records and the callers waiting on them.
 type partBuf struct {
 	recs    []record.Usage
-	waiters []*waiter
+	waiters []span
+	bytes   int // estimated encoded size of recs: decides when to flush, bounds nothing
 	first   time.Time
+}
+
+// span is one waiter's records in a partition buffer: from start up to the next span's
+// start, or the end of the buffer. An Enqueue call appends under the lock, so its records
+// in one buffer are contiguous.
+type span struct {
+	w     *waiter
+	start int
+}
+
+// chunk is records [lo, hi) of a flushed buffer: encoded into value, or failed with err.
+type chunk struct {
+	lo, hi int
+	value  []byte
+	err    error
+	spans  []span // the waiters holding records in [lo, hi)
+}
+
+// estimate is rec's share of a buffer's size estimate. Allocation-free: it runs per record.
+func estimate(u *record.Usage) int {
+	return recordBytes + len(u.EventID) + len(u.Tenant) + len(u.Device) + len(u.Source) + len(u.PLMN) +
+		len(u.Cell) + len(u.RAT) + len(u.SliceSD)
 }
 
 // waiter is one Enqueue call: it completes when all partitions holding its records have
@@ -71,6 +115,11 @@ func (w *waiter) finish(err error) {
 
 // NewProducer connects, creates the topics if absent and starts the linger loop.
 func NewProducer(ctx context.Context, cfg Config, logger *slog.Logger) (*Producer, error) {
+	return newProducer(ctx, cfg, logger, MaxMessageBytes)
+}
+
+// newProducer is NewProducer with the message bound and client options of a test.
+func newProducer(ctx context.Context, cfg Config, logger *slog.Logger, maxBytes int, extra ...kgo.Opt) (*Producer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -85,6 +134,7 @@ func NewProducer(ctx context.Context, cfg Config, logger *slog.Logger) (*Produce
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.MaxBufferedRecords(1024),
 	)
+	opts = append(opts, extra...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
@@ -94,8 +144,8 @@ func NewProducer(ctx context.Context, cfg Config, logger *slog.Logger) (*Produce
 		cl.Close()
 		return nil, err
 	}
-	p := &Producer{cl: cl, cfg: cfg, parts: counts[TopicUsage], rparts: counts[TopicRejected], logger: logger,
-		enc: record.NewUsageEncoder(), stop: make(chan struct{}), done: make(chan struct{})}
+	p := &Producer{cl: cl, cfg: cfg, parts: counts[TopicUsage], rparts: counts[TopicRejected], maxBytes: maxBytes,
+		logger: logger, enc: record.NewUsageEncoder(), stop: make(chan struct{}), done: make(chan struct{})}
 	p.bufs = make([]partBuf, p.parts)
 	go p.lingerLoop()
 	return p, nil
@@ -104,8 +154,10 @@ func NewProducer(ctx context.Context, cfg Config, logger *slog.Logger) (*Produce
 // Partitions is the partition count of topic usage that records are routed by.
 func (p *Producer) Partitions() int32 { return p.parts }
 
-// Enqueue queues recs by partition; done runs once Kafka has acknowledged all of them.
-// Calls for one device keep their order: each partition buffer is appended under one lock.
+// Enqueue queues recs by partition; done runs once Kafka has acknowledged all of them,
+// with the first error if any. Calls for one device keep their order: each partition
+// buffer is appended under one lock. A buffer is flushed at Config.BatchRecords records or
+// at an estimated Config.BatchBytes, whichever comes first.
 func (p *Producer) Enqueue(recs []record.Usage, done func(error)) {
 	if len(recs) == 0 {
 		done(nil)
@@ -122,17 +174,19 @@ func (p *Producer) Enqueue(recs []record.Usage, done func(error)) {
 	// acknowledged meanwhile cannot complete the call early.
 	w.pending = 1
 	for i := range recs {
-		part := PartitionOf(recs[i].Tenant, recs[i].Device, p.parts)
+		u := &recs[i]
+		part := PartitionOf(u.Tenant, u.Device, p.parts)
 		b := &p.bufs[part]
 		if len(b.recs) == 0 {
 			b.first = time.Now()
 		}
-		b.recs = append(b.recs, recs[i])
-		if n := len(b.waiters); n == 0 || b.waiters[n-1] != w {
-			b.waiters = append(b.waiters, w)
+		if n := len(b.waiters); n == 0 || b.waiters[n-1].w != w {
+			b.waiters = append(b.waiters, span{w: w, start: len(b.recs)})
 			w.add() // a batch already flushed may be finishing w concurrently
 		}
-		if len(b.recs) >= p.cfg.BatchRecords {
+		b.recs = append(b.recs, *u)
+		b.bytes += estimate(u)
+		if len(b.recs) >= p.cfg.BatchRecords || b.bytes >= p.cfg.BatchBytes {
 			p.flushLocked(part)
 		}
 	}
@@ -142,38 +196,86 @@ func (p *Producer) Enqueue(recs []record.Usage, done func(error)) {
 
 var errClosed = errors.New("kafka produce: producer closed")
 
-// flushLocked encodes one partition's buffer into one message and produces it. The
-// waiters complete in the produce callback, after the broker acknowledged the message.
+// flushLocked encodes one partition's buffer into messages and produces them: one
+// message, or, when the encoding exceeds the bound, as many as halving takes (the estimate
+// that triggered the flush is no bound). Each waiter counts once per buffer when it
+// enters it (Enqueue); a waiter whose records span k messages is counted k-1 more times
+// here, before any of them is produced, so it completes once, after the last of them was
+// acknowledged. A message's waiters complete in its produce callback, after the broker
+// acknowledged it; the messages of a partition are produced in order, and kgo keeps it.
 func (p *Producer) flushLocked(part int32) {
 	b := &p.bufs[part]
 	if len(b.recs) == 0 {
 		return
 	}
-	waiters := b.waiters
-	payload, err := p.enc.Encode(p.scratch[:0], b.recs)
-	b.recs = b.recs[:0]
-	b.waiters = nil
-	if err != nil {
-		for _, w := range waiters {
-			w.finish(fmt.Errorf("kafka produce: encode batch: %w", err))
+	spans := b.waiters
+	p.chunks = p.encodeLocked(b.recs, 0, len(b.recs), p.chunks[:0])
+	b.recs, b.waiters, b.bytes = b.recs[:0], nil, 0
+	first := 0 // the first span overlapping the chunk; only it can begin in an earlier one
+	for i := range p.chunks {
+		c := &p.chunks[i]
+		for first+1 < len(spans) && spans[first+1].start <= c.lo {
+			first++
 		}
-		return
+		last := first
+		for last+1 < len(spans) && spans[last+1].start < c.hi {
+			last++
+		}
+		if spans[first].start < c.lo {
+			spans[first].w.add()
+		}
+		c.spans = spans[first : last+1]
+	}
+	for i := range p.chunks {
+		c := &p.chunks[i]
+		ws := c.spans
+		if c.err != nil {
+			// Not under p.mu: a done may enqueue again.
+			err := c.err
+			p.failed.Go(func() { finishAll(ws, err) })
+			continue
+		}
+		rec := &kgo.Record{Topic: TopicUsage, Partition: part, Value: c.value,
+			Headers: []kgo.RecordHeader{{Key: HeaderSchema, Value: []byte(record.Schema)}}}
+		p.cl.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {
+			if err != nil {
+				err = fmt.Errorf("kafka produce: %w", err)
+			}
+			finishAll(ws, err)
+		})
+	}
+	clear(p.chunks) // the values and spans belong to the produced records now
+}
+
+// encodeLocked appends the chunks records [lo, hi) of recs make to into: one when their
+// encoding fits the bound, else those of each half. A single record over the bound is a
+// failed chunk, so halving ends.
+func (p *Producer) encodeLocked(recs []record.Usage, lo, hi int, into []chunk) []chunk {
+	payload, err := p.enc.Encode(p.scratch[:0], recs[lo:hi])
+	if err != nil {
+		return append(into, chunk{lo: lo, hi: hi, err: fmt.Errorf("kafka produce: encode batch: %w", err)})
 	}
 	// Encoding goes into a reused, already grown buffer (growing it during the IPC write
 	// is what makes Arrow encoding slow); the message gets an exact-size copy, since kgo
 	// holds it until acknowledged.
-	value := append([]byte(nil), payload...)
 	p.scratch = payload[:0]
-	rec := &kgo.Record{Topic: TopicUsage, Partition: part, Value: value,
-		Headers: []kgo.RecordHeader{{Key: HeaderSchema, Value: []byte(record.Schema)}}}
-	p.cl.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {
-		if err != nil {
-			err = fmt.Errorf("kafka produce: %w", err)
-		}
-		for _, w := range waiters {
-			w.finish(err)
-		}
-	})
+	switch {
+	case len(payload) <= p.maxBytes:
+		return append(into, chunk{lo: lo, hi: hi, value: append([]byte(nil), payload...)})
+	case hi-lo == 1:
+		u := &recs[lo]
+		return append(into, chunk{lo: lo, hi: hi, err: fmt.Errorf("%w: event_id %s of tenant %s, device %s: %d bytes encoded, bound %d",
+			ErrRecordTooLarge, record.QuoteInput(u.EventID), record.QuoteInput(u.Tenant), record.QuoteInput(u.Device),
+			len(payload), p.maxBytes)})
+	}
+	mid := lo + (hi-lo)/2
+	return p.encodeLocked(recs, mid, hi, p.encodeLocked(recs, lo, mid, into))
+}
+
+func finishAll(spans []span, err error) {
+	for _, s := range spans {
+		s.w.finish(err)
+	}
 }
 
 func (p *Producer) lingerLoop() {
@@ -197,7 +299,9 @@ func (p *Producer) lingerLoop() {
 }
 
 // EnqueueRejects writes rejections to topic rejected, one JSON object per message keyed
-// by device; done runs once all are acknowledged.
+// by device; done runs once all are acknowledged. Each message is bounded: AppendJSON
+// bounds the value, and the key (read by no one; the partition is explicit) holds at most
+// MaxIDLen bytes of tenant and of device, which cuts only invalid ones.
 func (p *Producer) EnqueueRejects(rejs []record.Rejection, done func(error)) {
 	if len(rejs) == 0 {
 		done(nil)
@@ -205,7 +309,9 @@ func (p *Producer) EnqueueRejects(rejs []record.Rejection, done func(error)) {
 	}
 	w := &waiter{done: done, pending: len(rejs)}
 	for i := range rejs {
-		r := &kgo.Record{Topic: TopicRejected, Key: []byte(rejs[i].Tenant + "/" + rejs[i].Device),
+		tenant, device := rejs[i].Tenant, rejs[i].Device
+		key := tenant[:min(len(tenant), record.MaxIDLen)] + "/" + device[:min(len(device), record.MaxIDLen)]
+		r := &kgo.Record{Topic: TopicRejected, Key: []byte(key),
 			Partition: PartitionOf(rejs[i].Tenant, rejs[i].Device, p.rparts), Value: rejs[i].AppendJSON(nil)}
 		p.cl.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
 			if err != nil {
@@ -234,6 +340,7 @@ func (p *Producer) Close(ctx context.Context) error {
 	close(p.stop)
 	<-p.done
 	err := p.cl.Flush(ctx)
+	p.failed.Wait()
 	p.cl.Close()
 	if err != nil {
 		return fmt.Errorf("kafka producer close: %w", err)
