@@ -4,6 +4,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,7 +25,7 @@ type RaterConfig struct {
 	// InstanceID names this instance's transactional producer: stable across its restarts
 	// (so a restarted instance fences its zombie predecessor), unique among instances.
 	InstanceID string
-	// MaxMessageBytes bounds every message the rater produces (default 900 KiB).
+	// MaxMessageBytes bounds every message the rater produces (default kafka.MaxMessageBytes).
 	MaxMessageBytes int
 }
 
@@ -96,7 +97,7 @@ func NewRater(ctx context.Context, cfg RaterConfig, set *rules.Set, reg promethe
 		Topics: rater.Topics{Rated: kafka.TopicRated, State: kafka.TopicState, Counts: kafka.TopicCounts,
 			Rejected: kafka.TopicRejected},
 		RejectedPartition: func(t, d string) int32 { return kafka.PartitionOf(t, d, rparts) },
-		MaxMessageBytes:   cfg.MaxMessageBytes,
+		MaxMessageBytes:   cmp.Or(cfg.MaxMessageBytes, kafka.MaxMessageBytes),
 	}, func(ctx context.Context) (rater.Stream, error) {
 		if !opened { // the session opened above serves first
 			opened = true
