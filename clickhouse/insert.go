@@ -186,7 +186,8 @@ func (s *Store) sendColumns(ctx context.Context, table string, names []string, v
 	return batch.Send()
 }
 
-var rejectedColumnNames = []string{"source", "tenant", "device", "reason", "detail", "raw", "received_time", "received_time_ms"}
+var rejectedColumnNames = []string{"source", "tenant", "device", "reason", "detail", "raw", "raw_len", "raw_sha256",
+	"received_time", "received_time_ms"}
 
 // InsertRejected writes rejections in one INSERT. Redelivered rejections collapse on merge
 // (see migrations/0002_rejected_usage.sql).
@@ -197,13 +198,17 @@ func (s *Store) InsertRejected(ctx context.Context, rows []record.Rejection) err
 	n := len(rows)
 	source, tenant, device := make([]string, n), make([]string, n), make([]string, n)
 	reason, detail, raw := make([]string, n), make([]string, n), make([][]byte, n)
+	rawLen, rawSHA := make([]uint64, n), make([]string, n)
 	recvS, recvMs := make([]int64, n), make([]uint64, n)
 	for i := range rows {
 		r := &rows[i]
-		source[i], tenant[i], device[i], reason[i], detail[i], raw[i] = r.Source, r.Tenant, r.Device, r.Reason, r.Detail, r.Raw
+		source[i], tenant[i], device[i], reason[i], detail[i] = r.Source, r.Tenant, r.Device, r.Reason, r.Detail
+		raw[i] = r.RawPrefix()
+		l, sum := r.RawInfo()
+		rawLen[i], rawSHA[i] = uint64(l), sum
 		recvS[i], recvMs[i] = seconds(r.Received), millis(r.Received)
 	}
-	values := []any{source, tenant, device, reason, detail, raw, recvS, recvMs}
+	values := []any{source, tenant, device, reason, detail, raw, rawLen, rawSHA, recvS, recvMs}
 	if err := s.sendColumns(ctx, s.cfg.Database+".rejected_usage", rejectedColumnNames, values); err != nil {
 		return fmt.Errorf("insert rejected: %w", err)
 	}

@@ -2,7 +2,11 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 )
 
 // Migrate applies, in order, the migrations not yet recorded in schema_migrations and
@@ -46,7 +50,7 @@ func (s *Store) Migrate(ctx context.Context) ([]uint32, error) {
 			continue
 		}
 		for i, st := range m.Statements {
-			if err := s.conn.Exec(ctx, st); err != nil {
+			if err := s.conn.Exec(ctx, st); err != nil && !columnExists(st, err) {
 				return done, fmt.Errorf("migration %s statement %d: %w", m.Name, i+1, err)
 			}
 		}
@@ -59,4 +63,15 @@ func (s *Store) Migrate(ctx context.Context) ([]uint32, error) {
 		done = append(done, m.Version)
 	}
 	return done, nil
+}
+
+// columnExists reports an ADD COLUMN that failed because the column is there: a migration
+// cut short after this statement is completing on a server without ADD COLUMN IF NOT
+// EXISTS (18.16).
+func columnExists(stmt string, err error) bool {
+	var ex *clickhouse.Exception
+	// 18.16 answers 44 (ILLEGAL_COLUMN, "column with this name already exists"); later
+	// servers 15 (DUPLICATE_COLUMN).
+	return strings.Contains(stmt, " ADD COLUMN ") && errors.As(err, &ex) &&
+		(ex.Code == 15 || ex.Code == 44 && strings.Contains(ex.Message, "already exists"))
 }

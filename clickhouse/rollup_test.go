@@ -3,6 +3,8 @@ package clickhouse_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"testing"
 	"time"
 
@@ -91,5 +93,58 @@ func TestInsertRejected(t *testing.T) {
 	}
 	if i != len(in) {
 		t.Fatalf("read %d rejections, want %d", i, len(in))
+	}
+}
+
+// A rejection of a large input stores its first 64 KiB, and the whole input's length and
+// SHA-256, so the row says it holds a prefix.
+func TestInsertRejectedBoundedRaw(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	input := bytes.Repeat([]byte("0123456789abcdef"), 100_000) // 1.6 MB
+	rj := record.Rejection{Source: "http", Tenant: "acme", Device: "d1", Reason: record.ReasonTooLarge, Received: 1764000000123}
+	rj.SetRaw(input)
+	if err := st.InsertRejected(ctx, []record.Rejection{rj}); err != nil {
+		t.Fatal(err)
+	}
+	var raw, sum string
+	var n uint64
+	if err := st.Conn().QueryRow(ctx, "SELECT raw, raw_len, raw_sha256 FROM "+st.Schema().Database+".rejected_usage").Scan(&raw, &n, &sum); err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.Sum256(input)
+	if len(raw) != record.MaxRejectRaw || !bytes.Equal([]byte(raw), input[:len(raw)]) || n != uint64(len(input)) || sum != hex.EncodeToString(want[:]) {
+		t.Fatalf("stored %d raw bytes, raw_len %d, sha %s; want %d, %d, %x", len(raw), n, sum, record.MaxRejectRaw, len(input), want)
+	}
+}
+
+// A migration cut short after adding a column completes when it runs again, on servers
+// without ADD COLUMN IF NOT EXISTS too.
+func TestMigrationRerunAfterAddColumn(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	db := st.Schema().Database
+	if err := st.Conn().Exec(ctx, "ALTER TABLE "+db+".schema_migrations DELETE WHERE version = 4"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; { // a mutation: wait until it is applied
+		var n uint64
+		if err := st.Conn().QueryRow(ctx, "SELECT count() FROM "+db+".schema_migrations WHERE version = 4").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("schema_migrations still lists version 4")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	done, err := st.Migrate(ctx)
+	if err != nil {
+		t.Fatalf("re-run of migration 4 with its columns present: %v", err)
+	}
+	if len(done) != 1 || done[0] != 4 {
+		t.Fatalf("applied %v, want [4]", done)
 	}
 }

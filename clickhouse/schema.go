@@ -51,11 +51,14 @@ type Features struct {
 	// has it only behind allow_experimental_low_cardinality_type; it is plain from 19.x
 	// on, and 20.1 is a version where that is certain.
 	LowCardinality bool
+	// AddColumnIfNotExists: ALTER TABLE ... ADD COLUMN IF NOT EXISTS (not in 18.16; there a
+	// re-run migration's "column already exists" is taken as done, see Migrate).
+	AddColumnIfNotExists bool
 }
 
 // FeaturesFor picks the features a server version has.
 func FeaturesFor(v Version) Features {
-	return Features{LowCardinality: v.AtLeast(20, 1)}
+	return Features{LowCardinality: v.AtLeast(20, 1), AddColumnIfNotExists: v.AtLeast(20, 1)}
 }
 
 // Schema is what the migrations are rendered for.
@@ -167,6 +170,13 @@ func (s Schema) render(name, text string) (string, error) {
 			return "String"
 		},
 		"onCluster": func() string { return s.onCluster() },
+		"clustered": func() bool { return clustered },
+		"addColumn": func() string {
+			if s.Features.AddColumnIfNotExists {
+				return "ADD COLUMN IF NOT EXISTS"
+			}
+			return "ADD COLUMN"
+		},
 		"engine": func(kind, table, ver string) string {
 			if !clustered {
 				return kind + "(" + ver + ")"

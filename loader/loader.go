@@ -120,7 +120,7 @@ func (l *Loader) Run(ctx context.Context) error {
 				n := len(rated)
 				if rated, err = record.DecodeRated(m.Value, rated); err != nil {
 					rated = rated[:n]
-					rj := record.Rejection{Source: "kafka", Reason: record.ReasonBadBatch,
+					rj := record.Rejection{Source: record.SourceKafka, Reason: record.ReasonBadBatch,
 						Detail: fmt.Sprintf("rated partition %d offset %d: %v", m.Partition, m.Offset, err), Received: m.Time}
 					rj.SetRaw(m.Value)
 					rejs = append(rejs, rj)
@@ -129,7 +129,7 @@ func (l *Loader) Run(ctx context.Context) error {
 			}
 			rj, err := record.ParseRejection(m.Value)
 			if err != nil {
-				rj = record.Rejection{Source: "kafka", Reason: record.ReasonBadRejection,
+				rj = record.Rejection{Source: record.SourceKafka, Reason: record.ReasonBadRejection,
 					Detail: fmt.Sprintf("rejected partition %d offset %d: %v", m.Partition, m.Offset, err), Received: m.Time}
 				rj.SetRaw(m.Value)
 			}

@@ -45,7 +45,7 @@ func (r *Rater) rateBatch(msgs []Message, b *batch) error {
 			var err error
 			b.recs, err = record.DecodeUsage(msgs[i].Value, b.recs)
 			if err != nil {
-				rj := record.Rejection{Source: "kafka", Reason: record.ReasonBadBatch,
+				rj := record.Rejection{Source: record.SourceKafka, Reason: record.ReasonBadBatch,
 					Detail: fmt.Sprintf("usage partition %d offset %d: %v", p, msgs[i].Offset, err), Received: msgs[i].Time}
 				rj.SetRaw(msgs[i].Value)
 				b.rejs = append(b.rejs, rj)
@@ -87,7 +87,7 @@ func (r *Rater) quarantineBatch(msgs []Message, b *batch) {
 		var err error
 		b.recs, err = record.DecodeUsage(m.Value, b.recs[:0])
 		if err != nil {
-			rj := record.Rejection{Source: "kafka", Reason: record.ReasonBadBatch,
+			rj := record.Rejection{Source: record.SourceKafka, Reason: record.ReasonBadBatch,
 				Detail: fmt.Sprintf("usage partition %d offset %d: %v", m.Partition, m.Offset, err), Received: m.Time}
 			rj.SetRaw(m.Value)
 			b.rejs = append(b.rejs, rj)

@@ -9,7 +9,7 @@ import (
 	"fleetmeter/rules"
 )
 
-var errAmountRange = &record.InvalidError{Reason: "amount_overflow", Msg: "amount does not fit 64-bit micro-units"}
+var errAmountRange = &record.InvalidError{Reason: record.ReasonAmountOverflow, Msg: "amount does not fit 64-bit micro-units"}
 
 // quantities are the raw integer inputs of the three dimensions: data bytes after the
 // increment, duration ms, events. A data sum that overflows 64 bits sets wide.

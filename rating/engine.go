@@ -116,7 +116,7 @@ func (e *Engine) rate(st *State, u *record.Usage, h uint64, out []record.Rated) 
 		t = set.Lookup(u.Tenant, u.StartTime)
 	}
 	if t == nil {
-		return out, &record.InvalidError{Reason: "no_tariff",
+		return out, &record.InvalidError{Reason: record.ReasonNoTariff,
 			Msg: fmt.Sprintf("no tariff prices tenant %q at %s", u.Tenant, u.Start().Format(time.RFC3339))}
 	}
 	idx := st.lookup(u.Tenant, u.Device, h)

@@ -34,7 +34,7 @@ func TestNoTariff(t *testing.T) {
 	u := record.Usage{EventID: "x", Tenant: "nobody", Device: "d", StartTime: ms("2026-11-01T00:00:00Z")}
 	out, err := e.Rate(st, &u, nil)
 	var ie *record.InvalidError
-	if !errors.As(err, &ie) || ie.Reason != "no_tariff" || len(out) != 0 || st.Devices() != 0 {
+	if !errors.As(err, &ie) || ie.Reason != record.ReasonNoTariff || len(out) != 0 || st.Devices() != 0 {
 		t.Fatalf("err %v out %d devices %d", err, len(out), st.Devices())
 	}
 	if _, err := NewEngine(nil, Options{}).Rate(st, &u, nil); !errors.As(err, &ie) {

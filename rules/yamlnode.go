@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml/ast"
+
+	"fleetmeter/record"
 )
 
 // walker reads a tariff's YAML AST strictly, collecting every problem with its line and
@@ -194,9 +196,8 @@ func (w *walker) bool(f field) (bool, bool) {
 
 func (w *walker) time(n ast.Node, path string) (int64, bool) {
 	if s, ok := n.(*ast.StringNode); ok {
-		t, err := time.Parse(time.RFC3339Nano, s.Value)
-		if err == nil {
-			return t.UnixMilli(), true
+		if ms, ok := record.ParseRFC3339(s.Value); ok {
+			return ms, true
 		}
 	}
 	w.errf(n, path, "must be an RFC 3339 time such as 2026-11-01T00:00:00Z")

@@ -100,12 +100,12 @@ func runCDRDecode(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		return 2
 	}
 	if *received != "" {
-		t, err := time.Parse(time.RFC3339Nano, *received)
-		if err != nil {
-			fmt.Fprintf(stderr, "mediator cdr decode: --received-time: %v\n", err)
+		ms, ok := record.ParseRFC3339(*received)
+		if !ok {
+			fmt.Fprintf(stderr, "mediator cdr decode: --received-time: %q is not an RFC 3339 time such as 2026-11-01T00:00:00Z\n", *received)
 			return 2
 		}
-		dec.ReceivedTime = t.UnixMilli()
+		dec.ReceivedTime = ms
 	}
 
 	out := bufio.NewWriterSize(stdout, 64<<10)

@@ -160,3 +160,14 @@ GROUP BY tenant, day, zone, mobility, charge, currency;
 
 INSERT INTO fleetmeter.schema_migrations (version, applied) SELECT 3, now();
 
+-- migration 4: 0004_rejected_raw.sql
+ALTER TABLE fleetmeter.rejected_usage_local ON CLUSTER fleetmeter ADD COLUMN IF NOT EXISTS raw_len UInt64 DEFAULT length(raw) AFTER raw;
+
+ALTER TABLE fleetmeter.rejected_usage_local ON CLUSTER fleetmeter ADD COLUMN IF NOT EXISTS raw_sha256 String DEFAULT '' AFTER raw_len;
+
+ALTER TABLE fleetmeter.rejected_usage ON CLUSTER fleetmeter ADD COLUMN IF NOT EXISTS raw_len UInt64 DEFAULT length(raw) AFTER raw;
+
+ALTER TABLE fleetmeter.rejected_usage ON CLUSTER fleetmeter ADD COLUMN IF NOT EXISTS raw_sha256 String DEFAULT '' AFTER raw_len;
+
+INSERT INTO fleetmeter.schema_migrations (version, applied) SELECT 4, now();
+
