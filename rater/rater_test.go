@@ -346,13 +346,14 @@ func TestRestartResumesFromChangelog(t *testing.T) {
 	compare(t, committedRated(t, l, parts), offline(t, ordered))
 }
 
-// A partition whose output the broker refuses makes the rater not ready, saying why,
-// instead of looping silently; it is ready again once transactions commit.
+// Transactions that keep aborting (not a refusal of the output, which is quarantined:
+// say the group keeps rebalancing) make the rater not ready, saying why, instead of
+// looping silently; it is ready again once transactions commit.
 func TestStuckRaterIsNotReady(t *testing.T) {
 	l := newFakeLog()
 	msgs, _ := genUsage(3, 5, 100, 1)
 	l.input = msgs
-	l.failProduce = "rated"
+	l.loseEvery = 1
 	r := newTestRater(t, l, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -369,7 +370,7 @@ func TestStuckRaterIsNotReady(t *testing.T) {
 		t.Fatalf("Ready() = %v while every batch aborts", err)
 	}
 	l.mu.Lock()
-	l.failProduce = ""
+	l.loseEvery = 0
 	l.mu.Unlock()
 	for r.Ready() != nil && time.Now().Before(deadline.Add(5*time.Second)) {
 		time.Sleep(5 * time.Millisecond)
