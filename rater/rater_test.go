@@ -1,9 +1,11 @@
 package rater
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -463,16 +465,18 @@ func TestQuarantineRefusedBatch(t *testing.T) {
 	msgs, ordered := genUsage(6, 10, 300, 1)
 	l.input = msgs
 	l.failProduce = "rated" // the broker refuses every rated message
-	r := newTestRater(t, l, 0)
-	sawStuck := false
+	var logs syncBuffer
+	c := NewFleetCounter()
+	e := rating.NewEngine(testSet(t), rating.Options{Counter: c, Now: func() int64 { return 1 }})
+	r, err := New(Config{Topics: topics}, l.open, fakeStore{l}, e, c, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	done := make(chan struct{})
 	go func() { _ = r.Run(ctx); close(done) }()
 	for ctx.Err() == nil {
-		if err := r.Ready(); err != nil && strings.Contains(err.Error(), "failed to commit") {
-			sawStuck = true
-		}
 		l.mu.Lock()
 		n := l.committed[0]
 		l.mu.Unlock()
@@ -483,8 +487,8 @@ func TestQuarantineRefusedBatch(t *testing.T) {
 	}
 	cancel()
 	<-done
-	if !sawStuck {
-		t.Error("the rater never reported not ready while its batches were refused")
+	if out := logs.String(); !strings.Contains(out, "rater stuck") || !strings.Contains(out, "rater quarantined a batch") {
+		t.Errorf("the rater did not say it was stuck and what it quarantined:\n%s", out)
 	}
 	if got := l.outputs("rated", 0); len(got) != 0 {
 		t.Fatalf("%d rated messages committed although every one was refused", len(got))
@@ -512,4 +516,22 @@ func TestQuarantineRefusedBatch(t *testing.T) {
 	if len(seen) != len(ordered) {
 		t.Fatalf("%d records quarantined, input has %d", len(seen), len(ordered))
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's goroutine and the test's.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

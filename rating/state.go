@@ -87,10 +87,10 @@ const inlineKey = 32
 // device is kept small (104 bytes) and pointer-free: it is multiplied by every device of the fleet
 // and lives off the Go heap.
 type device struct {
-	maxT      int64 // latest start_time seen
-	loc0      loc   // the first two location runs, inline: most devices have one or two
-	loc1      loc
+	// The identity first: a lookup compares it, so it shares the device's first cache line
+	// with the fields every record reads; the location runs follow.
 	key       [inlineKey]byte
+	maxT      int64 // latest start_time seen
 	lastMonth month
 	ext       int32 // index into State.exts; 0 when none
 	nloc      uint16
@@ -98,6 +98,8 @@ type device struct {
 	tlen      uint8 // tenant length within the key
 	klen      uint8 // inline key length; 0 when the key is in the ext
 	dirty     bool  // changed since ClearDirty
+	loc0      loc   // the first two location runs, inline: most devices have one or two
+	loc1      loc
 }
 
 // devExt holds what a few devices need beyond their inline fields.
@@ -191,7 +193,8 @@ func (s *State) slotOf(h uint64) slot { return s.mem.table[h&uint64(len(s.mem.ta
 
 func (s *State) touchDev(sl slot) int64 {
 	if sl.tag != 0 {
-		return s.dev(sl.idx).maxT
+		d := s.dev(sl.idx)
+		return int64(d.key[0]) + d.loc0.last // both cache lines a record reads
 	}
 	return 0
 }
