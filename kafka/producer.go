@@ -53,6 +53,12 @@ type Producer struct {
 	failed sync.WaitGroup // completions of chunks that failed before they were produced
 	stop   chan struct{}
 	done   chan struct{}
+	// ctx is what every Produce call runs under. kgo's Produce blocks while its buffer is
+	// full (Kafka unreachable), and a flush does so holding mu; Close cancels ctx once its
+	// own deadline passes, which fails the blocked records (their callers acknowledge
+	// nothing) and frees mu.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // partBuf accumulates one partition's records and the callers waiting on them.
@@ -146,6 +152,7 @@ func newProducer(ctx context.Context, cfg Config, logger *slog.Logger, maxBytes 
 	}
 	p := &Producer{cl: cl, cfg: cfg, parts: counts[TopicUsage], rparts: counts[TopicRejected], maxBytes: maxBytes,
 		logger: logger, enc: record.NewUsageEncoder(), stop: make(chan struct{}), done: make(chan struct{})}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.bufs = make([]partBuf, p.parts)
 	go p.lingerLoop()
 	return p, nil
@@ -237,7 +244,7 @@ func (p *Producer) flushLocked(part int32) {
 		}
 		rec := &kgo.Record{Topic: TopicUsage, Partition: part, Value: c.value,
 			Headers: []kgo.RecordHeader{{Key: HeaderSchema, Value: []byte(record.Schema)}}}
-		p.cl.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {
+		p.cl.Produce(p.ctx, rec, func(_ *kgo.Record, err error) {
 			if err != nil {
 				err = fmt.Errorf("kafka produce: %w", err)
 			}
@@ -313,7 +320,7 @@ func (p *Producer) EnqueueRejects(rejs []record.Rejection, done func(error)) {
 		key := tenant[:min(len(tenant), record.MaxIDLen)] + "/" + device[:min(len(device), record.MaxIDLen)]
 		r := &kgo.Record{Topic: TopicRejected, Key: []byte(key),
 			Partition: PartitionOf(rejs[i].Tenant, rejs[i].Device, p.rparts), Value: rejs[i].AppendJSON(nil)}
-		p.cl.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
+		p.cl.Produce(p.ctx, r, func(_ *kgo.Record, err error) {
 			if err != nil {
 				err = fmt.Errorf("kafka reject: %w", err)
 			}
@@ -325,8 +332,14 @@ func (p *Producer) EnqueueRejects(rejs []record.Rejection, done func(error)) {
 // Ping checks the cluster is reachable.
 func (p *Producer) Ping(ctx context.Context) error { return p.cl.Ping(ctx) }
 
-// Close flushes what is buffered, waits for its acknowledgements and disconnects.
+// Close flushes what is buffered, waits for its acknowledgements until ctx ends and
+// disconnects. Past ctx's deadline (Kafka down) it gives up: the records not yet
+// acknowledged fail, so no caller acknowledges its source for them and they are
+// redelivered to the next run, which is harmless (deterministic event ids).
 func (p *Producer) Close(ctx context.Context) error {
+	// Armed before taking mu: a flush may hold it, blocked in Produce, until p.ctx ends.
+	stopAbandon := context.AfterFunc(ctx, p.cancel)
+	defer stopAbandon()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -341,7 +354,8 @@ func (p *Producer) Close(ctx context.Context) error {
 	<-p.done
 	err := p.cl.Flush(ctx)
 	p.failed.Wait()
-	p.cl.Close()
+	p.cl.Close() // fails whatever kgo still holds: unacknowledged, so no caller acknowledges it
+	p.cancel()
 	if err != nil {
 		return fmt.Errorf("kafka producer close: %w", err)
 	}
