@@ -12,6 +12,9 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v coap-client-notls >/dev/null 2>&1 || need+=(libcoap3-bin)
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
+# api web page test: headless Chromium driven by playwright-core (npm, below)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
@@ -31,3 +34,9 @@ if ! command -v go >/dev/null 2>&1; then
   fi
 fi
 go mod download
+
+# api web page test: playwright-core only (no browser download: it drives /usr/bin/chromium),
+# pinned, into e2e/web/node_modules (gitignored).
+if [ ! -d e2e/web/node_modules/playwright-core ]; then
+  (cd e2e/web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --silent >/dev/null)
+fi

@@ -1,0 +1,248 @@
+package api_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/goccy/go-yaml"
+)
+
+// spec is openapi.yaml decoded as plain data.
+type spec map[string]any
+
+func loadSpec(t *testing.T) spec {
+	t.Helper()
+	b, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s spec
+	if err := yaml.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s["openapi"] != "3.1.0" {
+		t.Fatalf("openapi: %v, want 3.1.0", s["openapi"])
+	}
+	return s
+}
+
+func (s spec) get(path ...string) any {
+	var cur any = map[string]any(s)
+	for _, p := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[p]
+	}
+	return cur
+}
+
+// validate checks v (decoded JSON) against schema, the subset of JSON Schema the file
+// uses: $ref, type (one or a list), required, properties, additionalProperties: false,
+// items, enum, pattern, minimum. Errors name the JSON path.
+func (s spec) validate(schema any, v any, at string) []string {
+	sc, _ := schema.(map[string]any)
+	if sc == nil {
+		return []string{at + ": no schema"}
+	}
+	if ref, ok := sc["$ref"].(string); ok {
+		return s.validate(s.get(strings.Split(strings.TrimPrefix(ref, "#/"), "/")...), v, at)
+	}
+	var errs []string
+	if ty, ok := sc["type"]; ok {
+		var types []string
+		switch x := ty.(type) {
+		case string:
+			types = []string{x}
+		case []any:
+			for _, y := range x {
+				types = append(types, fmt.Sprint(y))
+			}
+		}
+		if !typeIn(v, types) {
+			return []string{fmt.Sprintf("%s: %v (%T) is not %v", at, v, v, types)}
+		}
+	}
+	if enum, ok := sc["enum"].([]any); ok {
+		found := false
+		for _, e := range enum {
+			if fmt.Sprint(e) == fmt.Sprint(v) {
+				found = true
+			}
+		}
+		if !found {
+			errs = append(errs, fmt.Sprintf("%s: %v not in %v", at, v, enum))
+		}
+	}
+	if p, ok := sc["pattern"].(string); ok {
+		if str, ok := v.(string); ok && !regexp.MustCompile(p).MatchString(str) {
+			errs = append(errs, fmt.Sprintf("%s: %q does not match %s", at, str, p))
+		}
+	}
+	if m, ok := sc["minimum"]; ok {
+		if f, ok := v.(float64); ok && f < toFloat(m) {
+			errs = append(errs, fmt.Sprintf("%s: %v below minimum %v", at, f, m))
+		}
+	}
+	if obj, ok := v.(map[string]any); ok {
+		props, _ := sc["properties"].(map[string]any)
+		for _, r := range asList(sc["required"]) {
+			if _, ok := obj[r]; !ok {
+				errs = append(errs, fmt.Sprintf("%s: required %q missing", at, r))
+			}
+		}
+		for k, x := range obj {
+			if p, ok := props[k]; ok {
+				errs = append(errs, s.validate(p, x, at+"."+k)...)
+			} else if sc["additionalProperties"] == false {
+				errs = append(errs, fmt.Sprintf("%s: property %q not in the schema", at, k))
+			}
+		}
+	}
+	if arr, ok := v.([]any); ok && sc["items"] != nil {
+		for i, x := range arr {
+			errs = append(errs, s.validate(sc["items"], x, fmt.Sprintf("%s[%d]", at, i))...)
+		}
+	}
+	return errs
+}
+
+func typeIn(v any, types []string) bool {
+	for _, t := range types {
+		switch t {
+		case "null":
+			if v == nil {
+				return true
+			}
+		case "string":
+			if _, ok := v.(string); ok {
+				return true
+			}
+		case "boolean":
+			if _, ok := v.(bool); ok {
+				return true
+			}
+		case "integer":
+			if f, ok := v.(float64); ok && f == float64(int64(f)) {
+				return true
+			}
+		case "number":
+			if _, ok := v.(float64); ok {
+				return true
+			}
+		case "object":
+			if _, ok := v.(map[string]any); ok {
+				return true
+			}
+		case "array":
+			if _, ok := v.([]any); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func toFloat(x any) float64 {
+	var f float64
+	fmt.Sscan(fmt.Sprint(x), &f)
+	return f
+}
+
+func asList(x any) []string {
+	var out []string
+	l, _ := x.([]any)
+	for _, y := range l {
+		out = append(out, fmt.Sprint(y))
+	}
+	return out
+}
+
+// TestOpenAPIMatchesHandlers calls every path of openapi.yaml on the real handlers over
+// ClickHouse (successes and errors, JSON) and validates each answer against the schema the
+// file declares for its status; the paths the file lists are the paths the server routes.
+func TestOpenAPIMatchesHandlers(t *testing.T) {
+	s := loadSpec(t)
+	ts := newServer(t, limits(), fixtureA(), fixtureB())
+	rng := "from=2026-10-01&to=2026-11-01"
+	calls := []struct {
+		path, spec string
+		code       int
+	}{
+		{"/v1/usage?" + rng + "&window=day&group_by=device,zone,mobility,source,rat,slice,tariff,offer,charge,currency", "/v1/usage", 200},
+		{"/v1/usage?" + rng + "&window=hour&filter[zone]=home", "/v1/usage", 200},
+		{"/v1/usage?" + rng + "&group_by=plmn", "/v1/usage", 400},
+		{"/v1/devices?" + rng + "&limit=1", "/v1/devices", 200},
+		{"/v1/devices?" + rng + "&limit=1&cursor=ZDE", "/v1/devices", 200},
+		{"/v1/devices/top?" + rng, "/v1/devices/top", 200},
+		{"/v1/devices/active?" + rng, "/v1/devices/active", 200},
+		{"/v1/devices/active?" + rng + "&window=day", "/v1/devices/active", 200},
+		{"/v1/devices/d1/timeline?" + rng + "&limit=3", "/v1/devices/{device}/timeline", 200},
+		{"/v1/devices/nope/timeline?" + rng, "/v1/devices/{device}/timeline", 404},
+		{"/v1/periods?from=2026-09-01&to=2026-12-01", "/v1/periods", 200},
+		{"/v1/whoami", "/v1/whoami", 200},
+		{"/v1/periods?from=2026-09-01", "/v1/periods", 400},
+	}
+	covered := map[string]bool{}
+	for _, c := range calls {
+		code, body := get(t, ts, keyA, c.path)
+		if code != c.code {
+			t.Errorf("%s: status %d, want %d: %s", c.path, code, c.code, body)
+			continue
+		}
+		covered[c.spec] = true
+		resp := s.get("paths", c.spec, "get", "responses", fmt.Sprint(code))
+		if m, ok := resp.(map[string]any); ok && m["$ref"] != nil {
+			resp = s.get(strings.Split(strings.TrimPrefix(m["$ref"].(string), "#/"), "/")...)
+		}
+		var schema any
+		if rm, ok := resp.(map[string]any); ok {
+			schema = spec(rm).get("content", "application/json", "schema")
+		}
+		if schema == nil {
+			t.Errorf("%s: openapi.yaml declares no JSON schema for %d", c.spec, code)
+			continue
+		}
+		var v any
+		if err := json.Unmarshal([]byte(body), &v); err != nil {
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		for _, e := range s.validate(schema, v, "$") {
+			t.Errorf("%s (%d): %s", c.path, code, e)
+		}
+	}
+	var paths []string
+	for p := range s.get("paths").(map[string]any) {
+		paths = append(paths, p)
+		if !covered[p] {
+			t.Errorf("%s: in openapi.yaml but not exercised", p)
+		}
+	}
+	sort.Strings(paths)
+	// Every route the server has answers 401 without a key, so a route missing from the
+	// file is one that answers 401 here; unknown paths are 404.
+	for _, p := range []string{"/v1/usage", "/v1/devices", "/v1/devices/top", "/v1/devices/active", "/v1/devices/x/timeline", "/v1/periods", "/v1/whoami"} {
+		if code, _ := get(t, ts, "", p); code != 401 {
+			t.Errorf("%s: %d without a key", p, code)
+		}
+	}
+	if len(paths) != 7 {
+		t.Errorf("openapi.yaml paths %v: want the 7 routes", paths)
+	}
+}
+
+// TestValidatorCatches makes sure the schema check above can fail.
+func TestValidatorCatches(t *testing.T) {
+	s := loadSpec(t)
+	bad := map[string]any{"device": "d", "records": 1.0, "bytes": -1.0, "amount": "1.5", "first_seen": "x", "extra": 1.0}
+	errs := s.validate(map[string]any{"$ref": "#/components/schemas/Device"}, bad, "$")
+	if len(errs) < 4 {
+		t.Fatalf("validator missed errors: %v", errs)
+	}
+}
