@@ -1,17 +1,16 @@
 // Package config loads a binary's configuration in layers: built-in defaults, then the
 // YAML file named by --config (strict: unknown keys are errors), then FLEETMETER_*
-// environment variables, then command-line flags.
+// environment variables, then command-line flags. Parse derives the flags and variables
+// from the Config struct's yaml keys; Load is the older form whose flags are bound by
+// hand (fleetmeter standalone and load still use it).
 package config
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
-
-	"github.com/goccy/go-yaml"
 )
 
 // Load fills cfg from the --config file found in args (if any); then define binds flags
@@ -19,10 +18,11 @@ import (
 // FLEETMETER_<NAME> (dashes and dots become underscores), and finally args are parsed.
 // It returns the remaining positional arguments.
 func Load(fs *flag.FlagSet, args []string, cfg any, define func(fs *flag.FlagSet)) ([]string, error) {
-	path := configPath(args)
+	path, _ := configPath(args)
 	fs.String("config", path, "YAML configuration file (flags and FLEETMETER_* variables override it)")
 	if path != "" {
 		if err := LoadFile(path, cfg); err != nil {
+			fmt.Fprintln(fs.Output(), err) // callers print only what fs.Parse does not
 			return nil, err
 		}
 	}
@@ -37,6 +37,7 @@ func Load(fs *flag.FlagSet, args []string, cfg any, define func(fs *flag.FlagSet
 		}
 	})
 	if envErr != nil {
+		fmt.Fprintln(fs.Output(), envErr)
 		return nil, envErr
 	}
 	if err := fs.Parse(args); err != nil {
@@ -45,40 +46,19 @@ func Load(fs *flag.FlagSet, args []string, cfg any, define func(fs *flag.FlagSet
 	return fs.Args(), nil
 }
 
-// EnvName is the environment variable that sets flag name.
+// EnvName is the environment variable of a key or flag name: FLEETMETER_ and the name
+// in upper case, dots and dashes as underscores (mqtt.client_id: FLEETMETER_MQTT_CLIENT_ID).
 func EnvName(flagName string) string {
 	r := strings.NewReplacer("-", "_", ".", "_")
 	return "FLEETMETER_" + strings.ToUpper(r.Replace(flagName))
 }
 
-// LoadFile decodes a YAML file strictly into cfg.
+// LoadFile decodes a YAML file strictly into cfg; errors name file:line and the key.
 func LoadFile(path string, cfg any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
+	if _, _, err := decodeFile(path, cfg, nil); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b), yaml.Strict())
-	if err := dec.Decode(cfg); err != nil {
-		return fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, true))
-	}
 	return nil
-}
-
-func configPath(args []string) string {
-	for i, a := range args {
-		if a == "--" {
-			break
-		}
-		for _, p := range []string{"--config=", "-config="} {
-			if v, ok := strings.CutPrefix(a, p); ok {
-				return v
-			}
-		}
-		if (a == "--config" || a == "-config") && i+1 < len(args) {
-			return args[i+1]
-		}
-	}
-	return os.Getenv("FLEETMETER_CONFIG")
 }
 
 // StringList is a flag.Value of comma-separated strings bound to a slice.

@@ -1,0 +1,85 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// usage is the --help text: the usage line, the summary, and every flag with its
+// current value (defaults, then the file and the environment) and its variable.
+func usage(spec Spec, fs *flag.FlagSet, own []field) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: %s [flags]", spec.Name)
+	if spec.Args != "" {
+		fmt.Fprintf(&b, " %s", spec.Args)
+	}
+	b.WriteString("\n")
+	if spec.Summary != "" {
+		fmt.Fprintf(&b, "\n%s\n", spec.Summary)
+	}
+	b.WriteString("\nEvery key of the --config file (YAML, strict) is also a flag and an environment\n" +
+		"variable: key kafka.brokers is --kafka.brokers and FLEETMETER_KAFKA_BROKERS. Flags\n" +
+		"override the environment, which overrides the file.\n\nflags:\n")
+	byFlag := map[string]field{}
+	for _, f := range own {
+		byFlag[FlagName(f.key)] = f
+	}
+	fs.VisitAll(func(fl *flag.Flag) {
+		f, isKey := byFlag[fl.Name]
+		placeholder := "value"
+		switch {
+		case isKey:
+			placeholder = f.typeName()
+		case fl.Name == "config" || strings.HasSuffix(fl.Name, "-file"):
+			placeholder = "FILE"
+		}
+		if bf, ok := fl.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+			fmt.Fprintf(&b, "  --%s\n", fl.Name)
+		} else {
+			fmt.Fprintf(&b, "  --%s %s\n", fl.Name, placeholder)
+		}
+		var notes []string
+		if v := fl.Value.String(); v != "" && v != "0" && v != "false" && v != "0s" && !(isKey && f.secret) {
+			notes = append(notes, fmt.Sprintf("default %q", v))
+		}
+		if isKey {
+			notes = append(notes, "env "+EnvName(f.key))
+		} else if fl.Name == "config" || strings.HasSuffix(fl.Name, "-file") {
+			notes = append(notes, "env "+EnvName(fl.Name))
+		}
+		text := fl.Usage
+		if len(notes) > 0 {
+			text = strings.TrimSpace(text + " (" + strings.Join(notes, "; ") + ")")
+		}
+		if text != "" {
+			fmt.Fprintf(&b, "      %s\n", text)
+		}
+	})
+	return b.String()
+}
+
+// Reference is the Markdown table of a command's keys: key, default, environment
+// variable, flag and what it does. cfg holds the defaults.
+func Reference(spec Spec, cfg any) string {
+	var b strings.Builder
+	b.WriteString("| key | default | environment | flag | what it does |\n|---|---|---|---|---|\n")
+	for _, f := range fields(cfg) {
+		f.secret = slices.Contains(spec.Secrets, f.key)
+		if spec.Keys != nil && !under(f.key, spec.Keys) || under(f.key, spec.Skip) {
+			continue
+		}
+		def := f.String()
+		if def != "" {
+			def = "`" + def + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | `%s` | `--%s` | %s |\n", f.key, def, EnvName(f.key), FlagName(f.key),
+			strings.ReplaceAll(spec.Help[f.key], "|", "\\|"))
+		if f.secret {
+			fmt.Fprintf(&b, "| `%s_file` | | `%s` | `--%s` | file holding %s (one trailing line break ignored) |\n",
+				f.key, EnvName(f.key+"_file"), FlagName(f.key+"_file"), f.key)
+		}
+	}
+	return b.String()
+}
