@@ -171,3 +171,53 @@ ALTER TABLE fleetmeter.rejected_usage ON CLUSTER fleetmeter ADD COLUMN IF NOT EX
 
 INSERT INTO fleetmeter.schema_migrations (version, applied) SELECT 4, now();
 
+-- migration 5: 0005_billing.sql
+CREATE TABLE IF NOT EXISTS fleetmeter.rated_seen_local ON CLUSTER fleetmeter
+(
+    tenant        String,
+    record_id     String,
+    charge        String,
+    period        String,
+    start_time_ms UInt64,
+    seen          DateTime,
+    keep          UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/fleetmeter/rated_seen_local', '{replica}', keep)
+PARTITION BY tuple()
+ORDER BY (tenant, record_id);
+
+CREATE TABLE IF NOT EXISTS fleetmeter.rated_seen ON CLUSTER fleetmeter AS fleetmeter.rated_seen_local
+ENGINE = Distributed(fleetmeter, fleetmeter, rated_seen_local, cityHash64(tenant, record_id));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS fleetmeter.rated_seen_mv ON CLUSTER fleetmeter
+TO fleetmeter.rated_seen_local
+AS SELECT
+    tenant,
+    record_id,
+    charge,
+    if(charge IN ('device_fee', 'adjustment'), substring(record_id, length(record_id) - 6, 7), '') AS period,
+    start_time_ms,
+    now() AS seen,
+    toUInt64(4294967295 - toUInt32(now())) AS keep
+FROM fleetmeter.rated_usage_local;
+
+CREATE TABLE IF NOT EXISTS fleetmeter.billing_documents_local ON CLUSTER fleetmeter
+(
+    tenant       String,
+    period       String,
+    seq          UInt32,
+    number       String,
+    watermark    DateTime,
+    finalized_ms UInt64,
+    body         String,
+    keep         UInt64 DEFAULT bitNot(finalized_ms)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/fleetmeter/billing_documents_local', '{replica}', keep)
+PARTITION BY tuple()
+ORDER BY (tenant, period, seq);
+
+CREATE TABLE IF NOT EXISTS fleetmeter.billing_documents ON CLUSTER fleetmeter AS fleetmeter.billing_documents_local
+ENGINE = Distributed(fleetmeter, fleetmeter, billing_documents_local, cityHash64(tenant));
+
+INSERT INTO fleetmeter.schema_migrations (version, applied) SELECT 5, now();
+

@@ -1,0 +1,151 @@
+// Package chstore is billing's ClickHouse adapter: it satisfies billing.Store over the
+// tables of clickhouse/migrations (rated_usage, and rated_seen and billing_documents of
+// 0005_billing.sql). The builders return plain SQL with literals quoted here, pinned by
+// sql_test.go and run on ClickHouse 18.16 by the tests.
+package chstore
+
+import (
+	"strconv"
+	"strings"
+
+	"fleetmeter/billing"
+)
+
+// quote renders s as a ClickHouse string literal.
+func quote(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('\'')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\', '\'':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('\'')
+	return b.String()
+}
+
+func num(n int64) string { return strconv.FormatInt(n, 10) }
+
+// never is the Seen of a record that is not exportable yet (a provisional device fee).
+const never = "toUInt32(4294967295)"
+
+// seenSQL returns, per (tenant, record_id) of rated_seen matching where, its Seen e:
+// the second its first copy was stored, and for a device_fee the later of that and its
+// period's adjustment's (never while there is none). Both are minima over rows that are
+// only ever added, so e does not change once what it depends on is stored.
+func seenSQL(db, where, tenant string) string {
+	adjWhere := "charge = 'adjustment'"
+	if tenant != "" {
+		adjWhere += " AND tenant = " + quote(tenant)
+	}
+	// The aggregates are renamed (k_*): an alias equal to a column name would replace the
+	// column in where.
+	return "SELECT tenant, record_id, if(k_charge = 'device_fee', if(adj_found = 1, greatest(first, adj_first), " + never + "), first) AS e\n" +
+		"FROM (\n" +
+		"SELECT tenant, record_id, any(charge) AS k_charge, any(period) AS k_period, min(toUInt32(seen)) AS first\n" +
+		"FROM " + db + ".rated_seen\n" +
+		"WHERE " + where + "\n" +
+		"GROUP BY tenant, record_id\n" +
+		") ANY LEFT JOIN (\n" +
+		"SELECT tenant, period AS k_period, min(toUInt32(seen)) AS adj_first, toUInt8(1) AS adj_found\n" +
+		"FROM " + db + ".rated_seen\n" +
+		"WHERE " + adjWhere + "\n" +
+		"GROUP BY tenant, period\n" +
+		") USING (tenant, k_period)"
+}
+
+// recordColumns are read back in the order scan expects: the exact _ms times and
+// amount_micros (as clickhouse.RecordsQuery).
+var recordColumns = []string{
+	"event_id", "tenant", "device", "source",
+	"start_time_ms", "end_time_ms", "received_time_ms",
+	"bytes_up", "bytes_down", "duration_ms", "events", "rating_group",
+	"plmn", "cell", "lat", "lon", "rat", "slice_sst", "slice_sd",
+	"record_id", "charge", "zone", "mobility", "tariff", "tariff_version", "offer",
+	"active_devices", "currency", "amount_micros", "rated_time_ms",
+}
+
+// ExportQuery selects the page after req.After: the keys whose e lies in
+// [After.Seen, UpTo] past After (candidates are only records with a copy, or a device
+// fee whose adjustment has a copy, stored in that range: e cannot land there otherwise),
+// then each key's first rating from rated_usage (LIMIT 1 BY over rated_time_ms, as
+// clickhouse.RecordsQuery).
+func ExportQuery(db string, req billing.ExportRequest) string {
+	a, w := num(req.After.Seen), num(req.UpTo)
+	scope := ""
+	if req.Tenant != "" {
+		scope = "tenant = " + quote(req.Tenant) + " AND "
+	}
+	inRange := "toUInt32(seen) >= " + a + " AND toUInt32(seen) <= " + w
+	cand := scope + "((tenant, record_id) IN (SELECT tenant, record_id FROM " + db + ".rated_seen WHERE " + scope + inRange + ")" +
+		" OR (charge = 'device_fee' AND (tenant, period) IN (SELECT tenant, period FROM " + db + ".rated_seen WHERE " +
+		scope + "charge = 'adjustment' AND " + inRange + ")))"
+	t, r := quote(req.After.Tenant), quote(req.After.RecordID)
+	keys := "SELECT tenant, record_id, e FROM (\n" + seenSQL(db, cand, req.Tenant) + "\n)\n" +
+		"WHERE e <= " + w + " AND (e > " + a + " OR e = " + a + " AND (tenant > " + t + " OR tenant = " + t + " AND record_id > " + r + "))\n" +
+		"ORDER BY e, tenant, record_id\n" +
+		"LIMIT " + strconv.Itoa(req.Limit)
+	cols := strings.Join(recordColumns, ", ")
+	return "SELECT " + cols + ", e\n" +
+		"FROM (\n" +
+		"SELECT " + cols + "\n" +
+		"FROM " + db + ".rated_usage\n" +
+		"WHERE " + scope + "(tenant, record_id) IN (SELECT tenant, record_id FROM (\n" + keys + "\n))\n" +
+		"ORDER BY tenant, record_id, rated_time_ms\n" +
+		"LIMIT 1 BY tenant, record_id\n" +
+		") ANY INNER JOIN (\n" + keys + "\n) USING (tenant, record_id)\n" +
+		"ORDER BY e, tenant, record_id"
+}
+
+// LinesQuery sums the tenant's records of a period (start_time in [start, end) ms; fees
+// and the adjustment named for period) whose e lies in (after, upTo], each record once
+// with its first rating, per billing.LineKey.
+func LinesQuery(db, tenant, period string, start, end, after, upTo int64) string {
+	ten := quote(tenant)
+	dim := "multiIf(charge != 'usage', '', bytes > 0 AND duration_ms = 0 AND events = 0, 'data', " +
+		"bytes = 0 AND duration_ms > 0 AND events = 0, 'duration', bytes = 0 AND duration_ms = 0 AND events > 0, 'events', " +
+		"bytes = 0 AND duration_ms = 0 AND events = 0, 'none', 'mixed')"
+	ratio := "multiIf(dim = 'data', amt / bytes, dim = 'duration', amt / duration_ms, dim = 'events', amt / events, 0)"
+	seenWhere := "tenant = " + ten + " AND (start_time_ms >= " + num(start) + " AND start_time_ms < " + num(end) +
+		" OR period = " + quote(period) + ")"
+	return "SELECT charge, tariff, zone, mobility, offer, currency, " + dim + " AS dim, if(charge = 'device_fee', amt, 0) AS unit_fee,\n" +
+		"count() AS records, sum(bytes) AS sbytes, sum(duration_ms) AS sdur, sum(events) AS sev, sum(amt) AS amount,\n" +
+		"min(" + ratio + ") AS rmin, max(" + ratio + ") AS rmax, uniqExact(device) AS devices\n" +
+		"FROM (\n" +
+		"SELECT tenant, record_id, argMin(charge, rated_time_ms) AS charge, argMin(tariff, rated_time_ms) AS tariff,\n" +
+		"argMin(zone, rated_time_ms) AS zone, argMin(mobility, rated_time_ms) AS mobility, argMin(offer, rated_time_ms) AS offer,\n" +
+		"argMin(currency, rated_time_ms) AS currency, argMin(bytes_up + bytes_down, rated_time_ms) AS bytes,\n" +
+		"argMin(duration_ms, rated_time_ms) AS duration_ms, argMin(events, rated_time_ms) AS events,\n" +
+		"argMin(amount_micros, rated_time_ms) AS amt, any(device) AS device\n" +
+		"FROM " + db + ".rated_usage\n" +
+		"WHERE tenant = " + ten + " AND start_time >= toDateTime(" + num(start/1000) + ") AND start_time < toDateTime(" + num((end+999)/1000) + ")" +
+		" AND start_time_ms >= " + num(start) + " AND start_time_ms < " + num(end) + "\n" +
+		"GROUP BY tenant, record_id\n" +
+		") ANY INNER JOIN (\n" + seenSQL(db, seenWhere, tenant) + "\n) USING (tenant, record_id)\n" +
+		"WHERE e > " + num(after) + " AND e <= " + num(upTo) + "\n" +
+		"GROUP BY charge, tariff, zone, mobility, offer, currency, dim, unit_fee\n" +
+		"ORDER BY charge = 'adjustment', charge = 'device_fee', tariff, zone, mobility, offer, currency, dim, unit_fee"
+}
+
+// ClosedQuery lists the tenants whose adjustment for period was first stored by upTo.
+func ClosedQuery(db, period string, upTo int64) string {
+	return "SELECT tenant FROM " + db + ".rated_seen\n" +
+		"WHERE charge = 'adjustment' AND period = " + quote(period) + "\n" +
+		"GROUP BY tenant HAVING min(toUInt32(seen)) <= " + num(upTo) + "\n" +
+		"ORDER BY tenant"
+}
+
+// DocumentsQuery returns a tenant period's stored documents; of two saves of one seq,
+// the one finalized first.
+func DocumentsQuery(db, tenant, period string) string {
+	return "SELECT seq, argMin(number, finalized_ms), argMin(toUInt32(watermark), finalized_ms), min(finalized_ms), argMin(body, finalized_ms)\n" +
+		"FROM " + db + ".billing_documents\n" +
+		"WHERE tenant = " + quote(tenant) + " AND period = " + quote(period) + "\n" +
+		"GROUP BY seq\n" +
+		"ORDER BY seq"
+}

@@ -1,0 +1,165 @@
+package chstore
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"fleetmeter/billing"
+	"fleetmeter/rating"
+	"fleetmeter/record"
+)
+
+// Store satisfies billing.Store over one ClickHouse database whose schema
+// clickhouse.Open has migrated.
+type Store struct {
+	conn driver.Conn
+	db   string
+}
+
+var _ billing.Store = (*Store)(nil)
+
+// New returns a store over conn (clickhouse.Store.Conn) and database db.
+func New(conn driver.Conn, db string) *Store { return &Store{conn: conn, db: db} }
+
+// Now is the server's clock: the one rated_seen is stamped with.
+func (s *Store) Now(ctx context.Context) (int64, error) {
+	var now uint32
+	if err := s.conn.QueryRow(ctx, "SELECT toUInt32(now())").Scan(&now); err != nil {
+		return 0, fmt.Errorf("billing now: %w", err)
+	}
+	return int64(now), nil
+}
+
+// Export runs ExportQuery.
+func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []billing.Exported) ([]billing.Exported, error) {
+	if req.Limit <= 0 {
+		return into, nil
+	}
+	rows, err := s.conn.Query(ctx, ExportQuery(s.db, req))
+	if err != nil {
+		return into, fmt.Errorf("billing export: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var x billing.Exported
+		var startMs, endMs, recvMs, ratedMs uint64
+		var lat, lon *float64
+		var sst *uint8
+		var amount int64
+		var e uint32
+		r := &x.Rec
+		err := rows.Scan(&r.EventID, &r.Tenant, &r.Device, &r.Source,
+			&startMs, &endMs, &recvMs,
+			&r.BytesUp, &r.BytesDown, &r.DurationMs, &r.Events, &r.RatingGroup,
+			&r.PLMN, &r.Cell, &lat, &lon, &r.RAT, &sst, &r.SliceSD,
+			&r.RecordID, &r.Charge, &r.Zone, &r.Mobility, &r.Tariff, &r.TariffVersion, &r.Offer,
+			&r.ActiveDevices, &r.Currency, &amount, &ratedMs, &e)
+		if err != nil {
+			return into, fmt.Errorf("billing export: %w", err)
+		}
+		r.StartTime, r.EndTime, r.ReceivedTime, r.RatedTime = int64(startMs), int64(endMs), int64(recvMs), int64(ratedMs)
+		if lat != nil && lon != nil {
+			r.Lat, r.Lon, r.HasPos = *lat, *lon, true
+		}
+		if sst != nil {
+			r.SliceSST, r.HasSlice = *sst, true
+		}
+		r.Amount = record.Micros(amount)
+		x.Pos = billing.Position{Seen: int64(e), Tenant: r.Tenant, RecordID: r.RecordID}
+		into = append(into, x)
+	}
+	if err := rows.Err(); err != nil {
+		return into, fmt.Errorf("billing export: %w", err)
+	}
+	return into, nil
+}
+
+// Lines runs LinesQuery.
+func (s *Store) Lines(ctx context.Context, tenant, period string, after, upTo int64) ([]billing.LineSum, error) {
+	start, end, err := rating.PeriodBounds(period)
+	if err != nil {
+		return nil, fmt.Errorf("billing lines: %w", err)
+	}
+	rows, err := s.conn.Query(ctx, LinesQuery(s.db, tenant, period, start, end, after, upTo))
+	if err != nil {
+		return nil, fmt.Errorf("billing lines: %w", err)
+	}
+	defer rows.Close()
+	var out []billing.LineSum
+	for rows.Next() {
+		var l billing.LineSum
+		var unitFee, amount int64
+		k := &l.Key
+		if err := rows.Scan(&k.Charge, &k.Tariff, &k.Zone, &k.Mobility, &k.Offer, &k.Currency, &k.Dimension, &unitFee,
+			&l.Records, &l.Bytes, &l.DurationMs, &l.Events, &amount, &l.MinRatio, &l.MaxRatio, &l.Devices); err != nil {
+			return nil, fmt.Errorf("billing lines: %w", err)
+		}
+		if math.IsNaN(l.MinRatio) || math.IsNaN(l.MaxRatio) {
+			l.MinRatio, l.MaxRatio = 0, 1
+		}
+		k.UnitFee, l.Amount = record.Micros(unitFee), record.Micros(amount)
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// Closed runs ClosedQuery.
+func (s *Store) Closed(ctx context.Context, period string, upTo int64) ([]string, error) {
+	rows, err := s.conn.Query(ctx, ClosedQuery(s.db, period, upTo))
+	if err != nil {
+		return nil, fmt.Errorf("billing closed periods: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, fmt.Errorf("billing closed periods: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// Documents runs DocumentsQuery.
+func (s *Store) Documents(ctx context.Context, tenant, period string) ([]billing.Document, error) {
+	rows, err := s.conn.Query(ctx, DocumentsQuery(s.db, tenant, period))
+	if err != nil {
+		return nil, fmt.Errorf("billing documents: %w", err)
+	}
+	defer rows.Close()
+	var out []billing.Document
+	for rows.Next() {
+		d := billing.Document{Tenant: tenant, Period: period}
+		var wm uint32
+		var fin uint64
+		var body string
+		if err := rows.Scan(&d.Seq, &d.Number, &wm, &fin, &body); err != nil {
+			return nil, fmt.Errorf("billing documents: %w", err)
+		}
+		d.Watermark, d.FinalizedMs, d.Body = int64(wm), int64(fin), []byte(body)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// SaveDocument inserts d. The INSERT is acknowledged once stored; a retried one stores a
+// copy that reads collapse (DocumentsQuery keeps the first finalized).
+func (s *Store) SaveDocument(ctx context.Context, d billing.Document) error {
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".billing_documents (tenant, period, seq, number, watermark, finalized_ms, body)")
+	if err != nil {
+		return fmt.Errorf("billing save document: %w", err)
+	}
+	if err := batch.Append(d.Tenant, d.Period, d.Seq, d.Number, time.Unix(d.Watermark, 0), uint64(d.FinalizedMs), string(d.Body)); err != nil {
+		_ = batch.Abort()
+		return fmt.Errorf("billing save document: %w", err)
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("billing save document: %w", err)
+	}
+	return nil
+}
