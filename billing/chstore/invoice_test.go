@@ -8,8 +8,8 @@ import (
 
 	"fleetmeter/billing"
 	"fleetmeter/clickhouse"
-	"fleetmeter/record"
 	"fleetmeter/rating"
+	"fleetmeter/record"
 )
 
 func sumMicros(t *testing.T, amounts ...string) record.Micros {
