@@ -22,6 +22,13 @@ func TestLoad(t *testing.T) {
 	if !strings.Contains(stdout.String(), "clickhouse holds 20000 usage records, want 20000; amounts per tenant match offline rating: true") {
 		t.Errorf("no matching count and amounts in the report")
 	}
+	// The rater's state figures: changelog bytes per record, its process's memory, a restore.
+	for _, re := range []string{`rater state: 1000 devices tracked, changelog \d+\.\d bytes per rated record`,
+		`rater process: peak RSS \d+\.\d MB`, `restore of partition 0: \d+ changelog entries, \d+ devices in \d+\.\d\ds`} {
+		if !regexp.MustCompile(re).MatchString(stdout.String()) {
+			t.Errorf("report lacks %q", re)
+		}
+	}
 	for _, stage := range []string{"raw insert", "produce to topic usage", "rater+loader"} {
 		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(stage) + `.*\s20000\s+\d+\.\d\d\s+\d+\s`)
 		if !re.MatchString(stdout.String()) {
