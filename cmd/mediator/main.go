@@ -3,21 +3,16 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"os"
+
+	"fleetmeter/internal/config"
 )
 
-// command is one subcommand: args exclude the program and subcommand names.
-type command struct {
-	name, usage string
-	run         func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
-}
-
-var commands = []command{
-	{"run", "run [--config FILE] ...       run the collectors", runCollectors},
-	{"cdr", "cdr decode FILE... | cdr import DIR|FILE...   print CDR files as canonical JSON Lines, or back-fill them into Kafka", runCDR},
-	{"registry", "registry mosquitto --registry FILE --out DIR   Mosquitto password file and ACL from the device registry", runRegistry},
+var commands = []config.Command{
+	{Name: "run", Usage: "run [--config FILE] ...       run the collectors", Run: runCollectors},
+	{Name: "cdr", Usage: "cdr decode FILE... | cdr import DIR|FILE...   print CDR files as canonical JSON Lines, or back-fill them into Kafka", Run: runCDR},
+	{Name: "registry", Usage: "registry mosquitto --registry FILE --out DIR   Mosquitto password file and ACL from the device registry", Run: runRegistry},
 }
 
 func main() {
@@ -25,16 +20,5 @@ func main() {
 }
 
 func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		for _, c := range commands {
-			if c.name == args[0] {
-				return c.run(args[1:], stdin, stdout, stderr)
-			}
-		}
-	}
-	fmt.Fprintln(stderr, "usage: mediator COMMAND [ARGS]")
-	for _, c := range commands {
-		fmt.Fprintln(stderr, "  mediator "+c.usage)
-	}
-	return 2
+	return config.Dispatch("mediator", commands, args, stdin, stdout, stderr)
 }

@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 
 	"golang.org/x/sync/errgroup"
@@ -23,48 +23,114 @@ type mediatorConfig struct {
 	LogLevel                string `yaml:"log_level"`
 }
 
+func defaultMediator() mediatorConfig {
+	return mediatorConfig{MediatorConfig: pipeline.DefaultMediatorConfig(), Listen: "127.0.0.1:9464", LogLevel: "info"}
+}
+
+// validate checks the whole configuration before anything connects: Kafka and every
+// enabled collector.
+func (c *mediatorConfig) validate() error {
+	errs := []error{c.Kafka.Validate()}
+	if c.MQTT.Enabled {
+		errs = append(errs, c.MQTT.Validate())
+	}
+	if c.CoAP.Enabled {
+		errs = append(errs, c.CoAP.Validate())
+	}
+	if c.HTTP.Enabled {
+		errs = append(errs, c.HTTP.Validate())
+	}
+	if c.CDR.Enabled {
+		errs = append(errs, c.CDR.Validate())
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("log_level: must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// mediatorSpec is `mediator run`'s command line: every key of mediatorConfig is a flag
+// and a FLEETMETER_* variable. The collectors' sample files document their keys in full.
+func mediatorSpec(cfg *mediatorConfig) config.Spec {
+	return config.Spec{
+		Name:     "mediator run",
+		Summary:  "Run the enabled collectors (MQTT, CoAP, HTTP, CDR directory) and produce what they receive to Kafka until SIGTERM, then drain.",
+		Skip:     []string{"kafka.instance", "kafka.session_timeout"}, // consumer settings
+		Secrets:  []string{"mqtt.password"},
+		Help:     mediatorHelp,
+		Validate: cfg.validate,
+	}
+}
+
+var mediatorHelp = map[string]string{
+	"listen":                      "address of /metrics, /healthz and /readyz (empty: off)",
+	"log_level":                   "debug, info, warn or error",
+	"kafka.brokers":               "Kafka seed brokers, comma-separated",
+	"kafka.partitions":            "partitions of the topics created on start",
+	"kafka.replication_factor":    "replication of the topics created on start (-1: broker default)",
+	"kafka.linger":                "how long a partition batch waits to fill",
+	"kafka.batch_records":         "flush a partition batch at this many records",
+	"kafka.batch_bytes":           "... or at this estimated size in bytes (at most 921600)",
+	"kafka.client_id":             "Kafka client id",
+	"mqtt.enabled":                "run the MQTT collector",
+	"mqtt.brokers":                "MQTT broker URLs (tcp://host:1883, ssl://host:8883), comma-separated",
+	"mqtt.client_id":              "MQTT client id (the persistent session is bound to it)",
+	"mqtt.topic_prefix":           "topics are PREFIX/<tenant>/<device>/usage",
+	"mqtt.shared_group":           "subscribe through $share/GROUP/ so mediators split the load",
+	"mqtt.qos":                    "subscription QoS: 0, 1 or 2",
+	"mqtt.username":               "MQTT username",
+	"mqtt.password":               "MQTT password (prefer mqtt.password_file)",
+	"mqtt.ca_file":                "PEM roots for ssl:// brokers (empty: system roots)",
+	"mqtt.cert_file":              "PEM client certificate (mutual TLS)",
+	"mqtt.key_file":               "its key",
+	"mqtt.insecure_tls":           "skip broker certificate verification",
+	"mqtt.keep_alive":             "MQTT keep-alive",
+	"mqtt.connect_timeout":        "bound of one connection attempt",
+	"mqtt.max_reconnect_interval": "reconnect backoff doubles from 1s up to this",
+	"mqtt.max_in_flight":          "messages awaiting Kafka before the collector stops reading",
+	"mqtt.registry_file":          "device registry (strict: unlisted devices rejected)",
+	"mqtt.registry_reload":        "device registry poll interval",
+	"coap.enabled":                "run the CoAP collector",
+	"coap.listen":                 "CoAP UDP address (empty: no plain UDP)",
+	"coap.dtls_listen":            "CoAP DTLS (PSK) address (empty: off)",
+	"coap.dev_mode":               "accept POST /usage/<tenant>/<device> on plain UDP, unauthenticated",
+	"coap.dev_mode_force":         "allow dev_mode beside DTLS or a strict registry",
+	"coap.registry_file":          "device registry (PSK identities); required with dtls_listen",
+	"coap.registry_reload":        "device registry poll interval",
+	"coap.max_body":               "largest request body in bytes, block-wise included",
+	"coap.max_in_flight":          "requests awaiting Kafka before answering 5.03",
+	"coap.ack_timeout":            "how long a request waits for Kafka before 5.03",
+	"http.enabled":                "run the HTTP ingest (needs http.keys)",
+	"http.listen":                 "HTTP ingest address",
+	"http.keys":                   "per-tenant API keys, YAML: [{key_file: FILE, tenant: T}] (key: inline)",
+	"http.max_body":               "largest request body in bytes, after decompression",
+	"http.max_lines":              "most records per request",
+	"http.max_concurrent":         "requests served at once",
+	"http.tenant_max_concurrent":  "requests of one tenant served at once",
+	"http.tenant_rate":            "request starts per second per tenant (0: unlimited)",
+	"http.tenant_burst":           "request starts at once per tenant after a quiet spell",
+	"http.ack_timeout":            "how long a request waits for Kafka before 503",
+	"http.tls_cert":               "PEM certificate: serve HTTPS (with tls_key)",
+	"http.tls_key":                "its key",
+	"http.registry_file":          "device registry (strict: unlisted devices rejected)",
+	"cdr.enabled":                 "run the CDR drop-directory collector",
+	"cdr.dir":                     "CDR drop directory",
+	"cdr.done":                    "where finished files go (default DIR/done)",
+	"cdr.failed":                  "where damaged files go (default DIR/failed)",
+	"cdr.pattern":                 "glob on file names",
+	"cdr.settle":                  "how long a file must stay unchanged before it is taken",
+	"cdr.poll":                    "how often the directory is listed",
+	"cdr.tenants.default":         "tenant of CDRs no rule matches (empty: rejected)",
+	"cdr.tenants.rules":           "tenant rules, YAML (see ingest/cdrdir/cdrdir.sample.yaml)",
+}
+
 // runCollectors is `mediator run`: the collectors until SIGTERM, then a graceful drain.
 func runCollectors(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	cfg := mediatorConfig{MediatorConfig: pipeline.DefaultMediatorConfig(), Listen: "127.0.0.1:9464", LogLevel: "info"}
-	fset := flag.NewFlagSet("mediator run", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	if _, err := config.Load(fset, args, &cfg, func(fs *flag.FlagSet) {
-		fs.Var(config.StringList{P: &cfg.Kafka.Brokers}, "kafka.brokers", "Kafka seed brokers, comma-separated")
-		fs.Var(config.StringList{P: &cfg.MQTT.Brokers}, "mqtt.brokers", "MQTT broker URLs (tcp://host:1883), comma-separated")
-		fs.BoolVar(&cfg.MQTT.Enabled, "mqtt.enabled", cfg.MQTT.Enabled, "run the MQTT collector")
-		fs.StringVar(&cfg.MQTT.ClientID, "mqtt.client-id", cfg.MQTT.ClientID, "MQTT client id (the persistent session is bound to it)")
-		fs.StringVar(&cfg.MQTT.SharedGroup, "mqtt.shared-group", cfg.MQTT.SharedGroup, "subscribe through $share/GROUP/ so mediators split the load")
-		fs.StringVar(&cfg.MQTT.TopicPrefix, "mqtt.topic-prefix", cfg.MQTT.TopicPrefix, "topics are PREFIX/<tenant>/<device>/usage")
-		fs.StringVar(&cfg.MQTT.Username, "mqtt.username", cfg.MQTT.Username, "MQTT username")
-		fs.StringVar(&cfg.MQTT.Password, "mqtt.password", cfg.MQTT.Password, "MQTT password (prefer FLEETMETER_MQTT_PASSWORD)")
-		fs.Func("mqtt.qos", "subscription QoS: 0, 1 or 2 (default 1)", func(v string) error {
-			q, err := strconv.ParseUint(v, 10, 8)
-			if err != nil || q > 2 {
-				return fmt.Errorf("qos value must be 0, 1, or 2, got %q", v)
-			}
-			cfg.MQTT.QoS = byte(q)
-			return nil
-		})
-		fs.StringVar(&cfg.MQTT.CAFile, "mqtt.ca-file", cfg.MQTT.CAFile, "PEM roots for ssl:// brokers")
-		fs.StringVar(&cfg.MQTT.CertFile, "mqtt.cert-file", cfg.MQTT.CertFile, "PEM client certificate (mutual TLS)")
-		fs.StringVar(&cfg.MQTT.KeyFile, "mqtt.key-file", cfg.MQTT.KeyFile, "its key")
-		fs.BoolVar(&cfg.MQTT.InsecureTLS, "mqtt.insecure-tls", cfg.MQTT.InsecureTLS, "skip broker certificate verification")
-		fs.IntVar(&cfg.MQTT.MaxInFlight, "mqtt.max-in-flight", cfg.MQTT.MaxInFlight, "messages awaiting Kafka before the collector stops reading")
-		fs.StringVar(&cfg.MQTT.RegistryFile, "mqtt.registry-file", cfg.MQTT.RegistryFile, "device registry (strict: unlisted devices rejected)")
-		fs.DurationVar(&cfg.MQTT.RegistryReload, "mqtt.registry-reload", cfg.MQTT.RegistryReload, "device registry poll interval")
-		fs.BoolVar(&cfg.CoAP.Enabled, "coap.enabled", cfg.CoAP.Enabled, "run the CoAP collector")
-		fs.StringVar(&cfg.CoAP.Listen, "coap.listen", cfg.CoAP.Listen, "CoAP UDP address (empty: no plain UDP)")
-		fs.StringVar(&cfg.CoAP.DTLSListen, "coap.dtls-listen", cfg.CoAP.DTLSListen, "CoAP DTLS (PSK) address (empty: off)")
-		fs.BoolVar(&cfg.CoAP.DevMode, "coap.dev-mode", cfg.CoAP.DevMode, "accept POST /usage/<tenant>/<device> on plain UDP")
-		fs.StringVar(&cfg.CoAP.RegistryFile, "coap.registry-file", cfg.CoAP.RegistryFile, "device registry (PSK identities)")
-		fs.BoolVar(&cfg.HTTP.Enabled, "http.enabled", cfg.HTTP.Enabled, "run the HTTP ingest (keys come from the config file)")
-		fs.StringVar(&cfg.HTTP.Listen, "http.listen", cfg.HTTP.Listen, "HTTP ingest address")
-		fs.BoolVar(&cfg.CDR.Enabled, "cdr.enabled", cfg.CDR.Enabled, "run the CDR drop-directory collector")
-		fs.StringVar(&cfg.CDR.Dir, "cdr.dir", cfg.CDR.Dir, "CDR drop directory (done/ and failed/ beneath it)")
-		fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of /metrics, /healthz and /readyz (empty: off)")
-		fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
-	}); err != nil {
-		return 2
+	cfg := defaultMediator()
+	spec := mediatorSpec(&cfg)
+	if _, err := config.Parse(spec, &cfg, args); err != nil {
+		return config.Exit(spec.Name, err, stdout, stderr)
 	}
 	logger, err := obs.ParseLogger(cfg.LogLevel)
 	if err != nil {

@@ -3,6 +3,7 @@ package config
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -75,11 +76,55 @@ func Reference(spec Spec, cfg any) string {
 			def = "`" + def + "`"
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | `%s` | `--%s` | %s |\n", f.key, def, EnvName(f.key), FlagName(f.key),
-			strings.ReplaceAll(spec.Help[f.key], "|", "\\|"))
+			mdEscape.Replace(spec.Help[f.key]))
 		if f.secret {
 			fmt.Fprintf(&b, "| `%s_file` | | `%s` | `--%s` | file holding %s (one trailing line break ignored) |\n",
 				f.key, EnvName(f.key+"_file"), FlagName(f.key+"_file"), f.key)
 		}
 	}
 	return b.String()
+}
+
+var mdEscape = strings.NewReplacer("|", "\\|", "<", "&lt;", ">", "&gt;")
+
+// CheckSpec reports the keys a Spec names that cfg does not have (a typo in Help,
+// Secrets, Keys or Skip would silently do nothing). For tests.
+func CheckSpec(spec Spec, cfg any) error {
+	known := map[string]bool{}
+	for _, f := range fields(cfg) {
+		for k := f.key; ; {
+			known[k] = true
+			i := strings.LastIndex(k, ".")
+			if i < 0 {
+				break
+			}
+			k = k[:i]
+		}
+	}
+	var bad []string
+	for _, list := range [][]string{spec.Keys, spec.Skip, spec.Secrets, slices.Collect(maps.Keys(spec.Help))} {
+		for _, k := range list {
+			if !known[k] {
+				bad = append(bad, k)
+			}
+		}
+	}
+	if len(bad) > 0 {
+		slices.Sort(bad)
+		return fmt.Errorf("%s: no such keys: %s", spec.Name, strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+// ReferenceSection replaces the text between the markers
+// "<!-- begin NAME -->" and "<!-- end NAME -->" in doc with body; ok is false when
+// doc lacks them.
+func ReferenceSection(doc, name, body string) (string, bool) {
+	begin, end := "<!-- begin "+name+" -->\n", "<!-- end "+name+" -->"
+	i := strings.Index(doc, begin)
+	j := strings.Index(doc, end)
+	if i < 0 || j < i {
+		return doc, false
+	}
+	return doc[:i+len(begin)] + body + doc[j:], true
 }

@@ -13,7 +13,7 @@ func Version(binary string) string {
 	if !ok {
 		return binary + " (no build information)\n"
 	}
-	parts := []string{binary, bi.Main.Version}
+	parts := []string{binary + " " + bi.Main.Version}
 	s := map[string]string{}
 	for _, kv := range bi.Settings {
 		s[kv.Key] = kv.Value
