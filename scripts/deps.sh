@@ -15,6 +15,9 @@ command -v kcat >/dev/null 2>&1 || need+=(kcat)
 # api web page test: headless Chromium driven by playwright-core (npm, below)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# billing tests: a real RabbitMQ broker (invoice.finalized) and pdftotext/pdftoppm (invoice PDFs)
+[ -x /usr/sbin/rabbitmq-server ] || [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
+command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"fleetmeter/billing"
@@ -168,10 +172,36 @@ func TestInvoiceLifecycle(t *testing.T) {
 	if err != nil || rows[len(rows)-1][5] != "total" || rows[len(rows)-1][17] != "0.000042" {
 		t.Errorf("CSV: %v %q", err, rows)
 	}
+	// The PDF of the final invoice says what its JSON says.
+	rec = get(t, h, "acme", "/v1/invoices/acme-202610", "Accept", "application/pdf")
+	if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/pdf" {
+		t.Fatalf("PDF: %d %v", rec.Code, rec.Header())
+	}
+	pdf := filepath.Join(t.TempDir(), "inv.pdf")
+	if err := os.WriteFile(pdf, rec.Body.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text, err := exec.Command("pdftotext", "-layout", pdf, "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pdftotext (poppler-utils): %v %s", err, text)
+	}
+	for _, w := range append([]string{final.Number, final.Totals[0].Amount + " EUR"}, lineAmounts(final)...) {
+		if !strings.Contains(string(text), w) {
+			t.Errorf("PDF text lacks %q:\n%s", w, text)
+		}
+	}
 	if rec := get(t, h, "zeta", "/v1/invoices/acme-202610"); rec.Code != 404 {
 		t.Errorf("zeta reading acme's invoice: %d", rec.Code)
 	}
 	if rec := get(t, h, "operator", "/v1/invoices?period=2026-10"); rec.Code != 400 {
 		t.Errorf("operator without tenant: %d", rec.Code)
 	}
+}
+
+func lineAmounts(inv billing.Invoice) []string {
+	var out []string
+	for _, l := range inv.Lines {
+		out = append(out, l.Amount, l.Quantity)
+	}
+	return out
 }
