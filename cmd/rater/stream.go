@@ -3,88 +3,49 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"fleetmeter/clickhouse"
 	"fleetmeter/internal/config"
 	"fleetmeter/internal/obs"
-	"fleetmeter/kafka"
 	"fleetmeter/pipeline"
 	"fleetmeter/rating"
 	"fleetmeter/rules"
 )
 
-type streamConfig struct {
-	Kafka      kafka.Config      `yaml:"kafka"`
-	ClickHouse clickhouse.Config `yaml:"clickhouse"`
-	Group      string            `yaml:"group"`
-	LoadGroup  string            `yaml:"load_group"`
-	Instance   string            `yaml:"instance"`
-	Rules      string            `yaml:"rules"`
-	Reload     time.Duration     `yaml:"reload"`
-	CloseAfter time.Duration     `yaml:"close_after"`
-	Listen     string            `yaml:"listen"`
-	LogLevel   string            `yaml:"log_level"`
-}
-
-func defaultStream() streamConfig {
-	host, _ := os.Hostname()
-	return streamConfig{Kafka: kafka.DefaultConfig(), ClickHouse: clickhouse.DefaultConfig(), Group: "fleetmeter-rater",
-		LoadGroup: "fleetmeter-loader", Instance: host, Rules: "/etc/fleetmeter/tariffs", Reload: 5 * time.Second,
-		Listen: "127.0.0.1:9465", LogLevel: "info"}
-}
-
-// loadStream parses the shared flags of run, load and close.
-func loadStream(name string, args []string, stderr io.Writer) (streamConfig, *slog.Logger, []string, bool) {
-	cfg := defaultStream()
-	fset := flag.NewFlagSet(name, flag.ContinueOnError)
-	fset.SetOutput(stderr)
+// loadStream parses the command line of run, load and close: on help or a configuration
+// error it has printed it, and ok is false with the exit status in code.
+func loadStream(name string, args []string, stdout, stderr io.Writer) (cfg streamConfig, logger *slog.Logger, rest []string, code int, ok bool) {
+	cfg = defaultStream()
 	var period string
-	rest, err := config.Load(fset, args, &cfg, func(fs *flag.FlagSet) {
-		fs.Var(config.StringList{P: &cfg.Kafka.Brokers}, "kafka.brokers", "Kafka seed brokers, comma-separated")
-		fs.Var(config.StringList{P: &cfg.ClickHouse.Addr}, "clickhouse.addr", "ClickHouse native addresses (host:9000), comma-separated")
-		fs.StringVar(&cfg.ClickHouse.Database, "clickhouse.database", cfg.ClickHouse.Database, "ClickHouse database")
-		fs.StringVar(&cfg.Group, "group", cfg.Group, "consumer group shared by all rater instances")
-		fs.StringVar(&cfg.LoadGroup, "load-group", cfg.LoadGroup, "consumer group shared by all loader instances")
-		fs.StringVar(&cfg.Instance, "instance", cfg.Instance, "this instance's id: stable across restarts, unique per group (static membership, transactional id)")
-		fs.StringVar(&cfg.Rules, "rules", cfg.Rules, "tariff directory or file (reloaded on change)")
-		fs.DurationVar(&cfg.Reload, "reload", cfg.Reload, "how often to look for tariff changes")
-		fs.DurationVar(&cfg.CloseAfter, "close-after", cfg.CloseAfter, "rater load: close each period this long after it ends (0: only `rater close`; needs --rules)")
-		fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of /metrics, /healthz and /readyz (empty: off)")
-		fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
-		if name == "rater close" {
-			fs.StringVar(&period, "period", "", "the period to close, YYYY-MM")
-		}
-	})
+	spec := streamSpec(name, &cfg, &period)
+	rest, err := config.Parse(spec, &cfg, args)
 	if err != nil {
-		return cfg, nil, nil, false
+		return cfg, nil, nil, config.Exit(name, err, stdout, stderr), false
 	}
-	logger, err := obs.ParseLogger(cfg.LogLevel)
+	logger, err = obs.ParseLogger(cfg.LogLevel)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return cfg, nil, nil, false
+		return cfg, nil, nil, config.Exit(name, err, stdout, stderr), false
 	}
 	cfg.Kafka.Instance = cfg.Instance
 	if period != "" {
 		rest = append([]string{period}, rest...)
 	}
-	return cfg, logger, rest, true
+	return cfg, logger, rest, 0, true
 }
 
 // runStream is `rater run`: consume usage, rate, produce rated records transactionally.
-func runStream(args []string, _ io.Reader, _, stderr io.Writer) int {
-	cfg, logger, _, ok := loadStream("rater run", args, stderr)
+func runStream(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	cfg, logger, _, code, ok := loadStream("rater run", args, stdout, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	obs.SetGCPercent(obs.RaterGCPercent)
 	return serve(logger, func(ctx context.Context, reg *obs.Registry) ([]obs.Check, []func(context.Context) error, error) {
@@ -109,10 +70,10 @@ func runStream(args []string, _ io.Reader, _, stderr io.Writer) int {
 }
 
 // runLoad is `rater load`: move committed rated records and rejections into ClickHouse.
-func runLoad(args []string, _ io.Reader, _, stderr io.Writer) int {
-	cfg, logger, _, ok := loadStream("rater load", args, stderr)
+func runLoad(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	cfg, logger, _, code, ok := loadStream("rater load", args, stdout, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	var store *clickhouse.Store
 	defer func() {
@@ -151,9 +112,9 @@ func runLoad(args []string, _ io.Reader, _, stderr io.Writer) int {
 // runClose is `rater close --period YYYY-MM`: write each tenant's exact device-fee
 // adjustment for the period into ClickHouse, idempotently.
 func runClose(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	cfg, logger, rest, ok := loadStream("rater close", args, stderr)
+	cfg, logger, rest, code, ok := loadStream("rater close", args, stdout, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	if len(rest) != 1 {
 		fmt.Fprintln(stderr, "usage: rater close --period YYYY-MM [--rules DIR] [--clickhouse.addr ADDR]")

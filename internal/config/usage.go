@@ -20,9 +20,14 @@ func usage(spec Spec, fs *flag.FlagSet, own []field) string {
 	if spec.Summary != "" {
 		fmt.Fprintf(&b, "\n%s\n", spec.Summary)
 	}
-	b.WriteString("\nEvery key of the --config file (YAML, strict) is also a flag and an environment\n" +
-		"variable: key kafka.brokers is --kafka.brokers and FLEETMETER_KAFKA_BROKERS. Flags\n" +
-		"override the environment, which overrides the file.\n\nflags:\n")
+	example := "log_level"
+	if len(own) > 0 {
+		example = own[0].key
+	}
+	fmt.Fprintf(&b, "\nEvery key of the --config file (YAML, strict) is also a flag and an environment\n"+
+		"variable: key %s is --%s and %s.\nFlags override the environment, "+
+		"which overrides the file. Secrets have a _file\nvariant that reads them from a file.\n\nflags:\n",
+		example, FlagName(example), EnvName(example))
 	byFlag := map[string]field{}
 	for _, f := range own {
 		byFlag[FlagName(f.key)] = f

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"fleetmeter/clickhouse"
+	"fleetmeter/internal/config"
+	"fleetmeter/kafka"
+)
+
+// streamConfig is the one file rater run, load and close share; each takes the flags
+// and variables of the keys it uses (streamSpec).
+type streamConfig struct {
+	Kafka      kafka.Config      `yaml:"kafka"`
+	ClickHouse clickhouse.Config `yaml:"clickhouse"`
+	Group      string            `yaml:"group"`
+	LoadGroup  string            `yaml:"load_group"`
+	Instance   string            `yaml:"instance"`
+	Rules      string            `yaml:"rules"`
+	Reload     time.Duration     `yaml:"reload"`
+	CloseAfter time.Duration     `yaml:"close_after"`
+	Listen     string            `yaml:"listen"`
+	LogLevel   string            `yaml:"log_level"`
+}
+
+func defaultStream() streamConfig {
+	host, _ := os.Hostname()
+	return streamConfig{Kafka: kafka.DefaultConfig(), ClickHouse: clickhouse.DefaultConfig(), Group: "fleetmeter-rater",
+		LoadGroup: "fleetmeter-loader", Instance: host, Rules: "/etc/fleetmeter/tariffs", Reload: 5 * time.Second,
+		Listen: "127.0.0.1:9465", LogLevel: "info"}
+}
+
+var streamHelp = map[string]string{
+	"kafka.brokers":            "Kafka seed brokers, comma-separated",
+	"kafka.partitions":         "partitions of the topics created on start",
+	"kafka.replication_factor": "replication of the topics created on start (-1: broker default)",
+	"kafka.client_id":          "Kafka client id",
+	"kafka.session_timeout":    "consumer group session timeout",
+	"clickhouse.addr":          "ClickHouse native addresses (host:9000), comma-separated",
+	"clickhouse.database":      "ClickHouse database (created with the schema on start)",
+	"clickhouse.username":      "ClickHouse user",
+	"clickhouse.password":      "ClickHouse password (prefer clickhouse.password_file)",
+	"clickhouse.dial_timeout":  "bound of each connection attempt",
+	"clickhouse.max_batch":     "most rows per INSERT",
+	"clickhouse.cluster":       "cluster name: the schema is applied ON CLUSTER (empty: single node)",
+	"clickhouse.query_threads": "max_threads of read queries (0: server default)",
+	"group":                    "consumer group shared by all rater instances",
+	"load_group":               "consumer group shared by all loader instances",
+	"instance":                 "this instance's id: stable across restarts, unique per group (static membership, transactional id); default the host name",
+	"rules":                    "tariff directory or file (reloaded on change)",
+	"reload":                   "how often the tariffs are polled for changes (positive)",
+	"close_after":              "rater load: close each period this long after it ends (0: only by rater close; needs rules)",
+	"listen":                   "address of /metrics, /healthz and /readyz (empty: off)",
+	"log_level":                "debug, info, warn or error",
+}
+
+// streamSpec is the command line of rater run, load or close over cfg; period receives
+// rater close's --period.
+func streamSpec(name string, cfg *streamConfig, period *string) config.Spec {
+	spec := config.Spec{Name: name, Help: streamHelp, Secrets: []string{"clickhouse.password"},
+		// The top-level instance sets kafka.instance; the rest is the mediator's batching.
+		Skip: []string{"kafka.instance", "kafka.linger", "kafka.batch_records", "kafka.batch_bytes"}}
+	switch name {
+	case "rater run":
+		spec.Summary = "Consume topic usage, rate it with the tariffs, produce topic rated (one Kafka transaction per batch) until SIGTERM."
+		spec.Keys = []string{"kafka", "group", "instance", "rules", "reload", "listen", "log_level"}
+	case "rater load":
+		spec.Summary = "Load topics rated and rejected into ClickHouse until SIGTERM; with close_after, also close periods."
+		spec.Keys = []string{"kafka", "clickhouse", "load_group", "instance", "rules", "reload", "close_after", "listen", "log_level"}
+	case "rater close":
+		spec.Summary = "Write each tenant's device-fee adjustment of a period into ClickHouse (idempotent)."
+		spec.Keys = []string{"clickhouse", "rules", "log_level"}
+		spec.Extra = func(fs *flag.FlagSet) { fs.StringVar(period, "period", "", "the period to close, YYYY-MM (required)") }
+	}
+	spec.Validate = func() error { return cfg.validate(name, *period) }
+	return spec
+}
+
+// validate checks what command name uses, naming the keys.
+func (c *streamConfig) validate(name, period string) error {
+	var errs []error
+	if name != "rater close" {
+		errs = append(errs, c.Kafka.Validate())
+		if c.Instance == "" {
+			errs = append(errs, errors.New("instance: required (stable per instance, unique per group)"))
+		}
+	}
+	if name != "rater run" {
+		errs = append(errs, c.ClickHouse.Validate())
+	}
+	switch name {
+	case "rater run":
+		if c.Group == "" {
+			errs = append(errs, errors.New("group: required"))
+		}
+	case "rater load":
+		if c.LoadGroup == "" {
+			errs = append(errs, errors.New("load_group: required"))
+		}
+		if c.CloseAfter < 0 {
+			errs = append(errs, fmt.Errorf("close_after: must be >= 0 (0: off), got %s", c.CloseAfter))
+		}
+	case "rater close":
+		if _, err := time.Parse("2006-01", period); err != nil {
+			errs = append(errs, fmt.Errorf("--period: want YYYY-MM, got %q", period))
+		}
+	}
+	needRules := name != "rater load" || c.CloseAfter > 0
+	if needRules && c.Rules == "" {
+		errs = append(errs, errors.New("rules: required (a tariff directory or file)"))
+	}
+	// rules.Watch polls on a ticker, which cannot tick every 0s.
+	if needRules && name != "rater close" && c.Reload <= 0 {
+		errs = append(errs, fmt.Errorf("reload: must be positive (how often the tariffs are polled), got %s", c.Reload))
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("log_level: must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
