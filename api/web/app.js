@@ -50,10 +50,10 @@ function el(tag, attrs = {}, text) {
 // stacked draws a stacked bar chart of rows (bucket, group value, value) into target.
 function stacked(target, rows, dim, value, fmt) {
   const buckets = [...new Set(rows.map((r) => r.bucket))].sort();
-  const series = [...new Set(rows.map((r) => r[dim] || '(none)'))].sort();
+  const series = [...new Set(rows.map((r) => r[dim] || '(device fees)'))].sort();
   const v = new Map();
   for (const r of rows) {
-    const k = r.bucket + '\u0000' + (r[dim] || '(none)');
+    const k = r.bucket + '\u0000' + (r[dim] || '(device fees)');
     v.set(k, (v.get(k) || 0) + value(r));
   }
   const W = 640, H = 240, L = 70, B = 36, T = 10, R = 10;
@@ -149,7 +149,7 @@ async function load() {
     const z = new Map();
     let recs = 0, by = 0, amt = 0n;
     for (const r of zones.rows) {
-      const k = r.zone || '(none)';
+      const k = r.zone || '(device fees)';
       const cur = z.get(k) || { records: 0, bytes: 0, amount: 0n };
       cur.records += r.records; cur.bytes += bytesOf(r); cur.amount += micros(r.amount);
       z.set(k, cur);
