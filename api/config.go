@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"fleetmeter/billing"
 	"fleetmeter/clickhouse"
 )
 
@@ -17,6 +18,9 @@ type Config struct {
 	Rules string      `yaml:"rules"`
 	Keys  []KeyConfig `yaml:"keys"`
 	Limit Limits      `yaml:"limits"`
+	// Billing serves /v1/billing/records and /v1/invoices once billing.cursor_key is set
+	// (docs/billing.md).
+	Billing billing.Config `yaml:"billing"`
 }
 
 // Limits bound what one request may ask of ClickHouse.
@@ -34,7 +38,8 @@ type Limits struct {
 func DefaultConfig() Config {
 	return Config{Listen: "127.0.0.1:8480", LogLevel: "info", ClickHouse: clickhouse.DefaultConfig(),
 		Limit: Limits{MaxRangeDays: 400, MaxBuckets: 2000, MaxRows: 100_000, MaxPage: 1000,
-			QueryTimeout: 10 * time.Second, QueryMemory: 2 << 30, QueryThreads: 2}}
+			QueryTimeout: 10 * time.Second, QueryMemory: 2 << 30, QueryThreads: 2},
+		Billing: billing.DefaultConfig()}
 }
 
 // Validate reports every bad key at once.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"fleetmeter/billing"
+	"fleetmeter/billing/chstore"
 	"fleetmeter/clickhouse"
 	"fleetmeter/internal/obs"
 	"fleetmeter/rules"
@@ -41,6 +43,18 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, ready chan<- stri
 	defer store.Close()
 	reg := obs.NewRegistry()
 	srv := New(store.Conn(), cfg.ClickHouse.Database, keys, cfg.Limit, func() *rules.Set { return set }, reg, logger)
+	if cfg.Billing.CursorKey != "" { // billing (docs/billing.md), behind the same keys
+		bh, err := chstore.NewHandler(store, cfg.Billing, func(r *http.Request) (billing.Caller, bool) {
+			p, ok := TenantFrom(r.Context())
+			return billing.Caller{Tenant: p.Tenant, Operator: p.Operator}, ok
+		}, logger)
+		if err != nil {
+			return err
+		}
+		srv.Mount("/v1/billing/", bh)
+		srv.Mount("/v1/invoices", bh)
+		srv.Mount("/v1/invoices/", bh)
+	}
 	srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }))
 	srv.Handle("GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

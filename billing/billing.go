@@ -7,6 +7,8 @@ package billing
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"fleetmeter/record"
@@ -127,4 +129,19 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{Lag: 10 * time.Second, MaxLimit: 1_000_000, Notify: DefaultNotifyConfig()}
+}
+
+// Validate reports every bad key at once (names as in the YAML under billing:).
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.CursorKey) < 32 {
+		errs = append(errs, fmt.Errorf("billing.cursor_key: %d bytes, want at least 32 (e.g. openssl rand -hex 32)", len(c.CursorKey)))
+	}
+	if c.Lag < time.Second {
+		errs = append(errs, fmt.Errorf("billing.lag: at least 1s, got %s", c.Lag))
+	}
+	if c.MaxLimit < 1 {
+		errs = append(errs, fmt.Errorf("billing.max_limit: must be positive, got %d", c.MaxLimit))
+	}
+	return errors.Join(errs...)
 }

@@ -229,8 +229,28 @@ func (v *Invoices) Finalize(ctx context.Context, period string) ([]Invoice, erro
 	return made, nil
 }
 
-// Finalize is what closing a period calls: Invoices.Finalize.
+// Finalize is what closing a period calls once its adjustments are written: it waits
+// until the watermark (the store's clock minus the lag) has passed the moment of the
+// call, so what was written before is covered, then runs Invoices.Finalize.
 func Finalize(ctx context.Context, v *Invoices, period string) ([]Invoice, error) {
+	start, err := v.store.Now(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		now, err := v.store.Now(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if now-v.lag > start {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 	return v.Finalize(ctx, period)
 }
 

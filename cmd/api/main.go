@@ -42,6 +42,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&cfg.Limit.MaxBuckets, "limits.max-buckets", cfg.Limit.MaxBuckets, "most time buckets per answer")
 		fs.IntVar(&cfg.Limit.MaxRangeDays, "limits.max-range-days", cfg.Limit.MaxRangeDays, "longest from..to, days")
 		fs.DurationVar(&cfg.Limit.QueryTimeout, "limits.query-timeout", cfg.Limit.QueryTimeout, "ClickHouse max_execution_time per query")
+		fs.StringVar(&cfg.Billing.CursorKey, "billing.cursor-key", cfg.Billing.CursorKey, "key signing billing cursors, at least 32 bytes (empty: billing off)")
+		fs.DurationVar(&cfg.Billing.Lag, "billing.lag", cfg.Billing.Lag, "billing reads this far behind ClickHouse's clock (longer than any INSERT)")
+		fs.StringVar(&cfg.Billing.Notify.URL, "billing.notify.url", cfg.Billing.Notify.URL, "RabbitMQ URL for invoice.finalized events (empty: off)")
 	})
 	if err != nil {
 		return 2
