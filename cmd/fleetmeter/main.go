@@ -4,36 +4,23 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"os"
+
+	"fleetmeter/internal/config"
 )
 
-type command struct {
-	name, usage string
-	run         func(args []string, stdout, stderr io.Writer) int
-	hidden      bool // a helper process of another command
+// noStdin adapts a command that reads no input to config.Command.
+func noStdin(run func(args []string, stdout, stderr io.Writer) int) func([]string, io.Reader, io.Writer, io.Writer) int {
+	return func(args []string, _ io.Reader, stdout, stderr io.Writer) int { return run(args, stdout, stderr) }
 }
 
-var commands = []command{
-	{"standalone", "standalone --data DIR [--rules DIR] [--simulate N] [--for D] [--kafka ADDR] [--clickhouse ADDR]", runStandalone, false},
-	{"load", "load [--records N] [--devices D] [--data DIR] [--kafka ADDR] [--clickhouse ADDR] [--partitions P] [--overlap]", runLoad, false},
-	{"load-rater", "", runLoadRater, true},
+var commands = []config.Command{
+	{Name: "standalone", Usage: "standalone --data DIR [--rules DIR] [--simulate N] [--for D] [--kafka ADDR] [--clickhouse ADDR]", Run: noStdin(runStandalone)},
+	{Name: "load", Usage: "load [--records N] [--devices D] [--data DIR] [--kafka ADDR] [--clickhouse ADDR] [--partitions P] [--overlap]", Run: noStdin(runLoad)},
+	{Name: "load-rater", Run: noStdin(runLoadRater), Hidden: true},
 }
 
 func main() {
-	if len(os.Args) > 1 {
-		for _, c := range commands {
-			if c.name == os.Args[1] {
-				os.Exit(c.run(os.Args[2:], os.Stdout, os.Stderr))
-			}
-		}
-	}
-	fmt.Fprintln(os.Stderr, "usage: fleetmeter COMMAND [ARGS]")
-	for _, c := range commands {
-		if !c.hidden {
-			fmt.Fprintln(os.Stderr, "  fleetmeter "+c.usage)
-		}
-	}
-	os.Exit(2)
+	os.Exit(config.Dispatch("fleetmeter", commands, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
