@@ -7,8 +7,16 @@
 // Authentication is shared: an API key belongs to one tenant or is an operator key.
 //
 //	keys, _ := api.NewKeys(cfg.Keys)          // []api.KeyConfig{Name, Tenant, Operator, SHA256}
+//	srv := api.New(conn, database, keys, limits, tariffs, reg, logger)
 //	srv.Mount("/v1/billing/", billingHandler) // one line: the handler runs behind keys.Auth
 //	srv.Mount("/v1/invoices", invoicesHandler)
+//
+// cmd/api builds the server in api.Run; a mount function passed to Run gets the server
+// and the open ClickHouse store:
+//
+//	api.Run(ctx, cfg, logger, ready, func(s *api.Server, st *clickhouse.Store) error {
+//		s.Mount("/v1/billing/", billingHandler); s.Mount("/v1/invoices", invoicesHandler); return nil
+//	})
 //
 // Inside a mounted handler, api.TenantFrom(r.Context()) returns the caller's Principal
 // {Name, Tenant, Operator}; ok is false only when the handler is served without Auth.

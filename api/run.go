@@ -20,9 +20,11 @@ import (
 
 // Run opens ClickHouse and serves the API, the page, /metrics, /healthz and /readyz on
 // cfg.Listen until ctx ends; ready, when given, receives the bound address once it
-// accepts connections (fleetmeter standalone prints it as "api").
+// accepts connections (fleetmeter standalone prints it as "api"). Each mount function
+// adds handlers behind the same keys once the store is open (billing, see doc.go).
 // Shutdown: stop accepting, let requests in flight finish (2 s), then close ClickHouse.
-func Run(ctx context.Context, cfg Config, logger *slog.Logger, ready chan<- string) error {
+func Run(ctx context.Context, cfg Config, logger *slog.Logger, ready chan<- string,
+	mounts ...func(*Server, *clickhouse.Store) error) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -54,6 +56,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, ready chan<- stri
 		srv.Mount("/v1/billing/", bh)
 		srv.Mount("/v1/invoices", bh)
 		srv.Mount("/v1/invoices/", bh)
+	}
+	for _, m := range mounts {
+		if err := m(srv, store); err != nil {
+			return err
+		}
 	}
 	srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }))
