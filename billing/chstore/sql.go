@@ -70,36 +70,42 @@ var recordColumns = []string{
 	"active_devices", "currency", "amount_micros", "rated_time_ms",
 }
 
-// ExportQuery selects the page after req.After: the keys whose e lies in
-// [After.Seen, UpTo] past After (candidates are only records with a copy, or a device
-// fee whose adjustment has a copy, stored in that range: e cannot land there otherwise),
-// then each key's first rating from rated_usage (LIMIT 1 BY over rated_time_ms, as
-// clickhouse.RecordsQuery).
-func ExportQuery(db string, req billing.ExportRequest) string {
+// ExportKeysQuery selects the positions of the page after req.After: the keys whose e
+// lies in [After.Seen, UpTo] past After. Candidates are only records with a copy, or a
+// device fee whose adjustment has a copy, stored in that range: e cannot land there
+// otherwise (from the start, every record is a candidate).
+func ExportKeysQuery(db string, req billing.ExportRequest) string {
 	a, w := num(req.After.Seen), num(req.UpTo)
 	scope := ""
 	if req.Tenant != "" {
 		scope = "tenant = " + quote(req.Tenant) + " AND "
 	}
-	inRange := "toUInt32(seen) >= " + a + " AND toUInt32(seen) <= " + w
-	cand := scope + "((tenant, record_id) IN (SELECT tenant, record_id FROM " + db + ".rated_seen WHERE " + scope + inRange + ")" +
-		" OR (charge = 'device_fee' AND (tenant, period) IN (SELECT tenant, period FROM " + db + ".rated_seen WHERE " +
-		scope + "charge = 'adjustment' AND " + inRange + ")))"
+	cand := scope + "1"
+	if req.After.Seen > 0 {
+		inRange := "toUInt32(seen) >= " + a + " AND toUInt32(seen) <= " + w
+		cand = scope + "((tenant, record_id) IN (SELECT tenant, record_id FROM " + db + ".rated_seen WHERE " + scope + inRange + ")" +
+			" OR (charge = 'device_fee' AND (tenant, period) IN (SELECT tenant, period FROM " + db + ".rated_seen WHERE " +
+			scope + "charge = 'adjustment' AND " + inRange + ")))"
+	}
 	t, r := quote(req.After.Tenant), quote(req.After.RecordID)
-	keys := "SELECT tenant, record_id, e FROM (\n" + seenSQL(db, cand, req.Tenant) + "\n)\n" +
+	return "SELECT tenant, record_id, e FROM (\n" + seenSQL(db, cand, req.Tenant) + "\n)\n" +
 		"WHERE e <= " + w + " AND (e > " + a + " OR e = " + a + " AND (tenant > " + t + " OR tenant = " + t + " AND record_id > " + r + "))\n" +
 		"ORDER BY e, tenant, record_id\n" +
 		"LIMIT " + strconv.Itoa(req.Limit)
-	cols := strings.Join(recordColumns, ", ")
-	return "SELECT " + cols + ", e\n" +
-		"FROM (\n" +
-		"SELECT " + cols + "\n" +
+}
+
+// ExportDataQuery reads the first rating (LIMIT 1 BY over rated_time_ms, as
+// clickhouse.RecordsQuery) of every key in the external table keys (tenant, record_id).
+func ExportDataQuery(db, tenant, keys string) string {
+	scope := ""
+	if tenant != "" {
+		scope = "tenant = " + quote(tenant) + " AND "
+	}
+	return "SELECT " + strings.Join(recordColumns, ", ") + "\n" +
 		"FROM " + db + ".rated_usage\n" +
-		"WHERE " + scope + "(tenant, record_id) IN (SELECT tenant, record_id FROM (\n" + keys + "\n))\n" +
+		"WHERE " + scope + "(tenant, record_id) IN " + keys + "\n" +
 		"ORDER BY tenant, record_id, rated_time_ms\n" +
-		"LIMIT 1 BY tenant, record_id\n" +
-		") ANY INNER JOIN (\n" + keys + "\n) USING (tenant, record_id)\n" +
-		"ORDER BY e, tenant, record_id"
+		"LIMIT 1 BY tenant, record_id"
 }
 
 // LinesQuery sums the tenant's records of a period (start_time in [start, end) ms; fees

@@ -6,6 +6,8 @@ import (
 	"math"
 	"time"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/ext"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"fleetmeter/billing"
@@ -34,32 +36,65 @@ func (s *Store) Now(ctx context.Context) (int64, error) {
 	return int64(now), nil
 }
 
-// Export runs ExportQuery.
+// Export runs ExportKeysQuery, then ExportDataQuery with the page's keys as an external
+// table, and returns the records in the keys' order.
 func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []billing.Exported) ([]billing.Exported, error) {
 	if req.Limit <= 0 {
 		return into, nil
 	}
-	rows, err := s.conn.Query(ctx, ExportQuery(s.db, req))
+	rows, err := s.conn.Query(ctx, ExportKeysQuery(s.db, req))
 	if err != nil {
-		return into, fmt.Errorf("billing export: %w", err)
+		return into, fmt.Errorf("billing export keys: %w", err)
 	}
-	defer rows.Close()
+	keys, err := ext.NewTable("page_keys", ext.Column("tenant", "String"), ext.Column("record_id", "String"))
+	if err != nil {
+		rows.Close()
+		return into, err
+	}
+	base := len(into)
+	index := map[string]int{}
 	for rows.Next() {
-		var x billing.Exported
+		var p billing.Position
+		var e uint32
+		if err := rows.Scan(&p.Tenant, &p.RecordID, &e); err != nil {
+			rows.Close()
+			return into, fmt.Errorf("billing export keys: %w", err)
+		}
+		p.Seen = int64(e)
+		index[p.Tenant+"\x00"+p.RecordID] = len(into)
+		into = append(into, billing.Exported{Pos: p})
+		if err := keys.Append(p.Tenant, p.RecordID); err != nil {
+			rows.Close()
+			return into[:base], err
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return into[:base], fmt.Errorf("billing export keys: %w", err)
+	}
+	if len(into) == base {
+		return into, nil
+	}
+	drows, err := s.conn.Query(ch.Context(ctx, ch.WithExternalTable(keys)), ExportDataQuery(s.db, req.Tenant, "page_keys"))
+	if err != nil {
+		return into[:base], fmt.Errorf("billing export: %w", err)
+	}
+	defer drows.Close()
+	found := 0
+	for drows.Next() {
+		var r record.Rated
 		var startMs, endMs, recvMs, ratedMs uint64
 		var lat, lon *float64
 		var sst *uint8
 		var amount int64
-		var e uint32
-		r := &x.Rec
-		err := rows.Scan(&r.EventID, &r.Tenant, &r.Device, &r.Source,
+		err := drows.Scan(&r.EventID, &r.Tenant, &r.Device, &r.Source,
 			&startMs, &endMs, &recvMs,
 			&r.BytesUp, &r.BytesDown, &r.DurationMs, &r.Events, &r.RatingGroup,
 			&r.PLMN, &r.Cell, &lat, &lon, &r.RAT, &sst, &r.SliceSD,
 			&r.RecordID, &r.Charge, &r.Zone, &r.Mobility, &r.Tariff, &r.TariffVersion, &r.Offer,
-			&r.ActiveDevices, &r.Currency, &amount, &ratedMs, &e)
+			&r.ActiveDevices, &r.Currency, &amount, &ratedMs)
 		if err != nil {
-			return into, fmt.Errorf("billing export: %w", err)
+			return into[:base], fmt.Errorf("billing export: %w", err)
 		}
 		r.StartTime, r.EndTime, r.ReceivedTime, r.RatedTime = int64(startMs), int64(endMs), int64(recvMs), int64(ratedMs)
 		if lat != nil && lon != nil {
@@ -69,11 +104,21 @@ func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []bi
 			r.SliceSST, r.HasSlice = *sst, true
 		}
 		r.Amount = record.Micros(amount)
-		x.Pos = billing.Position{Seen: int64(e), Tenant: r.Tenant, RecordID: r.RecordID}
-		into = append(into, x)
+		i, ok := index[r.Tenant+"\x00"+r.RecordID]
+		if !ok {
+			continue
+		}
+		into[i].Rec = r
+		found++
 	}
-	if err := rows.Err(); err != nil {
-		return into, fmt.Errorf("billing export: %w", err)
+	if err := drows.Err(); err != nil {
+		return into[:base], fmt.Errorf("billing export: %w", err)
+	}
+	// A key without its record would be a hole in the stream: refuse rather than skip
+	// (rated_seen is written after rated_usage in the same INSERT, so only a partition
+	// dropped by hand gets here).
+	if found != len(into)-base {
+		return into[:base], fmt.Errorf("billing export: %d of %d records of the page missing from rated_usage", len(into)-base-found, len(into)-base)
 	}
 	return into, nil
 }

@@ -1,0 +1,142 @@
+package chstore_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"fleetmeter/billing"
+	"fleetmeter/billing/chstore"
+	"fleetmeter/clickhouse"
+	"fleetmeter/record"
+)
+
+// benchRowCount is BILLING_BENCH_ROWS, 1,000,000 by default.
+func benchRowCount() int {
+	if n, err := strconv.Atoi(os.Getenv("BILLING_BENCH_ROWS")); err == nil && n > 0 {
+		return n
+	}
+	return 1_000_000
+}
+
+var benchOnce struct {
+	sync.Once
+	st  *clickhouse.Store
+	cs  *chstore.Store
+	db  string
+	n   int
+	err error
+}
+
+// benchStore loads the rated rows once per test binary: 3 tenants, 1000 devices.
+func benchStore(b *testing.B) (*chstore.Store, string, int) {
+	benchOnce.Do(func() {
+		cfg := clickhouse.DefaultConfig()
+		cfg.Addr = []string{srv.NativeAddr()}
+		cfg.Database = fmt.Sprintf("billing_bench_%d", os.Getpid())
+		ctx := context.Background()
+		st, err := clickhouse.Open(ctx, cfg)
+		if err != nil {
+			benchOnce.err = err
+			return
+		}
+		n := benchRowCount()
+		rows := make([]record.Rated, 0, 100_000)
+		tenants := []string{"acme-automotive", "utility-north", "farm-coop"}
+		t0 := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+		for i := range n {
+			id := fmt.Sprintf("ev-%016x", i)
+			start := t0 + int64(i%2_000_000)*1000
+			rows = append(rows, record.Rated{
+				Usage: record.Usage{EventID: id, Tenant: tenants[i%3], Device: fmt.Sprintf("imsi-26201%010d", i%1000), Source: "mqtt",
+					StartTime: start, EndTime: start + 60_000, ReceivedTime: start + 61_000, BytesUp: uint64(i % 5000),
+					BytesDown: uint64(i % 70000), DurationMs: 60_000, Events: 1, RatingGroup: 10, PLMN: "262-01",
+					Cell: fmt.Sprintf("ecgi-%d", i%500), Lat: 52.5, Lon: 13.4, HasPos: i%4 != 0, RAT: "NB-IoT", SliceSST: 3, HasSlice: i%2 == 0},
+				RecordID: id, Charge: record.ChargeUsage, Zone: "home", Mobility: "stationary", Tariff: "iot-basic",
+				TariffVersion: "2026-10", ActiveDevices: 1000, Currency: "EUR", Amount: record.Micros(i % 9999), RatedTime: start + 62_000,
+			})
+			if len(rows) == cap(rows) || i == n-1 {
+				if err := st.InsertRated(ctx, rows); err != nil {
+					benchOnce.err = err
+					return
+				}
+				rows = rows[:0]
+			}
+		}
+		benchOnce.st, benchOnce.cs, benchOnce.db, benchOnce.n = st, chstore.New(st.Conn(), cfg.Database), cfg.Database, n
+	})
+	if benchOnce.err != nil {
+		b.Fatal(benchOnce.err)
+	}
+	waitVisible(b, benchOnce.cs)
+	return benchOnce.cs, benchOnce.db, benchOnce.n
+}
+
+// BenchmarkExport pulls every row through the export (cursor pages of a million rows:
+// query, scan, encode to io.Discard) in each format, beside clickhouse-client reading the
+// same rows' columns as FORMAT Native in the same run. rows/s is the figure.
+//
+//	go test -run '^$' -bench Export -benchtime 1x ./billing/chstore/
+//	BILLING_BENCH_ROWS=10000000 go test -run '^$' -bench Export -benchtime 1x -timeout 60m ./billing/chstore/
+func BenchmarkExport(b *testing.B) {
+	cs, db, n := benchStore(b)
+	sig, _ := billing.NewSigner(testKey)
+	exp := billing.NewExporter(cs, sig, time.Second, 1_000_000)
+	for _, f := range []billing.Format{billing.ArrowStream, billing.Parquet, billing.JSONLines, billing.CSV} {
+		b.Run("format="+f.String(), func(b *testing.B) {
+			for b.Loop() {
+				rows := 0
+				cursor := ""
+				for {
+					page, err := exp.Page(context.Background(), "", cursor, 1_000_000)
+					if err != nil {
+						b.Fatal(err)
+					}
+					w, err := billing.NewRecordWriter(f, io.Discard)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := w.Write(page.Records); err != nil {
+						b.Fatal(err)
+					}
+					if err := w.Close(); err != nil {
+						b.Fatal(err)
+					}
+					rows += len(page.Records)
+					cursor = page.Next
+					if page.CaughtUp {
+						break
+					}
+				}
+				if rows != n {
+					b.Fatalf("exported %d rows, want %d", rows, n)
+				}
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+	b.Run("raw=clickhouse-client-native", func(b *testing.B) {
+		_, port, _ := net.SplitHostPort(srv.NativeAddr())
+		q := "SELECT event_id, tenant, device, source, start_time_ms, end_time_ms, received_time_ms, bytes_up, bytes_down, " +
+			"duration_ms, events, rating_group, plmn, cell, lat, lon, rat, slice_sst, slice_sd, record_id, charge, zone, mobility, " +
+			"tariff, tariff_version, offer, active_devices, currency, amount_micros, rated_time_ms FROM " + db + ".rated_usage FORMAT Native"
+		for b.Loop() {
+			cmd := exec.Command("clickhouse-client", "--host", "127.0.0.1", "--port", port, "--query", q)
+			cmd.Stdout = io.Discard
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err != nil {
+				b.Fatalf("clickhouse-client: %v %s", err, stderr.String())
+			}
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+	})
+}
