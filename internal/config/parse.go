@@ -104,6 +104,9 @@ func Parse(spec Spec, cfg any, args []string) ([]string, error) {
 			if !ok {
 				continue
 			}
+			if !slices.ContainsFunc(own, func(f field) bool { return f.key == s }) {
+				continue // another command's secret in a shared file: its file need not be here
+			}
 			if _, both := sources[s]; both {
 				probs = append(probs, fmt.Sprintf("%s: %s, %s_file: give one, not both", sources[s+"_file"], s, s))
 				continue
