@@ -94,8 +94,10 @@ func ExportKeysQuery(db string, req billing.ExportRequest) string {
 		"LIMIT " + strconv.Itoa(req.Limit)
 }
 
-// ExportDataQuery reads the first rating (LIMIT 1 BY over rated_time_ms, as
-// clickhouse.RecordsQuery) of every key in the external table keys (tenant, record_id).
+// ExportDataQuery reads the first rating of every key in the external table keys
+// (tenant, record_id): the copies rated at the least rated_time_ms, found by a narrow
+// GROUP BY rather than sorting whole rows. Copies rated at the same instant come from the
+// same state and are identical (migrations/0001_rated_usage.sql); the caller keeps one.
 func ExportDataQuery(db, tenant, keys string) string {
 	scope := ""
 	if tenant != "" {
@@ -103,9 +105,10 @@ func ExportDataQuery(db, tenant, keys string) string {
 	}
 	return "SELECT " + strings.Join(recordColumns, ", ") + "\n" +
 		"FROM " + db + ".rated_usage\n" +
+		"WHERE " + scope + "(tenant, record_id, rated_time_ms) IN (\n" +
+		"SELECT tenant, record_id, min(rated_time_ms) FROM " + db + ".rated_usage\n" +
 		"WHERE " + scope + "(tenant, record_id) IN " + keys + "\n" +
-		"ORDER BY tenant, record_id, rated_time_ms\n" +
-		"LIMIT 1 BY tenant, record_id"
+		"GROUP BY tenant, record_id)"
 }
 
 // LinesQuery sums the tenant's records of a period (start_time in [start, end) ms; fees

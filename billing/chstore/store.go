@@ -105,8 +105,8 @@ func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []bi
 		}
 		r.Amount = record.Micros(amount)
 		i, ok := index[r.Tenant+"\x00"+r.RecordID]
-		if !ok {
-			continue
+		if !ok || into[i].Rec.RecordID != "" {
+			continue // not asked for, or an identical copy
 		}
 		into[i].Rec = r
 		found++
