@@ -92,3 +92,16 @@ func TestMQTTPasswordFromFile(t *testing.T) {
 		t.Fatalf("password %q, err %v", cfg.MQTT.Password, err)
 	}
 }
+
+// The collectors' sample files decode through mediator run's configuration.
+func TestSampleConfigsDecode(t *testing.T) {
+	for _, f := range []string{"../../ingest/mqtt/mqtt.sample.yaml", "../../ingest/coap/sample.yaml",
+		"../../ingest/httpin/httpin.sample.yaml", "../../ingest/cdrdir/cdrdir.sample.yaml"} {
+		cfg := defaultMediator()
+		spec := mediatorSpec(&cfg)
+		spec.Validate = nil // they name files that exist where they are deployed
+		if _, err := config.Parse(spec, &cfg, []string{"--config", f}); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

@@ -180,6 +180,9 @@ func Parse(spec Spec, cfg any, args []string) ([]string, error) {
 			probs = append(probs, fmt.Sprintf("%s: give one, not both", strings.Join(given[key], ", ")))
 		}
 	}
+	if spec.Args == "" && fs.NArg() > 0 {
+		probs = append(probs, fmt.Sprintf("unexpected argument %q (flags come before arguments)", fs.Arg(0)))
+	}
 	if len(probs) > 0 {
 		return nil, probs
 	}

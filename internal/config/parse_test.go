@@ -62,7 +62,7 @@ func (c *svcCfg) validate() error {
 func parse(t *testing.T, args ...string) (svcCfg, []string, error) {
 	t.Helper()
 	cfg := defaults()
-	spec := Spec{Name: "svc run", Secrets: []string{"db.password"}, Validate: cfg.validate,
+	spec := Spec{Name: "svc run", Args: "[ARG]", Secrets: []string{"db.password"}, Validate: cfg.validate,
 		Help: map[string]string{"db.addr": "database addresses", "reload": "how often to reload, as in `svc reload`"}}
 	rest, err := Parse(spec, &cfg, args)
 	return cfg, rest, err
@@ -169,7 +169,7 @@ func TestHelpListsEveryKeyWithoutSecrets(t *testing.T) {
 	if !errors.As(err, &h) {
 		t.Fatalf("want *Help, got %v", err)
 	}
-	for _, want := range []string{"usage: svc run [flags]", "--db.addr list", "database addresses",
+	for _, want := range []string{"usage: svc run [flags] [ARG]", "--db.addr list", "database addresses",
 		`default "127.0.0.1:9000"`, "env FLEETMETER_DB_ADDR", "--db.dial-timeout duration", "--db.password-file FILE",
 		"--reload duration", "how often to reload, as in `svc reload`", "--enabled\n", "--level int"} {
 		if !strings.Contains(h.Text, want) {
@@ -221,4 +221,10 @@ func TestVersionHasGoVersion(t *testing.T) {
 	if v := Version("svc"); !strings.HasPrefix(v, "svc") || !strings.Contains(v, "go1.") {
 		t.Fatalf("Version = %q", v)
 	}
+}
+
+func TestUnexpectedArgumentsRefused(t *testing.T) {
+	cfg := defaults()
+	_, err := Parse(Spec{Name: "svc run"}, &cfg, []string{"stray", "--qos", "2"})
+	wantProblem(t, err, `unexpected argument "stray"`)
 }
