@@ -38,7 +38,7 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request, tenant string) er
 		return err
 	}
 	spec := clickhouse.UsageSpec{Tenant: tenant, From: from, To: to, Window: win, GroupBy: groups, Filters: filters,
-		Limit: s.limit.MaxRows}
+		Limit: s.limit.MaxRows, Final: s.final}
 	sql, args, err := clickhouse.UsageQuery(s.dbName, spec)
 	if err != nil {
 		return bad("%v", err)

@@ -14,9 +14,11 @@ import (
 // returned, counted nor revealed, not even by an error message or a 404 that differs
 // (the API has no 403: a device the key cannot see is the same 404 as one that does not
 // exist, from the same query).
-func TestTenantIsolation(t *testing.T) {
-	both := newServer(t, limits(), fixtureA(), fixtureB())
-	onlyA := newServer(t, limits(), fixtureA())
+func TestTenantIsolation(t *testing.T) { bothModes(t, testTenantIsolation) }
+
+func testTenantIsolation(t *testing.T, final bool) {
+	both := newServerMode(t, final, limits(), fixtureA(), fixtureB())
+	onlyA := newServerMode(t, final, limits(), fixtureA())
 	rng := "from=2026-10-01&to=2026-11-01"
 	cur := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 	cases := []string{

@@ -115,12 +115,19 @@ func testKeys(t testing.TB) *api.Keys {
 // newServer serves the API over a fresh database holding recs.
 func newServer(t testing.TB, limit api.Limits, recs ...[]record.Rated) *httptest.Server {
 	t.Helper()
+	return newServerMode(t, false, limit, recs...)
+}
+
+// newServerMode is newServer with usage queries collapsing copies by FINAL when final.
+func newServerMode(t testing.TB, final bool, limit api.Limits, recs ...[]record.Rated) *httptest.Server {
+	t.Helper()
 	db, st := newDB(t, recs...)
 	set, err := rules.Load("../deploy/tariffs")
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := api.New(st.Conn(), db, testKeys(t), limit, func() *rules.Set { return set }, nil, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	h.SetFinal(final)
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	return ts

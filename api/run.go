@@ -57,6 +57,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, ready chan<- stri
 		srv.Mount("/v1/invoices", bh)
 		srv.Mount("/v1/invoices/", bh)
 	}
+	srv.SetFinal(cfg.ClickHouse.Cluster == "")
 	for _, m := range mounts {
 		if err := m(srv, store); err != nil {
 			return err

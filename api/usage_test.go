@@ -19,8 +19,10 @@ type usageAnswer struct {
 
 // TestUsageExact: per day and zone, the API's sums equal the first ratings of the
 // fixture (the re-rated copy counts neither its zone nor its amount).
-func TestUsageExact(t *testing.T) {
-	ts := newServer(t, limits(), fixtureA(), fixtureB())
+func TestUsageExact(t *testing.T) { bothModes(t, testUsageExact) }
+
+func testUsageExact(t *testing.T, final bool) {
+	ts := newServerMode(t, final, limits(), fixtureA(), fixtureB())
 	code, body := get(t, ts, keyA, "/v1/usage?from=2026-10-01&to=2026-11-01&window=day&group_by=zone&filter[charge]=usage")
 	if code != 200 {
 		t.Fatalf("%d %s", code, body)
@@ -57,8 +59,10 @@ func TestUsageExact(t *testing.T) {
 }
 
 // TestUsageWholeMonth: one bucket, every charge: usage + fee + adjustment, duplicates once.
-func TestUsageWholeMonth(t *testing.T) {
-	ts := newServer(t, limits(), fixtureA(), fixtureB())
+func TestUsageWholeMonth(t *testing.T) { bothModes(t, testUsageWholeMonth) }
+
+func testUsageWholeMonth(t *testing.T, final bool) {
+	ts := newServerMode(t, final, limits(), fixtureA(), fixtureB())
 	_, body := get(t, ts, keyA, "/v1/usage?from=2026-10-01&to=2026-11-01&window=month&group_by=charge")
 	var got usageAnswer
 	if err := json.Unmarshal([]byte(body), &got); err != nil {
@@ -83,8 +87,10 @@ func TestUsageWholeMonth(t *testing.T) {
 }
 
 // TestUsageCSV: Accept: text/csv gives the same figures as CSV.
-func TestUsageCSV(t *testing.T) {
-	ts := newServer(t, limits(), fixtureA())
+func TestUsageCSV(t *testing.T) { bothModes(t, testUsageCSV) }
+
+func testUsageCSV(t *testing.T, final bool) {
+	ts := newServerMode(t, final, limits(), fixtureA())
 	code, body := get(t, ts, keyA, "/v1/usage?from=2026-10-01&to=2026-11-01&window=month&group_by=mobility&filter[charge]=usage", "text/csv")
 	if code != 200 {
 		t.Fatalf("%d %s", code, body)
@@ -224,5 +230,12 @@ func TestPeriodsAndDevices(t *testing.T) {
 	}
 	if strings.Join(ids, ",") != strings.Join(want, ",") {
 		t.Fatalf("timeline\ngot  %v\nwant %v", ids, want)
+	}
+}
+
+// bothModes runs f with usage queries collapsing copies by GROUP BY record_id and by FINAL.
+func bothModes(t *testing.T, f func(t *testing.T, final bool)) {
+	for _, final := range []bool{false, true} {
+		t.Run(fmt.Sprintf("final=%v", final), func(t *testing.T) { f(t, final) })
 	}
 }

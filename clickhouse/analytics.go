@@ -11,34 +11,49 @@ import (
 
 // Analytics queries answer a tenant's questions about its own usage (cmd/api). Every
 // figure is exact: the inner query collapses the copies of a record_id keeping the first
-// rating (argMin by rated_time_ms, as TotalsQuery), and only then are filters, buckets and
-// group-bys applied, so a redelivered copy rated differently can neither count nor move a
-// record to another group. The daily rollups are not read: they count redeliveries.
+// rating (argMin by rated_time_ms, as TotalsQuery; or, for usage queries on one node,
+// FINAL, which keeps the same row), and only then are filters, buckets and group-bys
+// applied, so a redelivered copy rated differently can neither count nor move a record to
+// another group. The daily rollups are not read: they count redeliveries.
 //
 // Safety: the tenant and every filter value travel as bound parameters; dimension names
 // are taken from a fixed table (Dims), never from the caller's text.
 
 // Dim is a dimension a usage query groups or filters by.
 type Dim struct {
-	Name string // API name
-	expr string // over the collapsed row (inner query's aliases)
-	pick string // inner query's argMin expression for it
+	Name string // API name, also the column's alias in the inner query
+	col  string // the value on a rated_usage row
+}
+
+// pick is the dimension's value in the inner query: the row's own under FINAL, else the
+// first rating's.
+func (d Dim) pick(final bool) string {
+	if d.Name == "device" {
+		return "device"
+	}
+	if final {
+		if d.col == d.Name {
+			return d.col
+		}
+		return d.col + " AS " + d.Name
+	}
+	return "argMin(" + d.col + ", rated_time_ms) AS " + d.Name
 }
 
 // Dims are the dimensions, in the order results list them.
 var Dims = []Dim{
-	{"device", "device", "device"},
-	{"zone", "zone", "argMin(zone, rated_time_ms) AS zone"},
-	{"mobility", "mobility", "argMin(mobility, rated_time_ms) AS mobility"},
-	{"source", "source", "argMin(source, rated_time_ms) AS source"},
-	{"rat", "rat", "argMin(rat, rated_time_ms) AS rat"},
+	{"device", "device"},
+	{"zone", "zone"},
+	{"mobility", "mobility"},
+	{"source", "source"},
+	{"rat", "rat"},
 	// slice: "" (none), "<sst>" or "<sst>-<sd>"
-	{"slice", "slice", "argMin(if(isNull(slice_sst), '', concat(toString(assumeNotNull(slice_sst)), " +
-		"if(toString(slice_sd) = '', '', concat('-', toString(slice_sd))))), rated_time_ms) AS slice"},
-	{"tariff", "tariff", "argMin(tariff, rated_time_ms) AS tariff"},
-	{"offer", "offer", "argMin(offer, rated_time_ms) AS offer"},
-	{"charge", "charge", "argMin(charge, rated_time_ms) AS charge"},
-	{"currency", "currency", "argMin(currency, rated_time_ms) AS currency"},
+	{"slice", "if(isNull(slice_sst), '', concat(toString(assumeNotNull(slice_sst)), " +
+		"if(toString(slice_sd) = '', '', concat('-', toString(slice_sd)))))"},
+	{"tariff", "tariff"},
+	{"offer", "offer"},
+	{"charge", "charge"},
+	{"currency", "currency"},
 }
 
 // DimNames lists the valid dimension names.
@@ -100,6 +115,11 @@ type UsageSpec struct {
 	GroupBy  []string            // dimension names (Dims)
 	Filters  map[string][]string // dimension -> accepted values (any of)
 	Limit    int                 // most rows returned; the query asks for one more to detect overflow
+	// Final collapses copies with FINAL instead of GROUP BY record_id: 3-4x faster, and
+	// exact on one node, where the ReplacingMergeTree's version keep_first makes FINAL
+	// keep the earliest rating. Leave it off on a cluster unless every copy of a record
+	// is sure to sit on one shard.
+	Final bool
 }
 
 // UsageColumns describes a usage result row: bucket, the group-by dims in spec order
@@ -179,16 +199,24 @@ func UsageQuery(db string, s UsageSpec) (string, []any, error) {
 	for k := range s.Filters {
 		need[k] = true
 	}
-	inner := []string{"argMin(start_time_ms, rated_time_ms) AS t"}
+	var inner []string
+	if s.Final {
+		inner = append(inner, "start_time_ms AS t")
+	} else {
+		inner = append(inner, "argMin(start_time_ms, rated_time_ms) AS t")
+	}
 	for _, d := range Dims {
 		if need[d.Name] && d.Name != "device" {
-			inner = append(inner, d.pick)
+			inner = append(inner, d.pick(s.Final))
 		}
 	}
-	inner = append(inner,
-		"argMin(bytes_up, rated_time_ms) AS bu", "argMin(bytes_down, rated_time_ms) AS bd",
-		"argMin(duration_ms, rated_time_ms) AS du", "argMin(events, rated_time_ms) AS ev",
-		"argMin(amount_micros, rated_time_ms) AS am")
+	for _, m := range [][2]string{{"bytes_up", "bu"}, {"bytes_down", "bd"}, {"duration_ms", "du"}, {"events", "ev"}, {"amount_micros", "am"}} {
+		if s.Final {
+			inner = append(inner, m[0]+" AS "+m[1])
+		} else {
+			inner = append(inner, "argMin("+m[0]+", rated_time_ms) AS "+m[1])
+		}
+	}
 	where, args := rangeWhere(s.Tenant, s.From, s.To)
 
 	// Filters in a fixed order so the SQL is stable.
@@ -204,7 +232,7 @@ func UsageQuery(db string, s UsageSpec) (string, []any, error) {
 			continue
 		}
 		ph := strings.TrimSuffix(strings.Repeat("?, ", len(vals)), ", ")
-		conds = append(conds, Dims[dimIndex(k)].expr+" IN ("+ph+")")
+		conds = append(conds, k+" IN ("+ph+")")
 		for _, v := range vals {
 			args = append(args, v)
 		}
@@ -212,6 +240,13 @@ func UsageQuery(db string, s UsageSpec) (string, []any, error) {
 	outerWhere := ""
 	if len(conds) > 0 {
 		outerWhere = "WHERE " + strings.Join(conds, " AND ") + "\n"
+	}
+	// Under FINAL the inner WHERE holds only the tenant (sorting key) and start times,
+	// which every copy of a record shares, so filtering before the collapse (18.16 moves
+	// conditions to PREWHERE) cannot drop a first rating; dimension filters stay outside.
+	final, group := "", "GROUP BY record_id, device\n"
+	if s.Final {
+		final, group = " FINAL", ""
 	}
 	keys := append([]string{"bucket"}, groups...)
 	limit := ""
@@ -222,9 +257,8 @@ func UsageQuery(db string, s UsageSpec) (string, []any, error) {
 		"count() AS records, sum(bu) AS bytes_up, sum(bd) AS bytes_down, sum(du) AS duration_ms, sum(ev) AS events, sum(am) AS amount_micros\n" +
 		"FROM (\n" +
 		"SELECT record_id, device, " + strings.Join(inner, ", ") + "\n" +
-		"FROM " + db + ".rated_usage\n" +
-		where +
-		"GROUP BY record_id, device\n" +
+		"FROM " + db + ".rated_usage" + final + "\n" +
+		where + group +
 		")\n" +
 		outerWhere +
 		"GROUP BY " + strings.Join(keys, ", ") + "\n" +

@@ -24,6 +24,12 @@ func analyticsQueries(t *testing.T, db string) map[string][2]any {
 			t.Fatal(err)
 		}
 		out["usage_"+string(w)] = [2]any{q, args}
+		q, args, err = clickhouse.UsageQuery(db, clickhouse.UsageSpec{Tenant: "t1", From: from, To: to, Window: w, Final: true,
+			GroupBy: []string{"zone", "slice"}, Filters: map[string][]string{"mobility": {"mobile"}, "slice": {"3"}}, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["usage_final_"+string(w)] = [2]any{q, args}
 	}
 	q, args := clickhouse.DevicesQuery(db, clickhouse.DeviceSpec{Tenant: "t1", From: from, To: to, After: "d1", Limit: 10})
 	out["devices"] = [2]any{q, args}
@@ -49,7 +55,7 @@ func TestAnalyticsBindsValues(t *testing.T) {
 		if strings.Count(q, "?") != len(qa[1].([]any)) {
 			t.Errorf("%s: %d placeholders, %d args", name, strings.Count(q, "?"), len(qa[1].([]any)))
 		}
-		if !strings.Contains(q, "rated_time_ms)") || !strings.Contains(q, "GROUP BY") || !strings.Contains(q, "record_id") {
+		if !strings.Contains(q, " FINAL") && (!strings.Contains(q, "rated_time_ms)") || !strings.Contains(q, "GROUP BY") || !strings.Contains(q, "record_id")) {
 			t.Errorf("%s: does not collapse duplicates by record_id keeping the first rating:\n%s", name, q)
 		}
 	}
