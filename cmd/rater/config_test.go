@@ -37,7 +37,7 @@ func TestStreamConfigErrorsArePrinted(t *testing.T) {
 		{[]string{"load"}, map[string]string{"FLEETMETER_CLICKHOUSE_DATABASE": "no-dashes"}, "FLEETMETER_CLICKHOUSE_DATABASE: clickhouse.database:"},
 		{[]string{"close", "--period", "2026-13"}, nil, "--period: want YYYY-MM"},
 		{[]string{"close"}, nil, "--period: want YYYY-MM"},
-		{[]string{"run", "--clickhouse.addr", "x:1"}, nil, "flag provided but not defined: -clickhouse.addr"},
+		{[]string{"run", "--clickhouse.addr", "x:1"}, nil, "unknown flag --clickhouse.addr"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

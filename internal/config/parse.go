@@ -166,7 +166,9 @@ func Parse(spec Spec, cfg any, args []string) ([]string, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, &Help{Text: usage(spec, fs, own)}
 		}
-		return nil, Problems{err.Error()}
+		// The flag package names flags with one dash; they are written with two here.
+		msg := strings.Replace(err.Error(), "flag provided but not defined: -", "unknown flag --", 1)
+		return nil, Problems{strings.Replace(msg, " for flag -", " for flag --", 1)}
 	}
 	given := map[string][]string{}
 	fs.Visit(func(fl *flag.Flag) {

@@ -196,7 +196,7 @@ func TestExitPrintsEveryProblem(t *testing.T) {
 func TestKeysLimitFlagsAndVariables(t *testing.T) {
 	cfg := defaults()
 	_, err := Parse(Spec{Name: "svc close", Keys: []string{"db"}, Skip: []string{"db.dial_timeout"}}, &cfg, []string{"--qos", "1"})
-	wantProblem(t, err, "flag provided but not defined: -qos")
+	wantProblem(t, err, "unknown flag --qos")
 	t.Setenv("FLEETMETER_QOS", "2")
 	t.Setenv("FLEETMETER_DB_DIAL_TIMEOUT", "9s")
 	if _, err := Parse(Spec{Name: "svc close", Keys: []string{"db"}, Skip: []string{"db.dial_timeout"}}, &cfg, nil); err != nil ||
@@ -227,4 +227,9 @@ func TestUnexpectedArgumentsRefused(t *testing.T) {
 	cfg := defaults()
 	_, err := Parse(Spec{Name: "svc run"}, &cfg, []string{"stray", "--qos", "2"})
 	wantProblem(t, err, `unexpected argument "stray"`)
+}
+
+func TestBadFlagValueNamesTheFlag(t *testing.T) {
+	_, _, err := parse(t, "--db.dial-timeout", "soon")
+	wantProblem(t, err, `invalid value "soon" for flag --db.dial-timeout: want a duration`)
 }
