@@ -147,8 +147,12 @@ func (s *Server) query(ctx context.Context, route, q string, args []any, scan fu
 		"max_memory_usage":   int(s.limit.QueryMemory),
 		"max_threads":        s.limit.QueryThreads,
 	}))
-	ctx, cancel := context.WithTimeout(ctx, s.limit.QueryTimeout+5*time.Second)
+	// A client-side backstop, without a deadline on ctx: clickhouse-go turns a deadline
+	// into its own max_execution_time (deadline + 5 s), replacing the limit above.
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	stop := time.AfterFunc(s.limit.QueryTimeout+5*time.Second, cancel)
+	defer stop.Stop()
 	start := time.Now()
 	rows, err := s.db.Query(ctx, q, args...)
 	if err != nil {
