@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -85,3 +86,33 @@ func TestLimitExceeded(t *testing.T) {
 		t.Fatalf("%d %s", code, body)
 	}
 }
+
+// TestKeysNeverLogged: failed queries are logged with the key's name, never the key or
+// its hash, and neither are refused keys.
+func TestKeysNeverLogged(t *testing.T) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(writerFunc(func(b []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(b)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ts := httptest.NewServer(api.New(limitHit{}, "db", testKeys(t), limits(), nil, nil, logger))
+	defer ts.Close()
+	get(t, ts, keyA, "/v1/usage?from=2026-10-01&to=2026-11-01")
+	get(t, ts, keyA+"-wrong", "/v1/usage?from=2026-10-01&to=2026-11-01")
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(buf.String(), `"key":"a"`) {
+		t.Fatalf("the failure was not logged with the key's name: %s", buf.String())
+	}
+	for _, secret := range []string{keyA, api.HashKey(keyA), keyA + "-wrong"} {
+		if strings.Contains(buf.String(), secret) {
+			t.Errorf("log holds a key or its hash: %s", buf.String())
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
