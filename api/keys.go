@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -140,4 +141,21 @@ func ResolveTenant(r *http.Request) (string, error) {
 		return "", errors.New("tenant: a tenant key sees only its own tenant; omit tenant")
 	}
 	return p.Tenant, nil
+}
+
+// DemoKeys makes one random key per tenant (fleetmeter standalone prints them): the
+// entries to configure, which hold only hashes, and the keys themselves by tenant.
+func DemoKeys(tenants []string) ([]KeyConfig, map[string]string, error) {
+	var cfgs []KeyConfig
+	plain := map[string]string{}
+	for _, t := range tenants {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return nil, nil, fmt.Errorf("demo keys: %w", err)
+		}
+		key := "fm-" + t + "-" + hex.EncodeToString(b)
+		plain[t] = key
+		cfgs = append(cfgs, KeyConfig{Name: "demo-" + t, Tenant: t, SHA256: HashKey(key)})
+	}
+	return cfgs, plain, nil
 }

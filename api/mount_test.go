@@ -53,3 +53,28 @@ func TestKeysConfig(t *testing.T) {
 		t.Error("the stored hash itself must not work as a key")
 	}
 }
+
+// TestDemoKeys: one working, distinct key per tenant, only hashes configured.
+func TestDemoKeys(t *testing.T) {
+	cfgs, plain, err := api.DemoKeys([]string{"agrico", "autoco"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := api.NewKeys(cfgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ten, key := range plain {
+		if p, ok := k.Lookup(key); !ok || p.Tenant != ten {
+			t.Errorf("%s: %+v %v", ten, p, ok)
+		}
+		for _, c := range cfgs {
+			if strings.Contains(c.SHA256, key) || strings.Contains(c.Name, key) {
+				t.Errorf("config holds the key itself")
+			}
+		}
+	}
+	if plain["agrico"] == plain["autoco"] {
+		t.Error("keys repeat")
+	}
+}
