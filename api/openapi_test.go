@@ -1,8 +1,10 @@
 package api_test
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"regexp"
 	"sort"
@@ -244,5 +246,50 @@ func TestValidatorCatches(t *testing.T) {
 	errs := s.validate(map[string]any{"$ref": "#/components/schemas/Device"}, bad, "$")
 	if len(errs) < 4 {
 		t.Fatalf("validator missed errors: %v", errs)
+	}
+}
+
+// TestCSVMatchesJSON: with Accept: text/csv every endpoint the file declares CSV for
+// answers text/csv whose header is the JSON rows' fields and whose rows are as many.
+func TestCSVMatchesJSON(t *testing.T) {
+	ts := newServer(t, limits(), fixtureA())
+	rng := "from=2026-10-01&to=2026-11-01"
+	for path, field := range map[string]string{
+		"/v1/usage?" + rng + "&group_by=zone":            "rows",
+		"/v1/devices?" + rng:                             "devices",
+		"/v1/devices/top?" + rng:                         "devices",
+		"/v1/devices/active?" + rng:                      "buckets",
+		"/v1/devices/d1/timeline?" + rng + "&limit=1000": "records",
+		"/v1/periods?" + rng:                             "periods",
+	} {
+		_, js := get(t, ts, keyA, path)
+		var raw map[string]json.RawMessage
+		_ = json.Unmarshal([]byte(js), &raw)
+		var rows []map[string]any
+		if err := json.Unmarshal(raw[field], &rows); err != nil || len(rows) == 0 {
+			t.Fatalf("%s: %v %s", path, err, js)
+		}
+		req, _ := http.NewRequest("GET", ts.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+keyA)
+		req.Header.Set("Accept", "text/csv")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := csv.NewReader(resp.Body).ReadAll()
+		resp.Body.Close()
+		if err != nil || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") {
+			t.Fatalf("%s: %v %s", path, err, resp.Header.Get("Content-Type"))
+		}
+		var keys []string
+		for k := range rows[0] {
+			keys = append(keys, k)
+		}
+		header := append([]string{}, recs[0]...)
+		sort.Strings(keys)
+		sort.Strings(header)
+		if strings.Join(keys, ",") != strings.Join(header, ",") || len(recs)-1 != len(rows) {
+			t.Errorf("%s: csv header %v with %d rows, json fields %v with %d rows", path, recs[0], len(recs)-1, keys, len(rows))
+		}
 	}
 }
