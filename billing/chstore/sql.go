@@ -94,10 +94,10 @@ func ExportKeysQuery(db string, req billing.ExportRequest) string {
 		"LIMIT " + strconv.Itoa(req.Limit)
 }
 
-// ExportDataQuery reads the first rating of every key in the external table keys
-// (tenant, record_id): the copies rated at the least rated_time_ms, found by a narrow
-// GROUP BY rather than sorting whole rows. Copies rated at the same instant come from the
-// same state and are identical (migrations/0001_rated_usage.sql); the caller keeps one.
+// ExportDataQuery reads every stored copy of the keys in the external table keys
+// (tenant, record_id); the caller keeps each key's first rating (least rated_time_ms,
+// as clickhouse.RecordsQuery's LIMIT 1 BY). Copies are few, and choosing in Go spares
+// the server a sort or GROUP BY of whole rows (ten times the cost of the read here).
 func ExportDataQuery(db, tenant, keys string) string {
 	scope := ""
 	if tenant != "" {
@@ -105,10 +105,7 @@ func ExportDataQuery(db, tenant, keys string) string {
 	}
 	return "SELECT " + strings.Join(recordColumns, ", ") + "\n" +
 		"FROM " + db + ".rated_usage\n" +
-		"WHERE " + scope + "(tenant, record_id, rated_time_ms) IN (\n" +
-		"SELECT tenant, record_id, min(rated_time_ms) FROM " + db + ".rated_usage\n" +
-		"WHERE " + scope + "(tenant, record_id) IN " + keys + "\n" +
-		"GROUP BY tenant, record_id)"
+		"WHERE " + scope + "(tenant, record_id) IN " + keys
 }
 
 // LinesQuery sums the tenant's records of a period (start_time in [start, end) ms; fees

@@ -37,7 +37,7 @@ func (s *Store) Now(ctx context.Context) (int64, error) {
 }
 
 // Export runs ExportKeysQuery, then ExportDataQuery with the page's keys as an external
-// table, and returns the records in the keys' order.
+// table, keeps each key's first rating and returns the records in the keys' order.
 func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []billing.Exported) ([]billing.Exported, error) {
 	if req.Limit <= 0 {
 		return into, nil
@@ -105,11 +105,17 @@ func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []bi
 		}
 		r.Amount = record.Micros(amount)
 		i, ok := index[r.Tenant+"\x00"+r.RecordID]
-		if !ok || into[i].Rec.RecordID != "" {
-			continue // not asked for, or an identical copy
+		if !ok {
+			continue
+		}
+		// The first rating: the least rated_time_ms (copies rated at the same instant come
+		// from the same state and are identical).
+		if into[i].Rec.RecordID == "" {
+			found++
+		} else if into[i].Rec.RatedTime <= r.RatedTime {
+			continue
 		}
 		into[i].Rec = r
-		found++
 	}
 	if err := drows.Err(); err != nil {
 		return into[:base], fmt.Errorf("billing export: %w", err)
