@@ -95,7 +95,7 @@ func (s *Server) devices(w http.ResponseWriter, r *http.Request, tenant string) 
 	if err != nil {
 		return err
 	}
-	sql, args := clickhouse.DevicesQuery(s.dbName, clickhouse.DeviceSpec{Tenant: tenant, From: from, To: to, After: after, Limit: limit})
+	sql, args := clickhouse.DevicesQuery(s.dbName, clickhouse.DeviceSpec{Tenant: tenant, From: from, To: to, After: after, Limit: limit, Final: s.final})
 	t := &table{name: "devices", cols: []string{"device", "records", "bytes", "amount", "first_seen", "last_seen"},
 		meta: rangeMeta(tenant, from, to)}
 	err = s.query(r.Context(), "devices", sql, args, func(rows driver.Rows) error {
@@ -133,7 +133,7 @@ func (s *Server) topDevices(w http.ResponseWriter, r *http.Request, tenant strin
 	if err != nil {
 		return err
 	}
-	sql, args := clickhouse.TopDevicesQuery(s.dbName, tenant, from, to, limit)
+	sql, args := clickhouse.TopDevicesQuery(s.dbName, tenant, from, to, limit, s.final)
 	t := &table{name: "devices", cols: []string{"device", "records", "bytes", "amount"}, meta: rangeMeta(tenant, from, to)}
 	err = s.query(r.Context(), "devices_top", sql, args, func(rows driver.Rows) error {
 		var dev string
@@ -167,7 +167,7 @@ func (s *Server) activeDevices(w http.ResponseWriter, r *http.Request, tenant st
 	if err != nil {
 		return err
 	}
-	sql, args, err := clickhouse.ActivePerBucketQuery(s.dbName, clickhouse.ActiveSpec{Tenant: tenant, From: from, To: to, Window: win})
+	sql, args, err := clickhouse.ActivePerBucketQuery(s.dbName, clickhouse.ActiveSpec{Tenant: tenant, From: from, To: to, Window: win, Final: s.final})
 	if err != nil {
 		return bad("%v", err)
 	}
@@ -297,7 +297,7 @@ func (s *Server) periods(w http.ResponseWriter, r *http.Request, tenant string) 
 	if err != nil {
 		return err
 	}
-	sql, args := clickhouse.PeriodQuery(s.dbName, tenant, from, to)
+	sql, args := clickhouse.PeriodQuery(s.dbName, tenant, from, to, s.final)
 	set := s.tariff()
 	t := &table{name: "periods", cols: []string{"period", "status", "fees_exact", "devices", "currency", "usage_amount",
 		"provisional_fees", "adjustment", "fees", "total", "fee_tier"}, meta: rangeMeta(tenant, from, to)}

@@ -169,9 +169,11 @@ func asList(x any) []string {
 // TestOpenAPIMatchesHandlers calls every path of openapi.yaml on the real handlers over
 // ClickHouse (successes and errors, JSON) and validates each answer against the schema the
 // file declares for its status; the paths the file lists are the paths the server routes.
-func TestOpenAPIMatchesHandlers(t *testing.T) {
+func TestOpenAPIMatchesHandlers(t *testing.T) { bothModes(t, testOpenAPIMatchesHandlers) }
+
+func testOpenAPIMatchesHandlers(t *testing.T, final bool) {
 	s := loadSpec(t)
-	ts := newServer(t, limits(), fixtureA(), fixtureB())
+	ts := newServerMode(t, final, limits(), fixtureA(), fixtureB())
 	rng := "from=2026-10-01&to=2026-11-01"
 	calls := []struct {
 		path, spec string

@@ -32,7 +32,7 @@ type Server struct {
 	keys   *Keys
 	limit  Limits
 	tariff func() *rules.Set // may return nil: no fee tiers shown
-	final  bool              // usage queries collapse copies with FINAL (see SetFinal)
+	final  bool              // queries collapse copies with FINAL (see SetFinal)
 	logger *slog.Logger
 	mux    *http.ServeMux
 
@@ -75,9 +75,10 @@ func New(db Querier, database string, keys *Keys, limit Limits, tariffs func() *
 	return s
 }
 
-// SetFinal makes usage queries collapse duplicate copies with FINAL rather than GROUP BY
-// record_id: same figures, several times faster, exact on a single node
-// (clickhouse.UsageSpec.Final). Run turns it on unless clickhouse.cluster is set.
+// SetFinal makes the usage, devices, top, active and periods queries collapse duplicate
+// copies with FINAL rather than GROUP BY record_id: same figures, several times faster,
+// exact on a single node (clickhouse.UsageSpec.Final). Run turns it on unless
+// clickhouse.cluster is set. The timeline (one device) always groups.
 func (s *Server) SetFinal(on bool) { s.final = on }
 
 // Mount serves h under pattern (e.g. "/v1/billing/") behind the same key check: inside

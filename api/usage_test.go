@@ -170,8 +170,10 @@ func TestAuth(t *testing.T) {
 
 // TestPeriodsAndDevices: closed period with exact fees, the tier reached, devices with
 // last seen, a paginated timeline.
-func TestPeriodsAndDevices(t *testing.T) {
-	ts := newServer(t, limits(), fixtureA(), fixtureB())
+func TestPeriodsAndDevices(t *testing.T) { bothModes(t, testPeriodsAndDevices) }
+
+func testPeriodsAndDevices(t *testing.T, final bool) {
+	ts := newServerMode(t, final, limits(), fixtureA(), fixtureB())
 	_, body := get(t, ts, keyA, "/v1/periods?from=2026-10-01&to=2026-12-01")
 	for _, w := range []string{`"status":"closed"`, `"fees_exact":true`, `"provisional_fees":"0.100000"`, `"adjustment":"0.100000"`, `"fees":"0.200000"`, `"devices":2`} {
 		if !strings.Contains(body, w) {
@@ -197,6 +199,24 @@ func TestPeriodsAndDevices(t *testing.T) {
 	}
 	if page.Devices[0]["last_seen"] != "2026-10-03T08:00:00Z" {
 		t.Errorf("d1 last seen %v", page.Devices[0]["last_seen"])
+	}
+	// Amounts are the first ratings' (the re-rated copy of a-04 does not count).
+	var d1, usage record.Micros
+	for i, r := range fixtureA()[:30] {
+		usage += r.Amount
+		if i%2 == 0 {
+			d1 += r.Amount
+		}
+	}
+	d1 += 100_000 // its device fee
+	if page.Devices[0]["amount"] != d1.String() || page.Devices[0]["records"] != 15.0 {
+		t.Errorf("d1: %v, want amount %s over 15 records", page.Devices[0], d1)
+	}
+	if _, b := get(t, ts, keyA, "/v1/periods?from=2026-10-01&to=2026-12-01"); !strings.Contains(b, `"usage_amount":"`+usage.String()+`"`) {
+		t.Errorf("periods: %s, want usage_amount %s", b, usage)
+	}
+	if _, b := get(t, ts, keyA, "/v1/devices/top?from=2026-10-01&to=2026-11-01&limit=1"); !strings.Contains(b, `"device":"d1","records":16,"bytes":16500,"amount":"`+d1.String()+`"`) {
+		t.Errorf("top: %s, want d1 with %s", b, d1)
 	}
 	_, body = get(t, ts, keyA, "/v1/devices?from=2026-10-01&to=2026-11-01&limit=1&cursor="+*page.Next)
 	page.Next = nil

@@ -11,7 +11,7 @@ import (
 
 // Analytics queries answer a tenant's questions about its own usage (cmd/api). Every
 // figure is exact: the inner query collapses the copies of a record_id keeping the first
-// rating (argMin by rated_time_ms, as TotalsQuery; or, for usage queries on one node,
+// rating (argMin by rated_time_ms, as TotalsQuery; or, on one node, by
 // FINAL, which keeps the same row), and only then are filters, buckets and group-bys
 // applied, so a redelivered copy rated differently can neither count nor move a record to
 // another group. The daily rollups are not read: they count redeliveries.
@@ -274,7 +274,37 @@ type DeviceSpec struct {
 	After    string
 	Limit    int
 	Device   string // one device only (empty: all)
+	Final    bool   // collapse copies by FINAL (UsageSpec.Final)
 }
+
+// firstRatings is the inner query of the per-device reads: one row per (device,
+// record_id) with the first rating's values of cols (pairs of column and alias), by
+// GROUP BY and argMin, or by FINAL (see UsageSpec.Final; where must hold only conditions
+// every copy of a record shares: tenant, device, start times).
+func firstRatings(db, where string, final bool, cols ...[2]string) string {
+	var sel []string
+	for _, c := range cols {
+		if final {
+			sel = append(sel, c[0]+" AS "+c[1])
+		} else {
+			sel = append(sel, "argMin("+c[0]+", rated_time_ms) AS "+c[1])
+		}
+	}
+	q := "SELECT device, record_id, " + strings.Join(sel, ", ") + "\nFROM " + db + ".rated_usage"
+	if final {
+		return q + " FINAL\n" + where
+	}
+	return q + "\n" + where + "GROUP BY device, record_id\n"
+}
+
+var (
+	colCharge = [2]string{"charge", "ch"}
+	colStart  = [2]string{"start_time_ms", "t"}
+	colUp     = [2]string{"bytes_up", "bu"}
+	colDown   = [2]string{"bytes_down", "bd"}
+	colAmount = [2]string{"amount_micros", "am"}
+	colCur    = [2]string{"currency", "cur"}
+)
 
 // DevicesQuery lists devices with usage in the range: usage records, bytes, amount over
 // every charge, first and last usage start time. Ordered by device.
@@ -290,12 +320,7 @@ func DevicesQuery(db string, s DeviceSpec) (string, []any) {
 	}
 	return "SELECT device, countIf(ch = 'usage') AS records, sum(bu + bd) AS bytes, sum(am) AS amount_micros,\n" +
 			"minIf(t, ch = 'usage') AS first_seen_ms, maxIf(t, ch = 'usage') AS last_seen_ms\n" +
-			"FROM (\n" +
-			"SELECT device, record_id, argMin(charge, rated_time_ms) AS ch, argMin(start_time_ms, rated_time_ms) AS t,\n" +
-			"argMin(bytes_up, rated_time_ms) AS bu, argMin(bytes_down, rated_time_ms) AS bd, argMin(amount_micros, rated_time_ms) AS am\n" +
-			"FROM " + db + ".rated_usage\n" + where +
-			"GROUP BY device, record_id\n" +
-			")\n" +
+			"FROM (\n" + firstRatings(db, where, s.Final, colCharge, colStart, colUp, colDown, colAmount) + ")\n" +
 			"GROUP BY device\n" +
 			"HAVING records > 0\n" +
 			"ORDER BY device\n" +
@@ -305,16 +330,11 @@ func DevicesQuery(db string, s DeviceSpec) (string, []any) {
 
 // TopDevicesQuery returns the n devices with the highest amount in the range (ties by
 // device id).
-func TopDevicesQuery(db string, tenant string, from, to int64, n int) (string, []any) {
+func TopDevicesQuery(db string, tenant string, from, to int64, n int, final bool) (string, []any) {
 	where, args := rangeWhere(tenant, from, to)
 	where += "AND device != ''\n" // the period's adjustment belongs to no device
 	return "SELECT device, count() AS records, sum(bu + bd) AS bytes, sum(am) AS amount_micros\n" +
-		"FROM (\n" +
-		"SELECT device, record_id, argMin(bytes_up, rated_time_ms) AS bu, argMin(bytes_down, rated_time_ms) AS bd,\n" +
-		"argMin(amount_micros, rated_time_ms) AS am\n" +
-		"FROM " + db + ".rated_usage\n" + where +
-		"GROUP BY device, record_id\n" +
-		")\n" +
+		"FROM (\n" + firstRatings(db, where, final, colUp, colDown, colAmount) + ")\n" +
 		"GROUP BY device\n" +
 		"ORDER BY amount_micros DESC, device\n" +
 		"LIMIT " + strconv.Itoa(max(n, 1)), args
@@ -326,10 +346,10 @@ type ActiveSpec struct {
 	Tenant   string
 	From, To int64
 	Window   Window
+	Final    bool // collapse copies by FINAL (UsageSpec.Final)
 }
 
-// ActivePerBucketQuery returns bucket, active devices, and the largest active_devices
-// count a provisional device fee was priced at in the bucket.
+// ActivePerBucketQuery returns bucket and active devices.
 func ActivePerBucketQuery(db string, s ActiveSpec) (string, []any, error) {
 	bucket, err := s.Window.bucketExpr("t")
 	if err != nil {
@@ -337,11 +357,7 @@ func ActivePerBucketQuery(db string, s ActiveSpec) (string, []any, error) {
 	}
 	where, args := rangeWhere(s.Tenant, s.From, s.To)
 	return "SELECT " + bucket + " AS bucket, uniqExactIf(device, ch = 'usage') AS devices\n" +
-		"FROM (\n" +
-		"SELECT device, record_id, argMin(charge, rated_time_ms) AS ch, argMin(start_time_ms, rated_time_ms) AS t\n" +
-		"FROM " + db + ".rated_usage\n" + where +
-		"GROUP BY device, record_id\n" +
-		")\n" +
+		"FROM (\n" + firstRatings(db, where, s.Final, colCharge, colStart) + ")\n" +
 		"GROUP BY bucket\n" +
 		"ORDER BY bucket", args, nil
 }
@@ -384,18 +400,13 @@ func TimelineQuery(db string, s TimelineSpec) (string, []any) {
 // PeriodQuery returns, for the tenant's months in [from, to): provisional device fees,
 // adjustment (and whether its record exists: the period is closed), usage amount, and
 // active devices; one row per month that has any record.
-func PeriodQuery(db, tenant string, from, to int64) (string, []any) {
+func PeriodQuery(db, tenant string, from, to int64, final bool) (string, []any) {
 	where, args := rangeWhere(tenant, from, to)
 	return "SELECT toUInt64(toYYYYMM(toDateTime(intDiv(t, 1000), 'UTC'), 'UTC')) AS month,\n" +
 		"sumIf(am, ch = 'usage') AS usage_micros, sumIf(am, ch = 'device_fee') AS fees_micros,\n" +
 		"sumIf(am, ch = 'adjustment') AS adjustment_micros, countIf(ch = 'adjustment') AS adjustments,\n" +
 		"uniqExactIf(device, ch = 'usage') AS devices, any(cur) AS currency\n" +
-		"FROM (\n" +
-		"SELECT device, record_id, argMin(charge, rated_time_ms) AS ch, argMin(start_time_ms, rated_time_ms) AS t,\n" +
-		"argMin(amount_micros, rated_time_ms) AS am, argMin(currency, rated_time_ms) AS cur\n" +
-		"FROM " + db + ".rated_usage\n" + where +
-		"GROUP BY device, record_id\n" +
-		")\n" +
+		"FROM (\n" + firstRatings(db, where, final, colCharge, colStart, colAmount, colCur) + ")\n" +
 		"GROUP BY month\n" +
 		"ORDER BY month", args
 }

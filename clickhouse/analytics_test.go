@@ -31,16 +31,19 @@ func analyticsQueries(t *testing.T, db string) map[string][2]any {
 		}
 		out["usage_final_"+string(w)] = [2]any{q, args}
 	}
-	q, args := clickhouse.DevicesQuery(db, clickhouse.DeviceSpec{Tenant: "t1", From: from, To: to, After: "d1", Limit: 10})
-	out["devices"] = [2]any{q, args}
-	q, args = clickhouse.TopDevicesQuery(db, "t1", from, to, 10)
-	out["top"] = [2]any{q, args}
-	q, args, _ = clickhouse.ActivePerBucketQuery(db, clickhouse.ActiveSpec{Tenant: "t1", From: from, To: to, Window: clickhouse.Month})
-	out["active"] = [2]any{q, args}
-	q, args = clickhouse.TimelineQuery(db, clickhouse.TimelineSpec{Tenant: "t1", Device: "d1", From: from, To: to, AfterTime: from, AfterID: "r1", Limit: 10})
+	for _, final := range []bool{false, true} {
+		sfx := map[bool]string{false: "", true: "_final"}[final]
+		q, args := clickhouse.DevicesQuery(db, clickhouse.DeviceSpec{Tenant: "t1", From: from, To: to, After: "d1", Limit: 10, Final: final})
+		out["devices"+sfx] = [2]any{q, args}
+		q, args = clickhouse.TopDevicesQuery(db, "t1", from, to, 10, final)
+		out["top"+sfx] = [2]any{q, args}
+		q, args, _ = clickhouse.ActivePerBucketQuery(db, clickhouse.ActiveSpec{Tenant: "t1", From: from, To: to, Window: clickhouse.Month, Final: final})
+		out["active"+sfx] = [2]any{q, args}
+		q, args = clickhouse.PeriodQuery(db, "t1", from, to, final)
+		out["periods"+sfx] = [2]any{q, args}
+	}
+	q, args := clickhouse.TimelineQuery(db, clickhouse.TimelineSpec{Tenant: "t1", Device: "d1", From: from, To: to, AfterTime: from, AfterID: "r1", Limit: 10})
 	out["timeline"] = [2]any{q, args}
-	q, args = clickhouse.PeriodQuery(db, "t1", from, to)
-	out["periods"] = [2]any{q, args}
 	return out
 }
 
