@@ -172,12 +172,14 @@ func (v *Invoices) Document(ctx context.Context, number string) (Invoice, error)
 
 // Finalize makes final, for every tenant whose period is closed (its adjustment stored),
 // the open document if it has anything to say: the invoice the first time, a correction
-// note when late records came since. A second call with nothing new changes nothing.
+// note when late records came since; it does the same for the CorrectionMonths periods
+// before (their late usage). A second call with nothing new changes nothing.
 // Each new document is published as invoice.finalized (when a Notifier is set) after it
 // is stored; the error of a failed publication is returned, the document stays final.
 // rater close and the loader's automatic close call it for their period.
 func (v *Invoices) Finalize(ctx context.Context, period string) ([]Invoice, error) {
-	if _, err := time.Parse("2006-01", period); err != nil {
+	p, err := time.Parse("2006-01", period)
+	if err != nil {
 		return nil, fmt.Errorf("%w: period %q: want YYYY-MM", ErrBadRequest, period)
 	}
 	now, err := v.store.Now(ctx)
@@ -185,11 +187,26 @@ func (v *Invoices) Finalize(ctx context.Context, period string) ([]Invoice, erro
 		return nil, err
 	}
 	w := now - v.lag
+	// The closed periods of the last year too: late usage for them goes on a correction
+	// note with this close, so it waits at most one close.
+	var made []Invoice
+	for k := CorrectionMonths; k >= 0; k-- {
+		if made, err = v.finalize(ctx, p.AddDate(0, -k, 0).Format("2006-01"), w, made); err != nil {
+			return made, err
+		}
+	}
+	return made, nil
+}
+
+// CorrectionMonths is how many periods before the one closed Finalize also looks at for
+// late usage.
+const CorrectionMonths = 12
+
+func (v *Invoices) finalize(ctx context.Context, period string, w int64, made []Invoice) ([]Invoice, error) {
 	tenants, err := v.store.Closed(ctx, period, w)
 	if err != nil {
-		return nil, err
+		return made, err
 	}
-	var made []Invoice
 	for _, t := range tenants {
 		docs, err := v.store.Documents(ctx, t, period)
 		if err != nil {

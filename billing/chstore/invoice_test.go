@@ -58,7 +58,8 @@ func storeTotal(t *testing.T, st *clickhouse.Store, tenant, period string) recor
 // TestInvoiceLifecycle: a draft while the period is open (provisional fees left out), a
 // final invoice once it is closed whose total is the period's rated records to the
 // micro-unit (duplicates and later ratings counted once, first rating), a second close
-// that changes nothing, late usage landing once on a correction note, and over both
+// that changes nothing, late usage landing once on a correction note made final by the
+// next period's close, and over both
 // documents the total of every rated record of the period.
 func TestInvoiceLifecycle(t *testing.T) {
 	ctx := context.Background()
@@ -150,7 +151,8 @@ func TestInvoiceLifecycle(t *testing.T) {
 	if string(a) != string(b) {
 		t.Errorf("final invoice changed:\n%s\n%s", a, b)
 	}
-	made, err = inv.Finalize(ctx, "2026-10")
+	// The next close (of the next period) makes the correction note final.
+	made, err = inv.Finalize(ctx, "2026-11")
 	if err != nil || len(made) != 1 || made[0].Number != "acme-202610-C1" || made[0].Corrects != "acme-202610" {
 		t.Fatalf("finalize correction: %+v %v", made, err)
 	}
