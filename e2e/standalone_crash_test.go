@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"fleetmeter/clickhouse"
 	"fleetmeter/record"
@@ -148,17 +150,18 @@ func TestStandaloneCrashNoLoss(t *testing.T) {
 		}
 	}
 	if len(missing) > 0 {
-		// Lost by the broker, or not through the rater and loader yet?
-		cctx, ccancel := context.WithTimeout(ctx, 15*time.Second)
-		inKafka, _ := consumeEventIDs(t, cctx, ready["kafka"], total, func(map[string]int) bool { return true })
-		ccancel()
-		n := 0
-		for _, id := range missing {
-			if inKafka[id] > 0 {
-				n++
+		// Lost by the broker, or stuck in Kafka, the rater or the loader?
+		var found []string
+		for _, topic := range []string{"usage", "rated"} {
+			for _, committed := range []bool{false, true} {
+				in, n := topicEventIDs(t, ctx, ready["kafka"], topic, committed), 0
+				for _, id := range missing {
+					n += min(in[id], 1)
+				}
+				found = append(found, fmt.Sprintf("%d in %s (read_committed %v)", n, topic, committed))
 			}
 		}
-		t.Errorf("%d of the %d event ids missing from ClickHouse are in topic usage", n, len(missing))
+		t.Errorf("of the %d event ids missing from ClickHouse: %s", len(missing), strings.Join(found, ", "))
 	}
 	if len(missing) > 0 || len(twice) > 0 || len(billed) != total {
 		t.Fatalf("after %d kills, billing sees %d distinct event ids for %d acknowledged messages: %d missing (e.g. %v), %d billed more than once (e.g. %v)",
@@ -197,6 +200,51 @@ func billedEventIDs(t *testing.T, ctx context.Context, store *clickhouse.Store) 
 		t.Fatal(err)
 	}
 	return out, rows
+}
+
+// topicEventIDs counts the event ids in a topic of usage or rated records, reading for at
+// most 15 s, and until nothing new came for 3 s once something did.
+func topicEventIDs(t *testing.T, ctx context.Context, kafkaAddr, topic string, committed bool) map[string]int {
+	t.Helper()
+	iso := kgo.ReadUncommitted()
+	if committed {
+		iso = kgo.ReadCommitted()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddr), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(iso),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	seen := map[string]int{}
+	var usage []record.Usage
+	var rated []record.Rated
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		fetches := cl.PollFetches(pctx)
+		idle := pctx.Err() != nil
+		cancel()
+		if idle {
+			if len(seen) > 0 || ctx.Err() != nil {
+				return seen
+			}
+			continue
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			if topic == "rated" {
+				rated, _ = record.DecodeRated(r.Value, rated[:0])
+				for i := range rated {
+					seen[rated[i].EventID]++
+				}
+				return
+			}
+			usage, _ = record.DecodeUsage(r.Value, usage[:0])
+			for i := range usage {
+				seen[usage[i].EventID]++
+			}
+		})
+	}
+	return seen
 }
 
 // waitGroupGone waits until no process of pid's process group is left (the standalone's

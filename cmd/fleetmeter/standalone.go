@@ -258,7 +258,9 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 
 	if err := waitReady(gctx, med.Ready, 30*time.Second); err != nil {
 		cancelRun()
-		_ = g.Wait()
+		if werr := g.Wait(); werr != nil && !errors.Is(werr, context.Canceled) {
+			err = werr // the stage that stopped, rather than the mediator's closed client
+		}
 		return 1, fmt.Errorf("pipeline did not become ready: %w", err)
 	}
 	select {
