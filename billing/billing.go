@@ -95,9 +95,11 @@ type Document struct {
 type Store interface {
 	// Now is the store's clock in Unix seconds (the clock that stamps Seen).
 	Now(ctx context.Context) (int64, error)
-	// Export appends the records after req.After with Seen <= req.UpTo, in position
-	// order, at most req.Limit.
-	Export(ctx context.Context, req ExportRequest, into []Exported) ([]Exported, error)
+	// Export appends the records after req.After with Seen <= upTo, in position order,
+	// at most req.Limit, and returns upTo: req.UpTo, or less when the store bounds the
+	// work of one page (then every record after req.After with Seen <= upTo is in this
+	// page or, the page being full, after its last position).
+	Export(ctx context.Context, req ExportRequest, into []Exported) (recs []Exported, upTo int64, err error)
 	// Lines sums the tenant's records of period (start_time in it; fees and adjustments
 	// of it) first seen in (after, upTo], as Seen defines it.
 	Lines(ctx context.Context, tenant, period string, after, upTo int64) ([]LineSum, error)

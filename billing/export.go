@@ -69,7 +69,7 @@ func (x *Exporter) Page(ctx context.Context, scope, cursor string, limit int) (P
 		return Page{}, err
 	}
 	w := now - x.lag
-	recs, err := x.store.Export(ctx, ExportRequest{After: pos, UpTo: w, Tenant: scope, Limit: limit}, nil)
+	recs, upTo, err := x.store.Export(ctx, ExportRequest{After: pos, UpTo: w, Tenant: scope, Limit: limit}, nil)
 	if err != nil {
 		return Page{}, err
 	}
@@ -77,9 +77,9 @@ func (x *Exporter) Page(ctx context.Context, scope, cursor string, limit int) (P
 	if len(recs) > 0 {
 		next = recs[len(recs)-1].Pos
 	}
-	caught := len(recs) < limit
-	if caught && next.Less(Position{Seen: w}) {
-		next = Position{Seen: w}
+	// Not full: nothing is left up to upTo (the store may stop short of w to bound a page).
+	if len(recs) < limit && next.Less(Position{Seen: upTo}) {
+		next = Position{Seen: upTo}
 	}
-	return Page{Records: recs, Next: x.signer.Encode(scope, next), UpTo: w, CaughtUp: caught}, nil
+	return Page{Records: recs, Next: x.signer.Encode(scope, next), UpTo: upTo, CaughtUp: len(recs) < limit && upTo == w}, nil
 }

@@ -70,18 +70,33 @@ var recordColumns = []string{
 	"active_devices", "currency", "amount_micros", "rated_time_ms",
 }
 
+// ExportSpanQuery counts stored copies per second of seen in [After.Seen, UpTo]: the
+// store stops a page's candidates at the second where they reach the page's limit, so a
+// page costs what it returns, not the size of the table.
+func ExportSpanQuery(db string, req billing.ExportRequest) string {
+	scope := ""
+	if req.Tenant != "" {
+		scope = "tenant = " + quote(req.Tenant) + " AND "
+	}
+	return "SELECT s, c FROM (\n" +
+		"SELECT toUInt32(seen) AS s, count() AS c FROM " + db + ".rated_seen\n" +
+		"WHERE " + scope + "toUInt32(seen) >= " + num(req.After.Seen) + " AND toUInt32(seen) <= " + num(req.UpTo) + "\n" +
+		"GROUP BY s\n" +
+		") ORDER BY s"
+}
+
 // ExportKeysQuery selects the positions of the page after req.After: the keys whose e
 // lies in [After.Seen, UpTo] past After. Candidates are only records with a copy, or a
 // device fee whose adjustment has a copy, stored in that range: e cannot land there
-// otherwise (from the start, every record is a candidate).
-func ExportKeysQuery(db string, req billing.ExportRequest) string {
+// otherwise (when the range is all there is, every record is a candidate: whole).
+func ExportKeysQuery(db string, req billing.ExportRequest, whole bool) string {
 	a, w := num(req.After.Seen), num(req.UpTo)
 	scope := ""
 	if req.Tenant != "" {
 		scope = "tenant = " + quote(req.Tenant) + " AND "
 	}
 	cand := scope + "1"
-	if req.After.Seen > 0 {
+	if !whole {
 		inRange := "toUInt32(seen) >= " + a + " AND toUInt32(seen) <= " + w
 		cand = scope + "((tenant, record_id) IN (SELECT tenant, record_id FROM " + db + ".rated_seen WHERE " + scope + inRange + ")" +
 			" OR (charge = 'device_fee' AND (tenant, period) IN (SELECT tenant, period FROM " + db + ".rated_seen WHERE " +

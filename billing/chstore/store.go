@@ -38,11 +38,44 @@ func (s *Store) Now(ctx context.Context) (int64, error) {
 
 // Export runs ExportKeysQuery, then ExportDataQuery with the page's keys as an external
 // table, keeps each key's first rating and returns the records in the keys' order.
-func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []billing.Exported) ([]billing.Exported, error) {
-	if req.Limit <= 0 {
-		return into, nil
+func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []billing.Exported) ([]billing.Exported, int64, error) {
+	if req.Limit <= 0 || req.UpTo < req.After.Seen {
+		return into, req.UpTo, nil
 	}
-	rows, err := s.conn.Query(ctx, ExportKeysQuery(s.db, req))
+	// Bound the page: candidates up to the second where the copies stored reach the limit.
+	span, err := s.conn.Query(ctx, ExportSpanQuery(s.db, req))
+	if err != nil {
+		return into, 0, fmt.Errorf("billing export span: %w", err)
+	}
+	var total uint64
+	upTo := req.UpTo
+	for span.Next() {
+		var sec uint32
+		var n uint64
+		if err := span.Scan(&sec, &n); err != nil {
+			span.Close()
+			return into, 0, fmt.Errorf("billing export span: %w", err)
+		}
+		// Never stop at After.Seen itself: its records may all be behind the cursor
+		// already, and the page must move on.
+		if total += n; total >= uint64(req.Limit) && int64(sec) > req.After.Seen {
+			upTo = int64(sec)
+			break
+		}
+	}
+	span.Close()
+	if err := span.Err(); err != nil {
+		return into, 0, fmt.Errorf("billing export span: %w", err)
+	}
+	req.UpTo = upTo
+	// From the start with everything in range, every record is a candidate: the page
+	// skips the candidate filter (it only narrows the work; e <= upTo decides).
+	recs, err := s.export(ctx, req, req.After.Seen == 0 && total < uint64(req.Limit), into)
+	return recs, upTo, err
+}
+
+func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole bool, into []billing.Exported) ([]billing.Exported, error) {
+	rows, err := s.conn.Query(ctx, ExportKeysQuery(s.db, req, whole))
 	if err != nil {
 		return into, fmt.Errorf("billing export keys: %w", err)
 	}
