@@ -18,7 +18,8 @@ import (
 const TopicCounts = "rater-counts"
 
 // Reader is a process's one long-lived client for reads outside a consumer group:
-// liveness, metadata, and replaying a partition of a changelog. Its methods may be
+// liveness, metadata, and replaying a partition of a changelog (which writes one small
+// fence record to it, see Replay). Its methods may be
 // called from several goroutines; replays run one at a time.
 type Reader struct {
 	cl  *kgo.Client
@@ -34,6 +35,7 @@ func NewReader(cfg Config, logger *slog.Logger) (*Reader, error) {
 	cl, err := kgo.NewClient(append(baseOpts(cfg, logger),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), // replay fences go to the partition replayed
 		kgo.FetchMaxWait(200*time.Millisecond),
 		kgo.FetchMaxBytes(64<<20),
 		kgo.FetchMaxPartitionBytes(32<<20))...)
@@ -66,24 +68,25 @@ func (r *Reader) PartitionCounts(ctx context.Context, topics ...string) (map[str
 	return counts, nil
 }
 
+// fenceKey is the key of the fences Replay writes; replays skip them.
+const fenceKey = "\x00replay-fence"
+
 // Replay calls fn with every committed record of one partition, in offset order, from
-// the start to the last stable offset as of the call, and returns how many it passed.
-// Records of aborted transactions are never passed.
+// the partition's start up to the moment of the call, and returns how many it passed.
+// Records of aborted transactions, and the fences below, are never passed.
 //
-// Exactness: the end is the last stable offset (everything before it is decided), and
-// control records (commit and abort markers) are kept in the fetch so the replay sees
-// every offset up to end-1 and knows it has read all, rather than guessing from a
-// fetch that came back empty.
+// Exactness: Replay first appends a fence record to the partition (non-transactional) and
+// then reads, read committed, until it reaches the fence's offset. Everything written
+// before the call is before the fence, and the fence becomes readable only once every
+// transaction before it is decided, so the replay has read all of it. (An end offset
+// listed beforehand is not enough: a transaction aborted without a marker, as a broker
+// recovering from a crash may do, leaves offsets a read-committed fetch never returns.)
 func (r *Reader) Replay(ctx context.Context, topic string, part int32, fn func(key, value []byte) error) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ends, err := r.adm.ListCommittedOffsets(ctx, topic)
-	if err != nil {
-		return 0, fmt.Errorf("kafka replay %s/%d: end offset: %w", topic, part, err)
-	}
-	end, ok := ends.Lookup(topic, part)
-	if !ok || end.Err != nil {
-		return 0, fmt.Errorf("kafka replay %s/%d: no end offset: %v", topic, part, end.Err)
+	fence := &kgo.Record{Topic: topic, Partition: part, Key: []byte(fenceKey), Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))}
+	if err := r.cl.ProduceSync(ctx, fence).FirstErr(); err != nil {
+		return 0, fmt.Errorf("kafka replay %s/%d: write fence: %w", topic, part, err)
 	}
 	starts, err := r.adm.ListStartOffsets(ctx, topic)
 	if err != nil {
@@ -92,9 +95,6 @@ func (r *Reader) Replay(ctx context.Context, topic string, part int32, fn func(k
 	from := int64(0)
 	if s, ok := starts.Lookup(topic, part); ok && s.Err == nil {
 		from = s.Offset
-	}
-	if end.Offset <= from {
-		return 0, nil
 	}
 	r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: {part: kgo.NewOffset().At(from)}})
 	defer r.cl.RemoveConsumePartitions(map[string][]int32{topic: {part}})
@@ -122,16 +122,13 @@ func (r *Reader) Replay(ctx context.Context, topic string, part int32, fn func(k
 				return
 			}
 			got = true
-			if rec.Offset >= end.Offset {
+			if rec.Offset >= fence.Offset {
 				done = true
 				return
 			}
-			if !rec.Attrs.IsControl() {
+			if !rec.Attrs.IsControl() && string(rec.Key) != fenceKey {
 				n++
 				cbErr = fn(rec.Key, rec.Value)
-			}
-			if rec.Offset >= end.Offset-1 {
-				done = true
 			}
 		})
 		if cbErr != nil {
@@ -142,8 +139,9 @@ func (r *Reader) Replay(ctx context.Context, topic string, part int32, fn func(k
 		}
 		if got {
 			idle = 0
-		} else if idle++; idle >= 30 {
-			return n, fmt.Errorf("kafka replay %s/%d: no progress for 30 s before offset %d", topic, part, end.Offset)
+		} else if idle++; idle >= 120 { // longer than a transaction's timeout: an open one gets aborted first
+			return n, fmt.Errorf("kafka replay %s/%d: no progress for 120 s before offset %d (a transaction still open?)",
+				topic, part, fence.Offset)
 		}
 	}
 }
