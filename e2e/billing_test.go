@@ -11,10 +11,13 @@ import (
 	"net/url"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"fleetmeter/api"
 	"fleetmeter/billing"
@@ -119,6 +122,31 @@ func TestBillingPullWhileLoaderKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer kc.Close()
+	// While hold is set the loader's offset commits are refused: it inserts a batch and
+	// cannot commit it, so a SIGKILL then makes its successor insert the batch again.
+	var hold atomic.Bool
+	var refused atomic.Int64
+	kc.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		r := req.(*kmsg.OffsetCommitRequest)
+		if !hold.Load() || r.Group != "fleetmeter-loader" {
+			return nil, nil, false
+		}
+		resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
+		resp.Version = r.Version
+		for _, rt := range r.Topics {
+			st := kmsg.NewOffsetCommitResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewOffsetCommitResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.UnknownServerError.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		refused.Add(1)
+		return resp, nil, true
+	})
 	kafkaAddr := kc.ListenAddrs()[0]
 	ch := chtest.StartForTest(t)
 	kcfg := kafka.DefaultConfig()
@@ -166,17 +194,33 @@ func TestBillingPullWhileLoaderKilled(t *testing.T) {
 		pulled <- nil
 	}()
 
-	// The fleet flows in three parts; the loader is SIGKILLed between them.
+	// The fleet flows in three parts. During the second the loader's commits are refused
+	// and it is SIGKILLed after inserting what it could not commit (a redelivery); during
+	// the third it is SIGKILLed while records flow.
 	third := len(recs) / 3
-	for i, part := range [][]record.Usage{recs[:third], recs[third : 2*third], recs[2*third:]} {
-		if err := <-feed(ctx, prod, part, 300, 5*time.Millisecond); err != nil {
-			t.Fatal(err)
-		}
-		if i < 2 {
-			loader.kill9(t)
+	if err := <-feed(ctx, prod, recs[:third], 300, 5*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	hold.Store(true)
+	if err := <-feed(ctx, prod, recs[third:2*third], 300, 5*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	for refused.Load() == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the loader never tried to commit the second part")
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	t.Logf("fed %d usage records, loader SIGKILLed twice", len(recs))
+	loader.kill9(t)
+	hold.Store(false)
+	fed := feed(ctx, prod, recs[2*third:], 100, 20*time.Millisecond)
+	time.Sleep(150 * time.Millisecond) // somewhere in the flow; where does not matter
+	loader.kill9(t)
+	if err := <-fed; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("fed %d usage records, loader SIGKILLed twice (%d commits refused before the first)", len(recs), refused.Load())
 
 	chcfg := clickhouse.DefaultConfig()
 	chcfg.Addr = []string{ch.NativeAddr()}
@@ -285,6 +329,9 @@ func TestBillingPullWhileLoaderKilled(t *testing.T) {
 	var rows, distinct uint64
 	if err := store.Conn().QueryRow(ctx, "SELECT count(), uniqExact(record_id) FROM default.rated_usage").Scan(&rows, &distinct); err != nil {
 		t.Fatal(err)
+	}
+	if rows <= distinct {
+		t.Errorf("want a redelivered batch: rated_usage holds %d rows for %d records", rows, distinct)
 	}
 	t.Logf("rated_usage holds %d rows for %d records (copies from the loader's restarts); pulled %d, each once", rows, distinct, len(p.got))
 
