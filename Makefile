@@ -35,7 +35,10 @@ unit:
 	$(GO) test -race -timeout 20m $$($(GO) list ./... | grep -v /e2e)
 
 e2e:
-	$(GO) test -timeout 30m -v -count=1 ./e2e/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+	@log=$$(mktemp /tmp/fleetmeter-e2e.XXXXXX.log); \
+	  $(GO) test -timeout 30m -v -count=1 ./e2e/ 2>&1 | tee $$log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)'; \
+	  s=$${PIPESTATUS[0]}; \
+	  if [ $$s -ne 0 ]; then echo "--- the last 400 lines of the e2e output ($$log):"; tail -n 400 $$log; fi; exit $$s
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./record/ ./rating/ ./cdr/ ./ingest/payload/ ./clickhouse/

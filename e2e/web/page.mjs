@@ -13,12 +13,14 @@ const profile = mkdtempSync(join(tmpdir(), 'fleetmeter-chromium-'));
 const browser = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
+  timeout: 120000, // a loaded 2-core CI box starts Chromium slowly
   viewport: { width: 1400, height: 1000 },
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 try {
   const page = browser.pages()[0] || await browser.newPage();
+  page.setDefaultTimeout(90000);
   const offsite = [];
   page.on('request', (r) => { if (!r.url().startsWith(url)) offsite.push(r.url()); });
   await page.goto(`${url}/#from=${from}&to=${to}`);
