@@ -181,7 +181,9 @@ func TestSoakHostileInputs(t *testing.T) {
 	p2, n2 := s.lat.quantile(2, 0.99)
 	m1, _ := s.lat.quantile(1, 0.5)
 	m2, _ := s.lat.quantile(2, 0.5)
-	base := max(p1, 25*time.Millisecond)
+	// The floor is the stall a shared 2-core CI box shows without any hostile input (phase
+	// 1 p99 ranged 18-94 ms over runs here): below it, 2x compares scheduler noise.
+	base := max(p1, 100*time.Millisecond)
 	t.Logf("valid tenants' HTTP latency: phase 1 p50 %v p99 %v (%d requests); phase 2 p50 %v p99 %v (%d requests); bound 2 x %v = %v; valid answers other than 202: %s",
 		m1.Round(time.Microsecond*100), p1.Round(time.Microsecond*100), n1, m2.Round(time.Microsecond*100),
 		p2.Round(time.Microsecond*100), n2, base, 2*base, formatCounts(s.validRetries()))

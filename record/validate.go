@@ -113,7 +113,9 @@ func ValidEventID(id string) bool {
 			continue
 		}
 		r, n := utf8.DecodeRuneInString(id[i:])
-		if r == utf8.RuneError && n == 1 || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+		// U+FFFD too: a JSON decoder puts it where the input had invalid UTF-8, so ids that
+		// differed only in their invalid bytes would become one id and one would go unbilled.
+		if r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
 			return false
 		}
 		i += n

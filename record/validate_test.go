@@ -257,7 +257,24 @@ func refValidEventID(s string) bool {
 	if s == "" || len(s) > 512 || !utf8.ValidString(s) {
 		return false
 	}
-	return !strings.ContainsFunc(s, func(r rune) bool { return unicode.In(r, unicode.Cc, unicode.Cf) })
+	return !strings.ContainsFunc(s, func(r rune) bool { return r == utf8.RuneError || unicode.In(r, unicode.Cc, unicode.Cf) })
+}
+
+// An event_id with invalid UTF-8 is refused as bad_id, also after a JSON decoder replaced
+// the bytes with U+FFFD: two ids differing only there would otherwise be one record.
+func TestEventIDInvalidUTF8(t *testing.T) {
+	for _, line := range []string{
+		"{\"event_id\":\"a\xff-1\",\"tenant\":\"t\",\"device\":\"d\",\"source\":\"http\",\"start_time\":\"2026-11-01T00:00:00Z\",\"events\":1}",
+		`{"event_id":"a\ufffd-1","tenant":"t","device":"d","source":"http","start_time":"2026-11-01T00:00:00Z","events":1}`,
+	} {
+		u, err := ParseJSON([]byte(line))
+		if err == nil {
+			err = Validate(&u)
+		}
+		if ReasonOf(err) != ReasonBadID {
+			t.Errorf("%q: %v (reason %s), want %s", line, err, ReasonOf(err), ReasonBadID)
+		}
+	}
 }
 
 // FuzzValidate: no panic; every refusal carries a reason from the table; what Validate
