@@ -45,7 +45,7 @@ func TestStandaloneSelfCheck(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(lines[0], "ready ")), &ready); err != nil {
 		t.Fatalf("ready line: %v", err)
 	}
-	for _, k := range []string{"mqtt", "kafka", "clickhouse", "coap", "http"} {
+	for _, k := range []string{"mqtt", "kafka", "clickhouse", "coap", "http", "api"} {
 		if !strings.HasPrefix(ready[k], "127.0.0.1:") {
 			t.Errorf("ready line: %s = %q, want a loopback host:port", k, ready[k])
 		}
@@ -55,7 +55,14 @@ func TestStandaloneSelfCheck(t *testing.T) {
 			t.Errorf("no totals for tenant %s:\n%s", tenant, out)
 		}
 	}
-	if !strings.Contains(out, "check ok") || strings.Contains(out, "MISMATCH") {
+	for _, tenant := range []string{"agrico", "autoco", "utilico"} {
+		if !strings.Contains(out, "api key "+tenant+": ") {
+			t.Errorf("no demo api key printed for %s:\n%s", tenant, out)
+		}
+	}
+	// The self-check compares what was sent with ClickHouse and with the usage api read
+	// with each tenant's printed key.
+	if !strings.Contains(out, "check ok") || !strings.Contains(out, "the usage api agrees") || strings.Contains(out, "MISMATCH") {
 		t.Fatalf("totals do not match:\n%s", out)
 	}
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -60,7 +63,7 @@ func expected(set *rules.Set, fleet *sim.Fleet, sent []sim.Sent) (map[string]tal
 // check waits until ClickHouse holds as many usage records as were sent (or the drain
 // time passes), then prints both sides per tenant; 0 when they match exactly.
 func check(ctx context.Context, cfg standaloneConfig, set *rules.Set, fleet *sim.Fleet, sent []sim.Sent,
-	store *clickhouse.Store, w io.Writer) (int, error) {
+	store *clickhouse.Store, api apiClient, w io.Writer) (int, error) {
 	want, err := expected(set, fleet, sent)
 	if err != nil {
 		return 1, err
@@ -98,18 +101,24 @@ func check(ctx context.Context, cfg standaloneConfig, set *rules.Set, fleet *sim
 	}
 	sort.Strings(names)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tenant\tsent records\tsent amount\tclickhouse records\tclickhouse amount\t")
+	fmt.Fprintln(tw, "tenant\tsent records\tsent amount\tclickhouse records\tclickhouse amount\tapi records\tapi amount\t")
 	code := 0
 	for _, t := range names {
 		mark := ""
-		if want[t] != got[t] {
+		viaAPI, err := api.usage(ctx, t)
+		if err != nil {
+			return 1, fmt.Errorf("usage api, tenant %s: %w", t, err)
+		}
+		if want[t] != got[t] || viaAPI != got[t] {
 			mark, code = "  MISMATCH", 1
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", t, want[t].Records, want[t].Amount, got[t].Records, got[t].Amount, mark)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%d\t%s\t%s\n", t, want[t].Records, want[t].Amount, got[t].Records, got[t].Amount,
+			viaAPI.Records, viaAPI.Amount, mark)
 	}
 	tw.Flush()
 	if code == 0 {
-		fmt.Fprintf(w, "check ok: %d usage records from %d devices, every one in ClickHouse exactly once\n", wantN, len(fleet.Devices))
+		fmt.Fprintf(w, "check ok: %d usage records from %d devices, every one in ClickHouse exactly once, and the usage api agrees\n",
+			wantN, len(fleet.Devices))
 	} else {
 		fmt.Fprintln(w, "check FAILED: ClickHouse totals differ from what was sent")
 	}
@@ -132,4 +141,54 @@ func usageTotals(ctx context.Context, store *clickhouse.Store) (map[string]tally
 		out[t.Tenant] = x
 	}
 	return out, nil
+}
+
+// apiClient reads a tenant's usage totals through the usage API with the tenant's key, as
+// the tenant's own tools would.
+type apiClient struct {
+	addr string
+	keys map[string]string // tenant -> key
+}
+
+func (c apiClient) usage(ctx context.Context, tenant string) (tally, error) {
+	key, ok := c.keys[tenant]
+	if !ok {
+		return tally{}, nil // not a simulated tenant: nothing to read with
+	}
+	now := time.Now().UTC()
+	q := url.Values{"window": {"month"}, "filter[charge]": {record.ChargeUsage},
+		"from": {now.AddDate(0, 0, -1).Format("2006-01-02")}, "to": {now.AddDate(0, 0, 2).Format("2006-01-02")}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.addr+"/v1/usage?"+q.Encode(), nil)
+	if err != nil {
+		return tally{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return tally{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return tally{}, fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	var ans struct {
+		Rows []struct {
+			Records uint64 `json:"records"`
+			Amount  string `json:"amount"`
+		} `json:"rows"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+		return tally{}, err
+	}
+	var t tally
+	for _, r := range ans.Rows {
+		m, err := record.ParseMicros(r.Amount)
+		if err != nil {
+			return tally{}, err
+		}
+		t.Records += r.Records
+		t.Amount += m
+	}
+	return t, nil
 }

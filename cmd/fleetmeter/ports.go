@@ -19,6 +19,7 @@ type listenAddrs struct {
 	MQTT  string `json:"mqtt"`
 	CoAP  string `json:"coap"`
 	HTTP  string `json:"http"`
+	API   string `json:"api,omitempty"`
 	Kafka string `json:"kafka,omitempty"` // the embedded broker's only
 }
 
@@ -47,9 +48,9 @@ func resolveListenAddrs(dataDir string, flags listenAddrs) (listenAddrs, error) 
 		return "127.0.0.1:0"
 	}
 	out := listenAddrs{MQTT: pick(flags.MQTT, rec.MQTT), CoAP: pick(flags.CoAP, rec.CoAP),
-		HTTP: pick(flags.HTTP, rec.HTTP), Kafka: pick(flags.Kafka, rec.Kafka)}
+		HTTP: pick(flags.HTTP, rec.HTTP), API: pick(flags.API, rec.API), Kafka: pick(flags.Kafka, rec.Kafka)}
 	for _, a := range []struct{ flag, v string }{{"--mqtt-addr", out.MQTT}, {"--coap-addr", out.CoAP},
-		{"--http-addr", out.HTTP}, {"kafka", out.Kafka}} {
+		{"--http-addr", out.HTTP}, {"--api-addr", out.API}, {"kafka", out.Kafka}} {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
 			return out, fmt.Errorf("%s %q: %w", a.flag, a.v, err)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"fleetmeter/api"
 	"fleetmeter/clickhouse"
 	"fleetmeter/deploy"
 	"fleetmeter/ingest/httpin"
@@ -45,6 +46,7 @@ type standaloneConfig struct {
 	MQTTAddr   string        `yaml:"mqtt_addr"`
 	CoAPAddr   string        `yaml:"coap_addr"`
 	HTTPAddr   string        `yaml:"http_addr"`
+	APIAddr    string        `yaml:"api_addr"`
 	Registry   string        `yaml:"registry"`
 }
 
@@ -93,6 +95,7 @@ func runStandalone(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", cfg.MQTTAddr, "embedded MQTT broker's listen address (default: as last time on this --data, else a free loopback port)")
 		fs.StringVar(&cfg.CoAPAddr, "coap-addr", cfg.CoAPAddr, "CoAP (UDP) listen address (default: as last time on this --data, else a free loopback port)")
 		fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP ingest listen address (default: as last time on this --data, else a free loopback port)")
+		fs.StringVar(&cfg.APIAddr, "api-addr", cfg.APIAddr, "usage API and web page listen address (default: as last time on this --data, else a free loopback port)")
 		fs.StringVar(&cfg.Registry, "registry", cfg.Registry, "device registry whose MQTT credentials the embedded broker accepts (reloaded on change)")
 	})
 	if err != nil {
@@ -156,7 +159,8 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 		return 1, fmt.Errorf("tariffs: %w", err)
 	}
 
-	addrs, err := resolveListenAddrs(cfg.Data, listenAddrs{MQTT: cfg.MQTTAddr, CoAP: cfg.CoAPAddr, HTTP: cfg.HTTPAddr})
+	addrs, err := resolveListenAddrs(cfg.Data, listenAddrs{MQTT: cfg.MQTTAddr, CoAP: cfg.CoAPAddr, HTTP: cfg.HTTPAddr,
+		API: cfg.APIAddr})
 	if err != nil {
 		return 1, err
 	}
@@ -249,6 +253,16 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	g.Go(func() error { return rater.Run(gctx) })
 	g.Go(func() error { return loader.Run(gctx) })
 	g.Go(func() error { return osrv.Run(gctx) })
+	// The usage API and web page for the tenants, one demo key each (printed below).
+	apiCfg := api.DefaultConfig()
+	apiCfg.Listen, apiCfg.ClickHouse, apiCfg.Rules = addrs.API, chcfg, rulesPath
+	apiKeys, demoKeys, err := api.DemoKeys(sim.Tenants)
+	if err != nil {
+		return 1, err
+	}
+	apiCfg.Keys = apiKeys
+	apiReady := make(chan string, 1)
+	g.Go(func() error { return api.Run(gctx, apiCfg, logger.With("component", "api"), apiReady) })
 	g.Go(func() error {
 		rules.Watch(gctx, rulesPath, 2*time.Second, engine.SetRules, func(err error) {
 			logger.Error("tariff change refused; the previous tariffs stay in force", "err", err)
@@ -267,8 +281,15 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	case <-med.CoAP.Ready():
 	case <-gctx.Done():
 	}
+	var apiAddr string
+	select {
+	case apiAddr = <-apiReady:
+	case <-gctx.Done():
+		cancelRun()
+		return 1, fmt.Errorf("api did not start: %w", g.Wait())
+	}
 	mqttAddr := mq.broker.Addr()
-	addrs = listenAddrs{MQTT: mqttAddr, CoAP: med.CoAP.Addr(), HTTP: med.HTTP.Addr()}
+	addrs = listenAddrs{MQTT: mqttAddr, CoAP: med.CoAP.Addr(), HTTP: med.HTTP.Addr(), API: apiAddr}
 	if cfg.Kafka == "" {
 		addrs.Kafka = kafkaAddr
 	}
@@ -276,8 +297,11 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 		logger.Error("recording the listen addresses; a restart may listen elsewhere", "err", err)
 	}
 	ready, _ := json.Marshal(map[string]string{"mqtt": mqttAddr, "kafka": kafkaAddr, "clickhouse": chAddr,
-		"coap": med.CoAP.Addr(), "http": med.HTTP.Addr(), "metrics": osrv.Addr()})
+		"coap": med.CoAP.Addr(), "http": med.HTTP.Addr(), "api": apiAddr, "metrics": osrv.Addr()})
 	fmt.Fprintf(stdout, "ready %s\n", ready)
+	for _, t := range sim.Tenants {
+		fmt.Fprintf(stdout, "api key %s: %s  (web page http://%s/)\n", t, demoKeys[t], apiAddr)
+	}
 
 	var simDone chan simResult
 	if cfg.Simulate > 0 {
@@ -311,7 +335,7 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 			sent = res.sent
 		}
 		if gctx.Err() == nil {
-			c, err := check(gctx, cfg, set, fleet, sent, store, stdout)
+			c, err := check(gctx, cfg, set, fleet, sent, store, apiClient{addr: apiAddr, keys: demoKeys}, stdout)
 			if err != nil {
 				logger.Error("check", "err", err)
 			}
