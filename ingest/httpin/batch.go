@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"fleetmeter/ingest/payload"
+	"fleetmeter/ingest/registry"
 	"fleetmeter/record"
 )
 
@@ -45,7 +46,7 @@ type batch struct {
 	lim      payload.Limits
 	rlim     record.Limits // lim, as record.ValidateWithin takes it
 	maxLines int
-	adm      *admission // the device registry snapshot of this request; nil: none
+	adm      *registry.Admission // the device registry snapshot of this request; nil: none
 
 	recs   []record.Usage
 	rejs   []record.Rejection
@@ -58,7 +59,7 @@ type batch struct {
 	raw, body []byte // request body as read, and after decompression
 }
 
-func (b *batch) reset(tenant string, received int64, lim payload.Limits, maxLines int, adm *admission) {
+func (b *batch) reset(tenant string, received int64, lim payload.Limits, maxLines int, adm *registry.Admission) {
 	b.tenant, b.received, b.lim, b.maxLines, b.adm = tenant, received, lim, maxLines, adm
 	b.parser.Limits = lim
 	b.rlim = record.Limits{MaxFutureSkew: lim.MaxFutureSkew, MaxPastAge: lim.MaxPastAge, MaxCounter: lim.MaxCounter}
@@ -197,7 +198,7 @@ func (b *batch) admit(u *record.Usage, at ref, raw []byte) {
 		return
 	}
 	if b.adm != nil {
-		if reason, msg := b.adm.check(b.tenant, u.Device); reason != "" {
+		if reason, msg := admit(b.adm, b.tenant, u.Device); reason != "" {
 			b.refuse(at, u.Device, reason, msg, raw)
 			return
 		}
@@ -258,7 +259,7 @@ func (b *batch) device(kind payload.Kind, device string, body []byte) {
 		return
 	}
 	if b.adm != nil {
-		if reason, msg := b.adm.check(b.tenant, device); reason != "" {
+		if reason, msg := admit(b.adm, b.tenant, device); reason != "" {
 			b.refuse(wholeBody, device, reason, msg, body)
 			return
 		}

@@ -58,7 +58,7 @@ type Server struct {
 	clock   func() time.Time // the tenant rate limit's clock
 	// adm admits (tenant, device) through the device registry, if any. watchFile: the
 	// registry came from cfg.RegistryFile and Run reloads it.
-	adm       admitter
+	adm       registry.Admitter
 	watchFile bool
 }
 
@@ -94,9 +94,11 @@ func New(cfg Config, sink ingest.Sink, metrics *ingest.Metrics, logger *slog.Log
 	gates(keys)
 	s := &Server{cfg: cfg, sink: sink, metrics: metrics, logger: logger, keys: keys,
 		sem: make(chan struct{}, cfg.MaxConcurrent), now: time.Now, clock: time.Now, lim: cfg.limits()}
-	s.adm.live = cfg.Registry
-	if s.adm.live == nil && cfg.RegistryFile != "" {
-		if s.adm.live, err = registry.LoadLive(cfg.RegistryFile); err != nil {
+	s.adm.SetLive(cfg.Registry)
+	if cfg.Registry == nil && cfg.RegistryFile != "" {
+		live, err := registry.LoadLive(cfg.RegistryFile)
+		s.adm.SetLive(live)
+		if err != nil {
 			return nil, fmt.Errorf("http.registry_file: %w", err)
 		}
 		s.watchFile = true
@@ -160,7 +162,7 @@ func loadKeys(cfgKeys []APIKey) ([]tenantKey, error) {
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Registry is the device registry in force (nil: none).
-func (s *Server) Registry() *registry.Registry { return s.adm.live.Load() }
+func (s *Server) Registry() *registry.Registry { return s.adm.Live().Load() }
 
 // Healthy reports whether the collector is serving.
 func (s *Server) Healthy() bool { return s.healthy.Load() }
@@ -181,7 +183,7 @@ func (s *Server) Run(ctx context.Context) error {
 		watchDone := make(chan struct{})
 		go func() {
 			defer close(watchDone)
-			_ = s.adm.live.Watch(watchCtx, s.cfg.RegistryFile, s.cfg.RegistryReload, func(r *registry.Registry) {
+			_ = s.adm.Live().Watch(watchCtx, s.cfg.RegistryFile, s.cfg.RegistryReload, func(r *registry.Registry) {
 				s.logger.Info("http collector: device registry reloaded", "file", r.File(), "devices", r.Len(),
 					"strict", r.Strict(), "stamp", r.Stamp())
 			}, func(err error) {
@@ -323,7 +325,7 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 	delete(h, "Connection") // admitted: the body is read, the connection may stay
 
 	b := s.batches.Get().(*batch)
-	b.reset(tenant, received.UnixMilli(), s.lim, s.cfg.MaxLines, s.adm.current())
+	b.reset(tenant, received.UnixMilli(), s.lim, s.cfg.MaxLines, s.adm.Current())
 	reuse := true
 	defer func() {
 		if reuse {

@@ -249,12 +249,12 @@ func TestRegistryFileReload(t *testing.T) {
 // TestAdmitNoAlloc: admitting a listed device allocates nothing, however long its ids.
 func TestAdmitNoAlloc(t *testing.T) {
 	tenant, device := strings.Repeat("t", 100), strings.Repeat("d", 100)
-	a := newAdmission(mustRegistry(t, true, [2]string{tenant, device}))
+	a := registry.NewAdmission(mustRegistry(t, true, [2]string{tenant, device}))
 	topic := "fleetmeter/" + tenant + "/" + device + "/usage"
 	c := &Collector{cfg: DefaultConfig()}
 	allocs := testing.AllocsPerRun(1000, func() {
 		tn, dv, _, _ := c.parseTopic(topic)
-		if reason, _ := a.check(tn, dv); reason != "" {
+		if reason, _ := admit(a, tn, dv); reason != "" {
 			t.Fatal(reason)
 		}
 	})
@@ -268,11 +268,12 @@ func BenchmarkAdmit(b *testing.B) {
 	for i := range 100000 {
 		devs = append(devs, [2]string{"tenant-" + strconv.Itoa(i%20), "device-" + strconv.Itoa(i)})
 	}
-	ad := &admitter{live: registry.NewLive(mustRegistry(b, true, devs...))}
+	var ad registry.Admitter
+	ad.SetLive(registry.NewLive(mustRegistry(b, true, devs...)))
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		d := devs[i%len(devs)]
-		if reason, _ := ad.current().check(d[0], d[1]); reason != "" {
+		if reason, _ := admit(ad.Current(), d[0], d[1]); reason != "" {
 			b.Fatal(reason)
 		}
 	}

@@ -46,8 +46,8 @@ func (c *Collector) handle(_ paho.Client, m paho.Message) {
 		c.reject(tenant, device, record.ReasonOf(err), err.Error(), m, received)
 		return
 	}
-	if a := c.adm.current(); a != nil {
-		if reason, detail := a.check(tenant, device); reason != "" {
+	if a := c.adm.Current(); a != nil {
+		if reason, detail := admit(a, tenant, device); reason != "" {
 			// Acknowledged to the broker only once the rejection is written, like any other.
 			c.reject(tenant, device, reason, detail, m, received)
 			return

@@ -51,7 +51,7 @@ type Collector struct {
 
 	// adm admits (tenant, device) through the device registry, if any. watchFile: the
 	// registry came from cfg.RegistryFile and Run reloads it.
-	adm       admitter
+	adm       registry.Admitter
 	watchFile bool
 
 	healthy atomic.Bool
@@ -93,15 +93,15 @@ func New(cfg Config, sink ingest.Sink, metrics *ingest.Metrics, logger *slog.Log
 		parser: payload.Parser{Limits: payload.DefaultLimits()},
 		slots:  make(chan struct{}, cfg.MaxInFlight), acks: make(chan ackItem, cfg.MaxInFlight),
 		stopping: make(chan struct{}), resync: make(chan struct{}, 1)}
-	c.adm.live = live
+	c.adm.SetLive(live)
 	if r := live.Load(); r != nil {
-		c.adm.prepare(r)
+		c.adm.Prepare(r)
 	}
 	return c, nil
 }
 
 // Registry is the device registry in force (nil: none).
-func (c *Collector) Registry() *registry.Registry { return c.adm.live.Load() }
+func (c *Collector) Registry() *registry.Registry { return c.adm.Live().Load() }
 
 // Healthy reports whether the broker connection and subscription are up.
 func (c *Collector) Healthy() bool { return c.healthy.Load() }
@@ -124,8 +124,8 @@ func (c *Collector) Run(ctx context.Context) error {
 		watchDone := make(chan struct{})
 		go func() {
 			defer close(watchDone)
-			_ = c.adm.live.Watch(watchCtx, c.cfg.RegistryFile, c.cfg.RegistryReload, func(r *registry.Registry) {
-				c.adm.prepare(r) // build the lookup here rather than on the next message
+			_ = c.adm.Live().Watch(watchCtx, c.cfg.RegistryFile, c.cfg.RegistryReload, func(r *registry.Registry) {
+				c.adm.Prepare(r) // build the lookup here rather than on the next message
 				c.logger.Info("mqtt: device registry reloaded", "file", r.File(), "devices", r.Len(),
 					"strict", r.Strict(), "stamp", r.Stamp())
 			}, func(err error) {

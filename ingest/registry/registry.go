@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 
 	"fleetmeter/record"
 )
@@ -43,6 +44,9 @@ type Registry struct {
 	byPSK    map[string]int
 	byMQTT   map[string]int
 	problems []error // collected by build; non-empty means invalid
+
+	admOnce sync.Once
+	adm     *Admission // built on first use: a snapshot never changes
 }
 
 // New builds a registry from entries, validated as Load validates a file (without line
@@ -112,18 +116,28 @@ func (r *Registry) Lookup(tenant, device string) (Device, bool) {
 	return r.devices[i], true
 }
 
-// Admit reports whether a device may report: always when the registry is nil or not
-// strict, otherwise only when it names the device. The error is a *record.InvalidError
-// with reason unknown_device.
+// Admission is the registry's admission index, built on first use.
+func (r *Registry) Admission() *Admission {
+	r.admOnce.Do(func() { r.adm = NewAdmission(r) })
+	return r.adm
+}
+
+// Admit applies the admission rule (see Admission): nil when the registry is nil or
+// admits the device, else a *record.InvalidError with reason unknown_device or
+// wrong_tenant. The message does not name the tenants a device is registered to.
 func (r *Registry) Admit(tenant, device string) error {
-	if r == nil || !r.strict {
+	if r == nil {
 		return nil
 	}
-	if _, ok := r.byKey[key(tenant, device)]; ok {
+	switch reason, _ := r.Admission().Check(tenant, device); reason {
+	case "":
 		return nil
+	case record.ReasonWrongTenant:
+		return &record.InvalidError{Reason: reason, Msg: "device " + record.QuoteInput(device) + " is registered to another tenant"}
+	default:
+		return &record.InvalidError{Reason: reason,
+			Msg: "device " + tenant + "/" + device + " is not in the device registry"}
 	}
-	return &record.InvalidError{Reason: ReasonUnknownDevice,
-		Msg: "device " + tenant + "/" + device + " is not in the device registry"}
 }
 
 func key(tenant, device string) string { return tenant + "\x00" + device }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,5 +191,44 @@ func TestWatchSwapsAndRefusesInvalid(t *testing.T) {
 func TestWatchBadInterval(t *testing.T) {
 	if err := Watch(context.Background(), "x", 0, func(*Registry) {}, nil); err == nil {
 		t.Fatal("want error")
+	}
+}
+
+// The admission rule every collector applies: a listed id is claimed by its tenants, a
+// strict registry refuses what it does not list, and wrong_tenant says who claims it.
+func TestAdmission(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		r, err := Parse("r.yaml", []byte(fmt.Sprintf("strict: %t\ndevices:\n  - {tenant: acme, device: car-1}\n  - {tenant: bolt, device: car-1}\n  - {tenant: acme, device: car-2}\n", strict)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := NewAdmission(r)
+		for _, c := range []struct{ tenant, device, reason, owners string }{
+			{"acme", "car-1", "", ""},
+			{"bolt", "car-1", "", ""},
+			{"acme", "car-2", "", ""},
+			{"bolt", "car-2", record.ReasonWrongTenant, "acme"},
+			{"crook", "car-1", record.ReasonWrongTenant, "acme, bolt"},
+			{"acme", "ghost", map[bool]string{true: record.ReasonUnknownDevice}[strict], ""},
+		} {
+			reason, owners := a.Check(c.tenant, c.device)
+			if reason != c.reason || owners != c.owners {
+				t.Errorf("strict %t: Check(%s, %s) = %q %q, want %q %q", strict, c.tenant, c.device, reason, owners, c.reason, c.owners)
+			}
+		}
+	}
+	var ad Admitter
+	if ad.Current() != nil {
+		t.Fatal("an admitter without a registry returned an admission")
+	}
+}
+
+// Admit applies the whole rule, wrong_tenant included, for collectors that call it per
+// record (CoAP's dev path).
+func TestAdmitWrongTenant(t *testing.T) {
+	lax, _ := New(false, []Device{{Tenant: "t", Device: "d"}})
+	var inv *record.InvalidError
+	if err := lax.Admit("u", "d"); !errors.As(err, &inv) || inv.Reason != record.ReasonWrongTenant || strings.Contains(inv.Msg, `"t"`) {
+		t.Fatalf("a device claimed by another tenant: %v", err)
 	}
 }
