@@ -11,10 +11,11 @@ func TestListenAddrsRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first != (listenAddrs{MQTT: "127.0.0.1:0", CoAP: "127.0.0.1:0", HTTP: "127.0.0.1:0", Kafka: "127.0.0.1:0"}) {
+	if first != (listenAddrs{MQTT: "127.0.0.1:0", CoAP: "127.0.0.1:0", HTTP: "127.0.0.1:0", API: "127.0.0.1:0", Kafka: "127.0.0.1:0"}) {
 		t.Fatalf("first start: %+v", first)
 	}
-	ran := listenAddrs{MQTT: "127.0.0.1:18830", CoAP: "127.0.0.1:15683", HTTP: "127.0.0.1:18080", Kafka: "127.0.0.1:19092"}
+	ran := listenAddrs{MQTT: "127.0.0.1:18830", CoAP: "127.0.0.1:15683", HTTP: "127.0.0.1:18080", API: "127.0.0.1:18480",
+		Kafka: "127.0.0.1:19092"}
 	if err := ran.save(dir); err != nil {
 		t.Fatal(err)
 	}
