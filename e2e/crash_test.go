@@ -261,8 +261,19 @@ func TestCrashEffectivelyOnce(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	for i := 0; i < 2; i++ { // closing twice must change nothing
-		run(t, ctx, rater, "", "close", "--period", "2026-10", "--rules", rulesDir, "--clickhouse.addr", ch.NativeAddr())
+	var closed [2]string
+	for i := range closed { // closing twice must change nothing
+		closed[i] = run(t, ctx, rater, "", "close", "--period", "2026-10", "--rules", rulesDir, "--clickhouse.addr", ch.NativeAddr())
+	}
+	// The first close makes each tenant's invoice of the period final; the second finds
+	// nothing new to finalize.
+	for tenant := range want {
+		if !strings.Contains(closed[0], "\t"+tenant+"\tfinal\t") {
+			t.Errorf("rater close did not report a final invoice of %s:\n%s", tenant, closed[0])
+		}
+		if strings.Contains(closed[1], "\t"+tenant+"\tfinal\t") {
+			t.Errorf("closing again finalized another document of %s:\n%s", tenant, closed[1])
+		}
 	}
 	got, err := store.Totals(ctx, clickhouse.Filter{})
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"fleetmeter/billing"
+	"fleetmeter/billing/chstore"
 	"fleetmeter/clickhouse"
 	"fleetmeter/period"
 	"fleetmeter/rating"
@@ -18,9 +20,23 @@ func ClosePeriod(ctx context.Context, store *clickhouse.Store, engine *rating.En
 }
 
 // AutoClose closes each period once `after` has passed since it ended (period.Auto),
-// checking every minute until ctx ends.
-func AutoClose(ctx context.Context, store *clickhouse.Store, engine *rating.Engine, after time.Duration, logger *slog.Logger) {
-	period.Auto(ctx, tallyStore{store}, engine, after, time.Minute, logger, nil, nil)
+// checking every minute until ctx ends, and finalizes its invoices.
+func AutoClose(ctx context.Context, store *clickhouse.Store, engine *rating.Engine, after time.Duration,
+	notify billing.NotifyConfig, logger *slog.Logger) {
+	period.Auto(ctx, tallyStore{store}, engine, after, time.Minute, logger, nil, func(name string, _ []record.Rated) {
+		if _, err := FinalizeInvoices(ctx, store, notify, name, logger); err != nil {
+			logger.Error("finalizing the invoices of a closed period failed; the next close retries", "period", name, "err", err)
+		}
+	})
+}
+
+// FinalizeInvoices makes the invoices of a closed period final (billing.Finalize over the
+// ClickHouse store), publishing invoice.finalized when notify names a broker.
+func FinalizeInvoices(ctx context.Context, store *clickhouse.Store, notify billing.NotifyConfig, name string,
+	logger *slog.Logger) ([]billing.Invoice, error) {
+	cfg := billing.DefaultConfig()
+	cfg.Notify = notify
+	return chstore.FinalizePeriod(ctx, store, cfg, name, logger)
 }
 
 // tallyStore reads a period's tally from ClickHouse as billing reads it, duplicates

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"fleetmeter/billing"
 	"fleetmeter/clickhouse"
 	"fleetmeter/internal/config"
 	"fleetmeter/kafka"
@@ -24,45 +25,51 @@ type streamConfig struct {
 	Rules      string            `yaml:"rules"`
 	Reload     time.Duration     `yaml:"reload"`
 	CloseAfter time.Duration     `yaml:"close_after"`
-	Listen     string            `yaml:"listen"`
-	LogLevel   string            `yaml:"log_level"`
+	// InvoiceNotify publishes invoice.finalized when closing a period finalizes invoices.
+	InvoiceNotify billing.NotifyConfig `yaml:"invoice_notify"`
+	Listen        string               `yaml:"listen"`
+	LogLevel      string               `yaml:"log_level"`
 }
 
 func defaultStream() streamConfig {
 	host, _ := os.Hostname()
 	return streamConfig{Kafka: kafka.DefaultConfig(), ClickHouse: clickhouse.DefaultConfig(), Group: "fleetmeter-rater",
 		LoadGroup: "fleetmeter-loader", Instance: host, Rules: "/etc/fleetmeter/tariffs", Reload: 5 * time.Second,
-		Listen: "127.0.0.1:9465", LogLevel: "info"}
+		InvoiceNotify: billing.DefaultNotifyConfig(), Listen: "127.0.0.1:9465", LogLevel: "info"}
 }
 
 var streamHelp = map[string]string{
-	"kafka.brokers":            "Kafka seed brokers, comma-separated",
-	"kafka.partitions":         "partitions of the topics created on start",
-	"kafka.replication_factor": "replication of the topics created on start (-1: broker default)",
-	"kafka.client_id":          "Kafka client id",
-	"kafka.session_timeout":    "consumer group session timeout",
-	"clickhouse.addr":          "ClickHouse native addresses (host:9000), comma-separated",
-	"clickhouse.database":      "ClickHouse database (created with the schema on start)",
-	"clickhouse.username":      "ClickHouse user",
-	"clickhouse.password":      "ClickHouse password (prefer clickhouse.password_file)",
-	"clickhouse.dial_timeout":  "bound of each connection attempt",
-	"clickhouse.max_batch":     "most rows per INSERT",
-	"clickhouse.cluster":       "cluster name: the schema is applied ON CLUSTER (empty: single node)",
-	"clickhouse.query_threads": "max_threads of read queries (0: server default)",
-	"group":                    "consumer group shared by all rater instances",
-	"load_group":               "consumer group shared by all loader instances",
-	"instance":                 "this instance's id: stable across restarts, unique per group (static membership, transactional id); default the host name",
-	"rules":                    "tariff directory or file (reloaded on change)",
-	"reload":                   "how often the tariffs are polled for changes (positive)",
-	"close_after":              "rater load: close each period this long after it ends (0: only by rater close; needs rules)",
-	"listen":                   "address of /metrics, /healthz and /readyz (empty: off)",
-	"log_level":                "debug, info, warn or error",
+	"kafka.brokers":              "Kafka seed brokers, comma-separated",
+	"kafka.partitions":           "partitions of the topics created on start",
+	"kafka.replication_factor":   "replication of the topics created on start (-1: broker default)",
+	"kafka.client_id":            "Kafka client id",
+	"kafka.session_timeout":      "consumer group session timeout",
+	"clickhouse.addr":            "ClickHouse native addresses (host:9000), comma-separated",
+	"clickhouse.database":        "ClickHouse database (created with the schema on start)",
+	"clickhouse.username":        "ClickHouse user",
+	"clickhouse.password":        "ClickHouse password (prefer clickhouse.password_file)",
+	"clickhouse.dial_timeout":    "bound of each connection attempt",
+	"clickhouse.max_batch":       "most rows per INSERT",
+	"clickhouse.cluster":         "cluster name: the schema is applied ON CLUSTER (empty: single node)",
+	"clickhouse.query_threads":   "max_threads of read queries (0: server default)",
+	"group":                      "consumer group shared by all rater instances",
+	"load_group":                 "consumer group shared by all loader instances",
+	"instance":                   "this instance's id: stable across restarts, unique per group (static membership, transactional id); default the host name",
+	"rules":                      "tariff directory or file (reloaded on change)",
+	"reload":                     "how often the tariffs are polled for changes (positive)",
+	"close_after":                "rater load: close each period this long after it ends (0: only by rater close; needs rules)",
+	"invoice_notify.url":         "AMQP URL to publish invoice.finalized to when a close finalizes invoices (empty: off)",
+	"invoice_notify.exchange":    "AMQP exchange of invoice.finalized (declared durable, type topic)",
+	"invoice_notify.routing_key": "routing key of invoice.finalized",
+	"invoice_notify.timeout":     "bound of each connect, publish and confirm attempt",
+	"listen":                     "address of /metrics, /healthz and /readyz (empty: off)",
+	"log_level":                  "debug, info, warn or error",
 }
 
 // streamSpec is the command line of rater run, load or close over cfg; period receives
 // rater close's --period.
 func streamSpec(name string, cfg *streamConfig, period *string) config.Spec {
-	spec := config.Spec{Name: name, Help: streamHelp, Secrets: []string{"clickhouse.password"},
+	spec := config.Spec{Name: name, Help: streamHelp, Secrets: []string{"clickhouse.password", "invoice_notify.url"},
 		// The top-level instance sets kafka.instance; the rest is the mediator's batching.
 		Skip: []string{"kafka.instance", "kafka.linger", "kafka.batch_records", "kafka.batch_bytes"}}
 	switch name {
@@ -71,10 +78,11 @@ func streamSpec(name string, cfg *streamConfig, period *string) config.Spec {
 		spec.Keys = []string{"kafka", "group", "instance", "rules", "reload", "listen", "log_level"}
 	case "rater load":
 		spec.Summary = "Load topics rated and rejected into ClickHouse until SIGTERM; with close_after, also close periods."
-		spec.Keys = []string{"kafka", "clickhouse", "load_group", "instance", "rules", "reload", "close_after", "listen", "log_level"}
+		spec.Keys = []string{"kafka", "clickhouse", "load_group", "instance", "rules", "reload", "close_after", "invoice_notify",
+			"listen", "log_level"}
 	case "rater close":
 		spec.Summary = "Write each tenant's device-fee adjustment of a period into ClickHouse (idempotent)."
-		spec.Keys = []string{"clickhouse", "rules", "log_level"}
+		spec.Keys = []string{"clickhouse", "rules", "invoice_notify", "log_level"}
 		spec.Extra = func(fs *flag.FlagSet) { fs.StringVar(period, "period", "", "the period to close, YYYY-MM (required)") }
 	}
 	spec.Validate = func() error { return cfg.validate(name, *period) }

@@ -101,7 +101,7 @@ func runLoad(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 				go rules.Watch(ctx, cfg.Rules, cfg.Reload, engine.SetRules, func(err error) {
 					logger.Error("tariff change refused; the previous tariffs stay in force", "err", err)
 				})
-				pipeline.AutoClose(ctx, store, engine, cfg.CloseAfter, logger)
+				pipeline.AutoClose(ctx, store, engine, cfg.CloseAfter, cfg.InvoiceNotify, logger)
 				return nil
 			})
 		}
@@ -140,6 +140,16 @@ func runClose(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	for _, a := range adj {
 		fmt.Fprintf(stdout, "%s\t%s\tdevices=%d\tadjustment=%s %s\n", a.RecordID, a.Tenant, a.ActiveDevices, a.Amount, a.Currency)
+	}
+	// The period is exact now: its invoices become final (again: nothing changes, or a
+	// correction note takes late usage), and invoice.finalized goes out when configured.
+	invs, err := pipeline.FinalizeInvoices(ctx, store, cfg.InvoiceNotify, rest[0], logger)
+	if err != nil {
+		logger.Error("finalize invoices", "err", err)
+		return 1
+	}
+	for _, inv := range invs {
+		fmt.Fprintf(stdout, "%s %s\t%s\t%s\trecords=%d\n", inv.Kind, inv.Number, inv.Tenant, inv.Status, inv.Records)
 	}
 	return 0
 }
