@@ -147,7 +147,7 @@ func (f partitionsFlag) Set(s string) error {
 // transaction and the loader commits what it inserted; then ClickHouse and the Kafka
 // broker stop (deferred).
 func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, stdout io.Writer) (int, error) {
-	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return 1, err
 	}
 	rulesPath, err := prepareRules(cfg)
@@ -365,7 +365,7 @@ func prepareRules(cfg standaloneConfig) (string, error) {
 		return cfg.Rules, nil
 	}
 	dir := filepath.Join(cfg.Data, "rules")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	err := fs.WalkDir(deploy.Tariffs, "tariffs", func(p string, d fs.DirEntry, err error) error {

@@ -86,7 +86,7 @@ func Start(ctx context.Context, dataDir string, logger *slog.Logger) (*Server, e
 		return nil, fmt.Errorf("start clickhouse: %w", err)
 	}
 	for _, sub := range []string{"data", "tmp", "user_files", "format_schemas", "logs"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("start clickhouse: %w", err)
 		}
 	}

@@ -32,6 +32,12 @@ func TestStartQueryStop(t *testing.T) {
 			t.Errorf("expected %s in the data dir: %v", p, err)
 		}
 	}
+	// The data and the server's settings are the owner's only.
+	for p, want := range map[string]os.FileMode{"config.xml": 0o600, "users.xml": 0o600, "data": 0o700, "logs": 0o700} {
+		if st, err := os.Stat(filepath.Join(srv.Dir(), p)); err == nil && st.Mode().Perm() != want {
+			t.Errorf("%s has mode %v, want %v", p, st.Mode().Perm(), want)
+		}
+	}
 	if err := srv.Stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}

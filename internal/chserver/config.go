@@ -87,10 +87,10 @@ func writeConfig(dir string, tcp, http, interserver int) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "config.xml"), b.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "config.xml"), b.Bytes(), 0o600); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o644)
+	return os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o600)
 }
 
 func ping(ctx context.Context, addr string) error {
