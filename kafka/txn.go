@@ -72,6 +72,14 @@ func NewTxSession(ctx context.Context, cfg Config, group, txID, in string, out [
 		sess.Close()
 		return nil, err
 	}
+	// Initialize the producer now, not at the first batch: with this transactional id it
+	// fences a predecessor and has the coordinator abort the transaction that one left
+	// open, so the partitions' state can be replayed to the end before the first batch
+	// (a replay reads committed data only, and would otherwise wait out the timeout).
+	if _, _, err := sess.Client().ProducerID(ctx); err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("kafka transactions: init producer id: %w", err)
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

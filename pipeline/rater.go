@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -53,10 +54,14 @@ func NewRater(ctx context.Context, cfg RaterConfig, set *rules.Set, reg promethe
 	outs := []string{kafka.TopicRated, kafka.TopicState, kafka.TopicCounts, kafka.TopicRejected}
 	counter := rater.NewFleetCounter()
 	engine := rating.NewEngine(set, rating.Options{Counter: counter})
-	var loop *rater.Rater
+	var lost atomic.Pointer[rater.Rater] // set once the loop exists; partitions lost before that held no state
 	open := func(ctx context.Context) (rater.Stream, error) {
 		s, err := kafka.NewTxSession(ctx, cfg.Kafka, cfg.Group, "fleetmeter-rater-"+cfg.InstanceID, kafka.TopicUsage,
-			outs, logger, func([]int32) { loop.PartitionsLost() })
+			outs, logger, func([]int32) {
+				if l := lost.Load(); l != nil {
+					l.PartitionsLost()
+				}
+			})
 		if err != nil {
 			return nil, err
 		}
@@ -93,7 +98,7 @@ func NewRater(ctx context.Context, cfg RaterConfig, set *rules.Set, reg promethe
 		return fail(err)
 	}
 	opened := false
-	loop, err = rater.New(rater.Config{
+	loop, err := rater.New(rater.Config{
 		Topics: rater.Topics{Rated: kafka.TopicRated, State: kafka.TopicState, Counts: kafka.TopicCounts,
 			Rejected: kafka.TopicRejected},
 		RejectedPartition: func(t, d string) int32 { return kafka.PartitionOf(t, d, rparts) },
@@ -109,6 +114,7 @@ func NewRater(ctx context.Context, cfg RaterConfig, set *rules.Set, reg promethe
 		follower.Close()
 		return fail(err)
 	}
+	lost.Store(loop)
 	return &Rater{loop: loop, engine: engine, counter: counter, reader: reader, follower: follower}, nil
 }
 
