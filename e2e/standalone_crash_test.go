@@ -33,7 +33,7 @@ import (
 // record_id), must hold every record exactly once, none missing and none twice: in
 // particular every one that was acknowledged before the kill.
 func TestStandaloneCrashNoLoss(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	const mqttDevices, coapDevices, perDevice = 20, 4, 500
 	kills := envInt(t, "FLEETMETER_CRASH_KILLS", 1)
@@ -131,7 +131,7 @@ func TestStandaloneCrashNoLoss(t *testing.T) {
 	}
 	var billed map[string]uint64
 	var rows uint64
-	for deadline := time.Now().Add(60 * time.Second); ; {
+	for deadline := time.Now().Add(120 * time.Second); ; {
 		billed, rows = billedEventIDs(t, ctx, store)
 		if len(billed) >= total || time.Now().After(deadline) {
 			break

@@ -196,6 +196,10 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	kcfg := kafka.DefaultConfig()
 	kcfg.Brokers = []string{kafkaAddr}
 	kcfg.Partitions = cfg.Partitions
+	// Static group membership: a restart on the same --data takes the rater's and the
+	// loader's places in their groups at once, instead of waiting for the killed
+	// process's members to time out and the groups to rebalance.
+	kcfg.Instance = "standalone"
 	mcfg := pipeline.DefaultMediatorConfig()
 	mcfg.Kafka = kcfg
 	// MQTT goes from the embedded broker straight to the producer (mqttingest.go), not
