@@ -62,9 +62,10 @@ func TotalsQuery(db string, f Filter) (string, []any) {
 	return q, args
 }
 
-// recordColumns are read back by RecordsQuery, in the order scanRated expects: the exact
-// _ms times and amount_micros rather than their second and Decimal forms.
-var recordColumns = []string{
+// RecordColumns are the columns a rated record is read back from, in the order ScanRated
+// expects: the exact _ms times and amount_micros rather than their second and Decimal
+// forms.
+var RecordColumns = []string{
 	"event_id", "tenant", "device", "source",
 	"start_time_ms", "end_time_ms", "received_time_ms",
 	"bytes_up", "bytes_down", "duration_ms", "events", "rating_group",
@@ -78,7 +79,7 @@ var recordColumns = []string{
 // query, so it is exact across shards too.
 func RecordsQuery(db string, f Filter) (string, []any) {
 	where, args := f.where()
-	q := "SELECT " + strings.Join(recordColumns, ", ") + "\n" +
+	q := "SELECT " + strings.Join(RecordColumns, ", ") + "\n" +
 		"FROM " + db + ".rated_usage\n" +
 		where +
 		"ORDER BY tenant, record_id, rated_time_ms\n" +

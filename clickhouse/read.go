@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/shopspring/decimal"
 
 	"fleetmeter/record"
@@ -69,34 +70,43 @@ func (s *Store) Records(ctx context.Context, f Filter, into []record.Rated) ([]r
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var r record.Rated
-		var startMs, endMs, recvMs, ratedMs uint64
-		var lat, lon *float64
-		var sst *uint8
-		var amount int64
-		err := rows.Scan(&r.EventID, &r.Tenant, &r.Device, &r.Source,
-			&startMs, &endMs, &recvMs,
-			&r.BytesUp, &r.BytesDown, &r.DurationMs, &r.Events, &r.RatingGroup,
-			&r.PLMN, &r.Cell, &lat, &lon, &r.RAT, &sst, &r.SliceSD,
-			&r.RecordID, &r.Charge, &r.Zone, &r.Mobility, &r.Tariff, &r.TariffVersion, &r.Offer,
-			&r.ActiveDevices, &r.Currency, &amount, &ratedMs)
+		r, err := ScanRated(rows)
 		if err != nil {
 			return into, fmt.Errorf("records: %w", err)
 		}
-		r.StartTime, r.EndTime, r.ReceivedTime, r.RatedTime = int64(startMs), int64(endMs), int64(recvMs), int64(ratedMs)
-		if lat != nil && lon != nil {
-			r.Lat, r.Lon, r.HasPos = *lat, *lon, true
-		}
-		if sst != nil {
-			r.SliceSST, r.HasSlice = *sst, true
-		}
-		r.Amount = record.Micros(amount)
 		into = append(into, r)
 	}
 	if err := rows.Err(); err != nil {
 		return into, fmt.Errorf("records: %w", err)
 	}
 	return into, nil
+}
+
+// ScanRated reads the current row, of RecordColumns, into a rated record.
+func ScanRated(rows driver.Rows) (record.Rated, error) {
+	var r record.Rated
+	var startMs, endMs, recvMs, ratedMs uint64
+	var lat, lon *float64
+	var sst *uint8
+	var amount int64
+	err := rows.Scan(&r.EventID, &r.Tenant, &r.Device, &r.Source,
+		&startMs, &endMs, &recvMs,
+		&r.BytesUp, &r.BytesDown, &r.DurationMs, &r.Events, &r.RatingGroup,
+		&r.PLMN, &r.Cell, &lat, &lon, &r.RAT, &sst, &r.SliceSD,
+		&r.RecordID, &r.Charge, &r.Zone, &r.Mobility, &r.Tariff, &r.TariffVersion, &r.Offer,
+		&r.ActiveDevices, &r.Currency, &amount, &ratedMs)
+	if err != nil {
+		return r, err
+	}
+	r.StartTime, r.EndTime, r.ReceivedTime, r.RatedTime = int64(startMs), int64(endMs), int64(recvMs), int64(ratedMs)
+	if lat != nil && lon != nil {
+		r.Lat, r.Lon, r.HasPos = *lat, *lon, true
+	}
+	if sst != nil {
+		r.SliceSST, r.HasSlice = *sst, true
+	}
+	r.Amount = record.Micros(amount)
+	return r, nil
 }
 
 // RollupRow is one key of a daily rollup; Device is empty in the per-tenant rollup.

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"fleetmeter/billing"
+	"fleetmeter/clickhouse"
 )
 
 // quote renders s as a ClickHouse string literal.
@@ -59,17 +60,6 @@ func seenSQL(db, where, tenant string) string {
 		") USING (tenant, k_period)"
 }
 
-// recordColumns are read back in the order scan expects: the exact _ms times and
-// amount_micros (as clickhouse.RecordsQuery).
-var recordColumns = []string{
-	"event_id", "tenant", "device", "source",
-	"start_time_ms", "end_time_ms", "received_time_ms",
-	"bytes_up", "bytes_down", "duration_ms", "events", "rating_group",
-	"plmn", "cell", "lat", "lon", "rat", "slice_sst", "slice_sd",
-	"record_id", "charge", "zone", "mobility", "tariff", "tariff_version", "offer",
-	"active_devices", "currency", "amount_micros", "rated_time_ms",
-}
-
 // ExportSpanQuery counts stored copies per second of seen in [After.Seen, UpTo]: the
 // store stops a page's candidates at the second where they reach the page's limit, so a
 // page costs what it returns, not the size of the table.
@@ -118,7 +108,7 @@ func ExportDataQuery(db, tenant, keys string) string {
 	if tenant != "" {
 		scope = "tenant = " + quote(tenant) + " AND "
 	}
-	return "SELECT " + strings.Join(recordColumns, ", ") + "\n" +
+	return "SELECT " + strings.Join(clickhouse.RecordColumns, ", ") + "\n" +
 		"FROM " + db + ".rated_usage\n" +
 		"WHERE " + scope + "(tenant, record_id) IN " + keys
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"fleetmeter/billing"
+	"fleetmeter/clickhouse"
 	"fleetmeter/rating"
 	"fleetmeter/record"
 )
@@ -115,28 +116,10 @@ func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole boo
 	defer drows.Close()
 	found := 0
 	for drows.Next() {
-		var r record.Rated
-		var startMs, endMs, recvMs, ratedMs uint64
-		var lat, lon *float64
-		var sst *uint8
-		var amount int64
-		err := drows.Scan(&r.EventID, &r.Tenant, &r.Device, &r.Source,
-			&startMs, &endMs, &recvMs,
-			&r.BytesUp, &r.BytesDown, &r.DurationMs, &r.Events, &r.RatingGroup,
-			&r.PLMN, &r.Cell, &lat, &lon, &r.RAT, &sst, &r.SliceSD,
-			&r.RecordID, &r.Charge, &r.Zone, &r.Mobility, &r.Tariff, &r.TariffVersion, &r.Offer,
-			&r.ActiveDevices, &r.Currency, &amount, &ratedMs)
+		r, err := clickhouse.ScanRated(drows)
 		if err != nil {
 			return into[:base], fmt.Errorf("billing export: %w", err)
 		}
-		r.StartTime, r.EndTime, r.ReceivedTime, r.RatedTime = int64(startMs), int64(endMs), int64(recvMs), int64(ratedMs)
-		if lat != nil && lon != nil {
-			r.Lat, r.Lon, r.HasPos = *lat, *lon, true
-		}
-		if sst != nil {
-			r.SliceSST, r.HasSlice = *sst, true
-		}
-		r.Amount = record.Micros(amount)
 		i, ok := index[r.Tenant+"\x00"+r.RecordID]
 		if !ok {
 			continue
