@@ -34,7 +34,6 @@ func NewReader(cfg Config, logger *slog.Logger) (*Reader, error) {
 	}
 	cl, err := kgo.NewClient(append(baseOpts(cfg, logger),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), // replay fences go to the partition replayed
 		kgo.FetchMaxWait(200*time.Millisecond),
 		kgo.FetchMaxBytes(64<<20),
@@ -126,7 +125,7 @@ func (r *Reader) Replay(ctx context.Context, topic string, part int32, fn func(k
 				done = true
 				return
 			}
-			if !rec.Attrs.IsControl() && string(rec.Key) != fenceKey {
+			if string(rec.Key) != fenceKey {
 				n++
 				cbErr = fn(rec.Key, rec.Value)
 			}

@@ -596,15 +596,3 @@ func (s *State) Tally() map[string]uint64 {
 	}
 	return out
 }
-
-// Footprint reports what the State holds: devices, devices with a side record (a long
-// id, several location runs or periods), and the location runs kept in side records.
-func (s *State) Footprint() (devices, sided, extraRuns int) {
-	for i := range s.exts {
-		if !s.exts[i].empty() {
-			sided++
-			extraRuns += len(s.exts[i].extra)
-		}
-	}
-	return int(s.ndev), sided, extraRuns
-}
