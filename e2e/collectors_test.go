@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -263,17 +262,12 @@ func writeFile(t *testing.T, name string, b []byte) {
 	}
 }
 
-// freeUDPPorts returns n distinct free loopback UDP ports.
+// freeUDPPorts returns n distinct free loopback UDP ports (see stablePort).
 func freeUDPPorts(t *testing.T, n int) []int {
 	t.Helper()
 	var ports []int
 	for range n {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close() // held until all are picked, so they differ
-		ports = append(ports, c.LocalAddr().(*net.UDPAddr).Port)
+		ports = append(ports, stablePort(t))
 	}
 	return ports
 }
