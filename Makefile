@@ -7,7 +7,7 @@ DATA ?= $(shell mktemp -d /tmp/fleetmeter.XXXXXX)
 DEVICES ?= 60
 DURATION ?= 30s
 
-.PHONY: deps build run demo test unit e2e bench fmt vet
+.PHONY: deps build run demo test unit deploy-check e2e bench bench-report fmt vet
 
 deps:
 	@scripts/deps.sh
@@ -25,7 +25,7 @@ demo: deps
 
 # All tests: vet, unit tests with the race detector, then the end-to-end tests that start
 # Mosquitto, ClickHouse and the binaries on free loopback ports.
-test: deps vet unit e2e
+test: deps vet unit deploy-check e2e
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
@@ -39,6 +39,16 @@ e2e:
 	  $(GO) test -timeout 30m -v -count=1 ./e2e/ 2>&1 | tee $$log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)'; \
 	  s=$${PIPESTATUS[0]}; \
 	  if [ $$s -ne 0 ]; then echo "--- the last 400 lines of the e2e output ($$log):"; tail -n 400 $$log; fi; exit $$s
+
+# Deployment artifacts (Helm chart, compose stack, alert rules), checked without Docker or a
+# cluster by their own Go module (deploy/check), so Helm's dependencies stay out of the product.
+deploy-check:
+	@if [ -f deploy/check/go.mod ]; then cd deploy/check && $(GO) test -count=1 -timeout 10m ./...; fi
+
+# The benchmark report: every stage beside its raw ceiling in one run, BENCHMARKS.md and plots.
+# BENCH_SHORT=1 is the few-minute version `make test` runs so the harness never rots.
+bench-report: deps
+	@scripts/bench-report.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./record/ ./rating/ ./cdr/ ./ingest/payload/ ./clickhouse/
