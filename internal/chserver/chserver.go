@@ -37,6 +37,7 @@ type Server struct {
 	ports    []int // native, http, interserver
 	tcpPort  int
 	httpPort int
+	password string // of user default; empty: none
 
 	done    chan struct{} // closed when the process has exited
 	waitErr error         // set before done is closed
@@ -70,12 +71,23 @@ func isExecutable(p string) bool {
 	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
 }
 
+// Option changes how Start configures the server.
+type Option func(*Server)
+
+// WithPassword makes user default log in with password (users.xml holds its SHA-256 only);
+// without it the user has no password, which suits a test's throwaway server.
+func WithPassword(password string) Option { return func(s *Server) { s.password = password } }
+
 // Start writes a config under dataDir, starts clickhouse-server on free loopback ports and
 // returns once it answers a native ping. ctx bounds the startup only; the server runs
 // until Stop (or until this process dies: the child gets SIGTERM then).
-func Start(ctx context.Context, dataDir string, logger *slog.Logger) (*Server, error) {
+func Start(ctx context.Context, dataDir string, logger *slog.Logger, opts ...Option) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	var o Server
+	for _, opt := range opts {
+		opt(&o)
 	}
 	bin, args, err := Binary()
 	if err != nil {
@@ -91,7 +103,7 @@ func Start(ctx context.Context, dataDir string, logger *slog.Logger) (*Server, e
 		}
 	}
 	for attempt := 1; ; attempt++ {
-		s, err := start(ctx, bin, args, dir, logger)
+		s, err := start(ctx, bin, args, dir, o.password, logger)
 		if err == nil {
 			return s, nil
 		}
@@ -108,12 +120,12 @@ type portBusyError struct{ err error }
 func (e *portBusyError) Error() string { return e.err.Error() }
 func (e *portBusyError) Unwrap() error { return e.err }
 
-func start(ctx context.Context, bin string, args []string, dir string, logger *slog.Logger) (*Server, error) {
+func start(ctx context.Context, bin string, args []string, dir, password string, logger *slog.Logger) (*Server, error) {
 	ports, err := freePorts(3)
 	if err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
 	}
-	return startOn(ctx, bin, args, dir, ports, logger)
+	return startOn(ctx, bin, args, dir, password, ports, logger)
 }
 
 // Restart starts a stopped server again on its data directory and ports, as an operator
@@ -123,12 +135,12 @@ func (s *Server) Restart(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return startOn(ctx, bin, args, s.dir, s.ports, s.logger)
+	return startOn(ctx, bin, args, s.dir, s.password, s.ports, s.logger)
 }
 
-func startOn(ctx context.Context, bin string, args []string, dir string, ports []int, logger *slog.Logger) (*Server, error) {
+func startOn(ctx context.Context, bin string, args []string, dir, password string, ports []int, logger *slog.Logger) (*Server, error) {
 	cfg := filepath.Join(dir, "config.xml")
-	if err := writeConfig(dir, ports[0], ports[1], ports[2]); err != nil {
+	if err := writeConfig(dir, password, ports[0], ports[1], ports[2]); err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
 	}
 	out, err := os.OpenFile(filepath.Join(dir, "logs", "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -147,7 +159,8 @@ func startOn(ctx context.Context, bin string, args []string, dir string, ports [
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
 	}
-	s := &Server{dir: dir, logger: logger, cmd: cmd, tcpPort: ports[0], httpPort: ports[1], ports: ports, done: make(chan struct{})}
+	s := &Server{dir: dir, logger: logger, cmd: cmd, tcpPort: ports[0], httpPort: ports[1], ports: ports, password: password,
+		done: make(chan struct{})}
 	go func() {
 		s.waitErr = cmd.Wait()
 		close(s.done)
@@ -173,7 +186,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 	defer tick.Stop()
 	var last error
 	for {
-		if last = ping(ctx, s.NativeAddr()); last == nil {
+		if last = ping(ctx, s.NativeAddr(), s.password); last == nil {
 			return nil
 		}
 		select {

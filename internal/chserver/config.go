@@ -3,6 +3,8 @@ package chserver
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,7 +49,8 @@ var configTmpl = template.Must(template.New("config").Parse(`<?xml version="1.0"
 </yandex>
 `))
 
-const usersXML = `<?xml version="1.0"?>
+// usersTmpl has one user, default; with a password, only its SHA-256 is written.
+var usersTmpl = template.Must(template.New("users").Parse(`<?xml version="1.0"?>
 <yandex>
     <profiles>
         <default>
@@ -57,7 +60,7 @@ const usersXML = `<?xml version="1.0"?>
     </profiles>
     <users>
         <default>
-            <password></password>
+            {{if .}}<password_sha256_hex>{{.}}</password_sha256_hex>{{else}}<password></password>{{end}}
             <networks><ip>::/0</ip></networks>
             <profile>default</profile>
             <quota>default</quota>
@@ -76,9 +79,9 @@ const usersXML = `<?xml version="1.0"?>
         </default>
     </quotas>
 </yandex>
-`
+`))
 
-func writeConfig(dir string, tcp, http, interserver int) error {
+func writeConfig(dir, password string, tcp, http, interserver int) error {
 	var b bytes.Buffer
 	err := configTmpl.Execute(&b, struct {
 		Dir                    string
@@ -90,12 +93,22 @@ func writeConfig(dir string, tcp, http, interserver int) error {
 	if err := os.WriteFile(filepath.Join(dir, "config.xml"), b.Bytes(), 0o600); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o600)
+	hash := ""
+	if password != "" {
+		sum := sha256.Sum256([]byte(password))
+		hash = hex.EncodeToString(sum[:])
+	}
+	b.Reset()
+	if err := usersTmpl.Execute(&b, hash); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "users.xml"), b.Bytes(), 0o600)
 }
 
-func ping(ctx context.Context, addr string) error {
+func ping(ctx context.Context, addr, password string) error {
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:        []string{addr},
+		Auth:        clickhouse.Auth{Username: "default", Password: password},
 		DialTimeout: time.Second,
 	})
 	if err != nil {
