@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -26,6 +27,10 @@ type Spec struct {
 	// file, the environment and the flags that reads the value from a file, so secrets
 	// need not sit on command lines or in the configuration.
 	Secrets []string
+	// Aliases are further flag names of keys (flag name without dashes -> key), kept for
+	// command lines written before the keys existed: fleetmeter standalone --kafka ADDR is
+	// --kafka.brokers ADDR. An error names the alias when the value came from it.
+	Aliases map[string]string
 	// Extra defines the flags that are no configuration key (rater close --period).
 	Extra func(fs *flag.FlagSet)
 	// Validate checks the whole configuration once every layer is applied; its messages
@@ -157,6 +162,13 @@ func Parse(spec Spec, cfg any, args []string) ([]string, error) {
 				return readSecret(f, file)
 			})
 			flagKey[FlagName(f.key+"_file")] = f.key
+		}
+	}
+	for _, alias := range slices.Sorted(maps.Keys(spec.Aliases)) {
+		key := spec.Aliases[alias]
+		if i := slices.IndexFunc(own, func(f field) bool { return f.key == key }); i >= 0 {
+			fs.Var(flagValue{own[i]}, alias, "same as --"+FlagName(key))
+			flagKey[alias] = key
 		}
 	}
 	if spec.Extra != nil {

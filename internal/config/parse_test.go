@@ -233,3 +233,34 @@ func TestBadFlagValueNamesTheFlag(t *testing.T) {
 	_, _, err := parse(t, "--db.dial-timeout", "soon")
 	wantProblem(t, err, `invalid value "soon" for flag --db.dial-timeout: want a duration`)
 }
+
+// An alias is one more flag of a key: it sets the key, an error names it as the source,
+// the help lists it with the key's variable, and the reference lists it beside the key.
+func TestAliases(t *testing.T) {
+	cfg := defaults()
+	spec := Spec{Name: "svc run", Aliases: map[string]string{"db": "db.addr", "q": "qos"}, Validate: cfg.validate}
+	if err := CheckSpec(spec, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse(spec, &cfg, []string{"--db", "h:1,h:2"}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.DB.Addr, ",") != "h:1,h:2" {
+		t.Fatalf("--db set db.addr to %q", cfg.DB.Addr)
+	}
+	cfg = defaults()
+	_, err := Parse(spec, &cfg, []string{"--q", "7"})
+	wantProblem(t, err, "--q: qos: must be 0, 1 or 2")
+	_, err = Parse(spec, &cfg, []string{"--help"})
+	var h *Help
+	if !errors.As(err, &h) || !strings.Contains(h.Text, "--db list\n      same as --db.addr (default \"127.0.0.1:9000\"; env FLEETMETER_DB_ADDR)") {
+		t.Fatalf("help: %v", err)
+	}
+	if ref := Reference(spec, &cfg); !strings.Contains(ref, "`--db.addr`, `--db`") {
+		t.Fatalf("reference lacks the alias:\n%s", ref)
+	}
+	bad := Spec{Name: "svc run", Aliases: map[string]string{"x": "db.adress"}}
+	if err := CheckSpec(bad, &cfg); err == nil || !strings.Contains(err.Error(), "db.adress") {
+		t.Fatalf("CheckSpec of an alias to no key: %v", err)
+	}
+}

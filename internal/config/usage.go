@@ -31,6 +31,11 @@ func usage(spec Spec, fs *flag.FlagSet, own []field) string {
 	byFlag := map[string]field{}
 	for _, f := range own {
 		byFlag[FlagName(f.key)] = f
+		for alias, key := range spec.Aliases {
+			if key == f.key {
+				byFlag[alias] = f
+			}
+		}
 	}
 	fs.VisitAll(func(fl *flag.Flag) {
 		f, isKey := byFlag[fl.Name]
@@ -80,7 +85,13 @@ func Reference(spec Spec, cfg any) string {
 		if def != "" {
 			def = "`" + def + "`"
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | `%s` | `--%s` | %s |\n", f.key, def, EnvName(f.key), FlagName(f.key),
+		flags := "`--" + FlagName(f.key) + "`"
+		for _, alias := range slices.Sorted(maps.Keys(spec.Aliases)) {
+			if spec.Aliases[alias] == f.key {
+				flags += ", `--" + alias + "`"
+			}
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | `%s` | %s | %s |\n", f.key, def, EnvName(f.key), flags,
 			mdEscape.Replace(spec.Help[f.key]))
 		if f.secret {
 			fmt.Fprintf(&b, "| `%s_file` | | `%s` | `--%s` | file holding %s (one trailing line break ignored) |\n",
@@ -107,7 +118,8 @@ func CheckSpec(spec Spec, cfg any) error {
 		}
 	}
 	var bad []string
-	for _, list := range [][]string{spec.Keys, spec.Skip, spec.Secrets, slices.Collect(maps.Keys(spec.Help))} {
+	for _, list := range [][]string{spec.Keys, spec.Skip, spec.Secrets, slices.Collect(maps.Keys(spec.Help)),
+		slices.Collect(maps.Values(spec.Aliases))} {
 		for _, k := range list {
 			if !known[k] {
 				bad = append(bad, k)
