@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"fleetmeter/internal/config"
+	"fleetmeter/loadtest"
 )
 
 // noStdin adapts a command that reads no input to config.Command.
@@ -17,8 +18,8 @@ func noStdin(run func(args []string, stdout, stderr io.Writer) int) func([]strin
 
 var commands = []config.Command{
 	{Name: "standalone", Usage: "standalone --data DIR [--rules DIR] [--simulate N] [--for D] [--kafka ADDR] [--clickhouse ADDR]", Run: noStdin(runStandalone)},
-	{Name: "load", Usage: "load [--records N] [--devices D] [--data DIR] [--kafka ADDR] [--clickhouse ADDR] [--partitions P] [--overlap]", Run: noStdin(runLoad)},
-	{Name: "load-rater", Run: noStdin(runLoadRater), Hidden: true},
+	{Name: "load", Usage: "load [--records N] [--devices D] [--data DIR] [--kafka ADDR] [--clickhouse ADDR] [--partitions P] [--overlap]", Run: noStdin(loadtest.RunLoad)},
+	{Name: "load-rater", Run: noStdin(loadtest.RunRater), Hidden: true},
 }
 
 func main() {

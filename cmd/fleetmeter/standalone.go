@@ -25,6 +25,7 @@ import (
 	"fleetmeter/internal/config"
 	"fleetmeter/internal/obs"
 	"fleetmeter/kafka"
+	"fleetmeter/loadtest"
 	"fleetmeter/pipeline"
 	"fleetmeter/rules"
 	"fleetmeter/sim"
@@ -339,7 +340,7 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 			sent = res.sent
 		}
 		if gctx.Err() == nil {
-			c, err := check(gctx, cfg, set, fleet, sent, store, apiClient{addr: apiAddr, keys: demoKeys}, stdout)
+			c, err := loadtest.Check(gctx, cfg.Drain, set, fleet, sent, store, loadtest.APIClient{Addr: apiAddr, Keys: demoKeys}, stdout)
 			if err != nil {
 				logger.Error("check", "err", err)
 			}

@@ -1,4 +1,8 @@
-package main
+// Package loadtest measures fleetmeter under load: `fleetmeter load` (usage -> rater ->
+// loader -> ClickHouse beside a raw insert), the standalone self-check, the simulated
+// fleet's drivers and the benchmark report (BENCHMARKS.md). It also starts the services
+// a measurement needs (embedded Kafka, ClickHouse, Mosquitto), for itself and for e2e.
+package loadtest
 
 import (
 	"context"
@@ -25,7 +29,6 @@ import (
 
 	"fleetmeter/clickhouse"
 	"fleetmeter/ingest/payload"
-	"fleetmeter/internal/chserver"
 	"fleetmeter/internal/config"
 	"fleetmeter/internal/obs"
 	"fleetmeter/kafka"
@@ -36,7 +39,8 @@ import (
 	"fleetmeter/sim"
 )
 
-type loadConfig struct {
+// LoadConfig shapes `fleetmeter load`.
+type LoadConfig struct {
 	Records    int           `yaml:"records"`
 	Devices    int           `yaml:"devices"`
 	Seed       uint64        `yaml:"seed"`
@@ -48,13 +52,17 @@ type loadConfig struct {
 	Stall      time.Duration `yaml:"stall"`
 	CPUProfile string        `yaml:"cpuprofile"`
 	LogLevel   string        `yaml:"log_level"`
+	// RaterCommand starts the rater process (default: this executable with "load-rater",
+	// which the binary must dispatch to RunRater).
+	RaterCommand []string `yaml:"-"`
 }
 
-func defaultLoad() loadConfig {
-	return loadConfig{Records: 500_000, Devices: 10_000, Seed: 1, Partitions: 4, Stall: 60 * time.Second, LogLevel: "warn"}
+// DefaultLoad is `fleetmeter load` without flags.
+func DefaultLoad() LoadConfig {
+	return LoadConfig{Records: 500_000, Devices: 10_000, Seed: 1, Partitions: 4, Stall: 60 * time.Second, LogLevel: "warn"}
 }
 
-func (c loadConfig) validate() error {
+func (c LoadConfig) validate() error {
 	var errs []error
 	if c.Records < 1 {
 		errs = append(errs, fmt.Errorf("--records: must be >= 1, got %d", c.Records))
@@ -79,8 +87,9 @@ const (
 	rawBatch     = 100_000
 )
 
-func runLoad(args []string, stdout, stderr io.Writer) int {
-	cfg := defaultLoad()
+// RunLoad is `fleetmeter load`: it parses args and returns the exit code.
+func RunLoad(args []string, stdout, stderr io.Writer) int {
+	cfg := DefaultLoad()
 	fset := flag.NewFlagSet("fleetmeter load", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	_, err := config.Load(fset, args, &cfg, func(fs *flag.FlagSet) {
@@ -90,7 +99,7 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&cfg.Data, "data", cfg.Data, "directory for the embedded Kafka's and ClickHouse's data (default: a temporary one, removed)")
 		fs.StringVar(&cfg.Kafka, "kafka", cfg.Kafka, "use this Kafka cluster (host:port,...; pipeline topics must be empty) instead of the embedded broker")
 		fs.StringVar(&cfg.ClickHouse, "clickhouse", cfg.ClickHouse, "use this ClickHouse (native host:port) instead of a local server")
-		fs.Var(partitionsFlag{&cfg.Partitions}, "partitions", "partitions of the pipeline topics")
+		fs.Var(int32Flag{&cfg.Partitions}, "partitions", "partitions of the pipeline topics")
 		fs.BoolVar(&cfg.Overlap, "overlap", cfg.Overlap, "produce while the rater and loader run, instead of before")
 		fs.DurationVar(&cfg.Stall, "stall", cfg.Stall, "give up when ClickHouse's count does not move for this long")
 		fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "write a CPU profile of the pipeline stage to this file")
@@ -110,7 +119,7 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	code, err := load(ctx, cfg, logger, stdout, stderr)
+	_, code, err := Load(ctx, cfg, logger, stdout, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "fleetmeter load:", err)
 		if code == 0 {
@@ -120,22 +129,47 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// stage is one measured line of the result table.
-type stage struct {
-	name    string
-	records int
-	took    time.Duration
-	raw     bool // the baseline the ratios are taken against
-	ratio   bool // print its ratio to the baseline
+// Stage is one measured line of the result table.
+type Stage struct {
+	Name    string
+	Records int
+	Took    time.Duration
+	Raw     bool // the baseline the ratios are taken against
+	Ratio   bool // print its ratio to the baseline
 }
 
-func (s stage) rate() float64 { return float64(s.records) / s.took.Seconds() }
+// Rate is records per second.
+func (s Stage) Rate() float64 { return float64(s.Records) / s.Took.Seconds() }
 
 // load measures, in this order: the raw insert of the offline-rated rows (then dropped,
 // so its merges do not run during the pipeline), producing the records to topic usage,
 // and the rater and loader until rated_usage holds every record. Shutdown: the stages
 // stop first; the store, ClickHouse and the Kafka broker after them (deferred).
-func load(ctx context.Context, cfg loadConfig, logger *slog.Logger, stdout, stderr io.Writer) (int, error) {
+// LoadResult is what a load run measured.
+type LoadResult struct {
+	Stages []Stage
+	Rater  RaterReport // the rater process's own figures
+}
+
+// Stage returns the first stage whose name starts with prefix.
+func (r LoadResult) Stage(prefix string) (Stage, bool) {
+	for _, s := range r.Stages {
+		if strings.HasPrefix(s.Name, prefix) {
+			return s, true
+		}
+	}
+	return Stage{}, false
+}
+
+// Load runs the load test and prints its table to stdout, its progress to stderr. The
+// exit code is 0 when ClickHouse ends up with exactly what offline rating computed.
+func Load(ctx context.Context, cfg LoadConfig, logger *slog.Logger, stdout, stderr io.Writer) (LoadResult, int, error) {
+	var res LoadResult
+	code, err := load(ctx, cfg, logger, stdout, stderr, &res)
+	return res, code, err
+}
+
+func load(ctx context.Context, cfg LoadConfig, logger *slog.Logger, stdout, stderr io.Writer, out *LoadResult) (int, error) {
 	progress := func(format string, args ...any) { fmt.Fprintf(stderr, "load: "+format+"\n", args...) }
 	dir := cfg.Data
 	if dir == "" {
@@ -148,7 +182,7 @@ func load(ctx context.Context, cfg loadConfig, logger *slog.Logger, stdout, stde
 	} else if _, err := os.Stat(filepath.Join(dir, "kafka")); err == nil && cfg.Kafka == "" {
 		return 2, fmt.Errorf("--data: %s already holds a Kafka log; the load test needs a fresh directory", dir)
 	}
-	rulesPath, err := prepareRules(standaloneConfig{Data: dir})
+	rulesPath, err := WriteTariffs(filepath.Join(dir, "rules"))
 	if err != nil {
 		return 1, err
 	}
@@ -167,11 +201,11 @@ func load(ctx context.Context, cfg loadConfig, logger *slog.Logger, stdout, stde
 	kcfg := kafka.DefaultConfig()
 	kcfg.Partitions = cfg.Partitions
 	if cfg.Kafka == "" {
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			return 1, err
 		}
-		kc, addr, err := startKafka(dir, port, cfg.Partitions)
+		kc, addr, err := StartKafka(dir, port, cfg.Partitions)
 		if err != nil {
 			return 1, err
 		}
@@ -185,10 +219,7 @@ func load(ctx context.Context, cfg loadConfig, logger *slog.Logger, stdout, stde
 	}
 	chAddr := cfg.ClickHouse
 	if chAddr == "" {
-		srv, err := chserver.Start(ctx, filepath.Join(dir, "clickhouse"), logger)
-		if errors.Is(err, chserver.ErrNotInstalled) {
-			return 1, fmt.Errorf("%w\n  or point --clickhouse at a running server's native port", err)
-		}
+		srv, err := StartClickHouse(ctx, filepath.Join(dir, "clickhouse"), logger)
 		if err != nil {
 			return 1, err
 		}
@@ -216,7 +247,7 @@ func load(ctx context.Context, cfg loadConfig, logger *slog.Logger, stdout, stde
 	}
 	rows := len(rated)
 	rated = nil
-	stages := []stage{{name: "raw insert (clickhouse-go column-wise, 100k batches)", records: len(recs), took: rawTook, raw: true}}
+	stages := []Stage{{Name: "raw insert (clickhouse-go column-wise, 100k batches)", Records: len(recs), Took: rawTook, Raw: true}}
 	progress("raw insert: %d rows in %.2fs, %.0f rows/s", rows, rawTook.Seconds(), float64(rows)/rawTook.Seconds())
 
 	// (2) The pipeline.
@@ -225,6 +256,7 @@ func load(ctx context.Context, cfg loadConfig, logger *slog.Logger, stdout, stde
 		return 1, err
 	}
 	stages = append(stages, res.stages...)
+	out.Stages, out.Rater = stages, res.rater
 	writeTable(stdout, stages)
 	fmt.Fprintf(stdout, "raw insert wrote %d rows (%d usage, %d device fees) at %.0f rows/s\n", rows, len(recs), rows-len(recs), float64(rows)/rawTook.Seconds())
 	fmt.Fprintf(stdout, "rater: %.0f transactions, %.0f records/transaction, %.2fs inside transactions\n",
@@ -443,32 +475,32 @@ func joinComma(s []string) string {
 	return string(b)
 }
 
-func writeTable(w io.Writer, stages []stage) {
+func writeTable(w io.Writer, stages []Stage) {
 	var raw float64
 	for _, s := range stages {
-		if s.raw {
-			raw = s.rate()
+		if s.Raw {
+			raw = s.Rate()
 		}
 	}
 	fmt.Fprintf(w, "%-52s %9s %8s %10s %13s\n", "stage", "records", "seconds", "records/s", "ratio to raw")
 	for _, s := range stages {
 		ratio := "-"
-		if s.raw || s.ratio {
-			ratio = fmt.Sprintf("%.2f", s.rate()/raw)
+		if s.Raw || s.Ratio {
+			ratio = fmt.Sprintf("%.2f", s.Rate()/raw)
 		}
-		fmt.Fprintf(w, "%-52s %9d %8.2f %10.0f %13s\n", s.name, s.records, s.took.Seconds(), s.rate(), ratio)
+		fmt.Fprintf(w, "%-52s %9d %8.2f %10.0f %13s\n", s.Name, s.Records, s.Took.Seconds(), s.Rate(), ratio)
 	}
 }
 
 type pipelineResult struct {
-	stages     []stage
+	stages     []Stage
 	txns       float64 // rater transactions committed
 	txnSeconds float64 // from Begin to committed End, summed
 	inserts    int64   // loader InsertRated calls with rows
 	insertRows int64
 	maxInsert  int64
 	insertTime time.Duration
-	rater      raterReport
+	rater      RaterReport
 }
 
 // timedStore counts and times the loader's inserts: the loader inserts once per poll, so
@@ -496,7 +528,7 @@ func (s *timedStore) InsertRated(ctx context.Context, recs []record.Rated) error
 // runPipeline produces recs to topic usage (before the stages start, or with --overlap
 // while they run), runs the rater and the loader in-process and clocks them until
 // rated_usage counts every record. The stages stop (context cancelled) once it does.
-func runPipeline(ctx context.Context, cfg loadConfig, kcfg kafka.Config, rulesPath string, store *clickhouse.Store,
+func runPipeline(ctx context.Context, cfg LoadConfig, kcfg kafka.Config, rulesPath string, store *clickhouse.Store,
 	recs []record.Usage, logger *slog.Logger, progress func(string, ...any)) (pipelineResult, error) {
 	var res pipelineResult
 	prod, err := kafka.NewProducer(ctx, kcfg, logger.With("component", "producer"))
@@ -511,18 +543,22 @@ func runPipeline(ctx context.Context, cfg loadConfig, kcfg kafka.Config, rulesPa
 		}
 		took := time.Since(start)
 		progress("produced %d records to topic usage in %.2fs, %.0f records/s", len(recs), took.Seconds(), float64(len(recs))/took.Seconds())
-		res.stages = append(res.stages, stage{name: "produce to topic usage", records: len(recs), took: took})
+		res.stages = append(res.stages, Stage{Name: "produce to topic usage", Records: len(recs), Took: took})
 	}
 
 	reg := obs.NewRegistry()
 	ts := &timedStore{Store: store}
 	// The rater runs in a process of its own, so its memory is measured apart from the
 	// embedded broker's and the loader's.
-	exe, err := os.Executable()
-	if err != nil {
-		return res, err
+	argv := cfg.RaterCommand
+	if len(argv) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return res, err
+		}
+		argv = []string{exe, "load-rater"}
 	}
-	child := exec.Command(exe, "load-rater", "--kafka", kcfg.Brokers[0], "--rules", rulesPath, "--log-level", cfg.LogLevel)
+	child := exec.Command(argv[0], append(argv[1:len(argv):len(argv)], "--kafka", kcfg.Brokers[0], "--rules", rulesPath, "--log-level", cfg.LogLevel)...)
 	var report strings.Builder
 	child.Stdout, child.Stderr = &report, os.Stderr
 	if err := child.Start(); err != nil {
@@ -591,7 +627,7 @@ func runPipeline(ctx context.Context, cfg loadConfig, kcfg kafka.Config, rulesPa
 	}
 	status := func() string {
 		return fmt.Sprintf("rater process: peak RSS %.0f MB; loader: %.0f rows inserted",
-			float64(peakRSS(strconv.Itoa(child.Process.Pid)))/1e6, metricSum(reg, "fleetmeter_loader_rows_total", "rated_usage"))
+			float64(PeakRSS(child.Process.Pid))/1e6, metricSum(reg, "fleetmeter_loader_rows_total", "rated_usage"))
 	}
 	firstAt, firstN, werr := waitCount(gctx, store, uint64(len(recs)), cfg.Stall, start, progress, status)
 	took := time.Since(start)
@@ -605,14 +641,14 @@ func runPipeline(ctx context.Context, cfg loadConfig, kcfg kafka.Config, rulesPa
 	}
 	name := "rater+loader: usage -> rated_usage"
 	if cfg.Overlap {
-		res.stages = append(res.stages, stage{name: "produce to topic usage (overlapping)", records: len(recs), took: produced})
+		res.stages = append(res.stages, Stage{Name: "produce to topic usage (overlapping)", Records: len(recs), Took: produced})
 		name = "produce+rater+loader, overlapped"
 	}
 	progress("pipeline: %d usage records in clickhouse after %.2fs, %.0f records/s", len(recs), took.Seconds(), float64(len(recs))/took.Seconds())
-	res.stages = append(res.stages, stage{name: name, records: len(recs), took: took, ratio: true})
+	res.stages = append(res.stages, Stage{Name: name, Records: len(recs), Took: took, Ratio: true})
 	if steady := len(recs) - int(firstN); steady > 0 && end.After(firstAt) {
-		res.stages = append(res.stages, stage{name: "  the same, from its first row in clickhouse", records: steady,
-			took: end.Sub(firstAt), ratio: true})
+		res.stages = append(res.stages, Stage{Name: "  the same, from its first row in clickhouse", Records: steady,
+			Took: end.Sub(firstAt), Ratio: true})
 	}
 
 	if err := stopChild(); err != nil {
@@ -722,4 +758,23 @@ func waitCount(ctx context.Context, store *clickhouse.Store, want uint64, stall 
 		case <-tick.C:
 		}
 	}
+}
+
+// int32Flag binds an int32 to a flag.
+type int32Flag struct{ p *int32 }
+
+func (f int32Flag) String() string {
+	if f.p == nil {
+		return ""
+	}
+	return strconv.Itoa(int(*f.p))
+}
+
+func (f int32Flag) Set(s string) error {
+	v, err := strconv.ParseInt(s, 10, 32)
+	if err != nil {
+		return err
+	}
+	*f.p = int32(v)
+	return nil
 }

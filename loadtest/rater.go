@@ -1,4 +1,4 @@
-package main
+package loadtest
 
 import (
 	"bufio"
@@ -22,8 +22,8 @@ import (
 	"fleetmeter/rules"
 )
 
-// raterReport is what the load test's rater process reports when it stops.
-type raterReport struct {
+// RaterReport is what the load test's rater process reports when it stops.
+type RaterReport struct {
 	Rated          float64 `json:"rated"`
 	Committed      float64 `json:"transactions_committed"`
 	Aborted        float64 `json:"transactions_aborted"`
@@ -36,11 +36,11 @@ type raterReport struct {
 	GCs            uint32  `json:"gc_cycles"`
 }
 
-// runLoadRater is the load test's rater, in a process of its own so that its memory is
+// RunRater is the load test's rater, in a process of its own so that its memory is
 // measured apart from the embedded broker's (which holds every topic in memory). It
-// rates until SIGTERM, then prints a raterReport as JSON on stdout. Not for operators:
+// rates until SIGTERM, then prints a RaterReport as JSON on stdout. Not for operators:
 // `rater run` is the product's command.
-func runLoadRater(args []string, stdout, stderr io.Writer) int {
+func RunRater(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("fleetmeter load-rater", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	brokers := fs.String("kafka", "", "Kafka bootstrap address")
@@ -79,13 +79,13 @@ func runLoadRater(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "load-rater:", err)
 		return 1
 	}
-	rep := raterReport{
+	rep := RaterReport{
 		Rated:          metricSum(reg, "fleetmeter_rater_rated_total", ""),
 		Committed:      metricSum(reg, "fleetmeter_rater_transactions_total", "committed"),
 		Aborted:        metricSum(reg, "fleetmeter_rater_transactions_total", "aborted"),
 		ChangelogBytes: metricSum(reg, "fleetmeter_rater_changelog_bytes_total", ""),
 		Devices:        metricSum(reg, "fleetmeter_rater_devices", ""),
-		PeakRSS:        peakRSS("self"),
+		PeakRSS:        PeakRSS(os.Getpid()),
 	}
 	if mfs, err := reg.Gather(); err == nil {
 		for _, mf := range mfs {
@@ -108,9 +108,9 @@ func runLoadRater(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// peakRSS reads a process's peak resident set (VmHWM) from /proc; 0 where there is none.
-func peakRSS(pid string) int64 {
-	f, err := os.Open("/proc/" + pid + "/status")
+// PeakRSS reads a process's peak resident set (VmHWM) from /proc; 0 where there is none.
+func PeakRSS(pid int) int64 {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0
 	}

@@ -1,4 +1,4 @@
-package main
+package loadtest
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ func TestLoad(t *testing.T) {
 		t.Skip("starts ClickHouse and Kafka: runs in make test, not with -short")
 	}
 	var stdout, stderr bytes.Buffer
-	code := runLoad([]string{"--records", "20000", "--devices", "1000", "--stall", "30s"}, &stdout, &stderr)
+	code := RunLoad([]string{"--records", "20000", "--devices", "1000", "--stall", "30s"}, &stdout, &stderr)
 	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	if code != 0 {
 		t.Fatalf("exit %d", code)

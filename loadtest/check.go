@@ -1,4 +1,4 @@
-package main
+package loadtest
 
 import (
 	"context"
@@ -60,10 +60,11 @@ func expected(set *rules.Set, fleet *sim.Fleet, sent []sim.Sent) (map[string]tal
 	return out, nil
 }
 
-// check waits until ClickHouse holds as many usage records as were sent (or the drain
-// time passes), then prints both sides per tenant; 0 when they match exactly.
-func check(ctx context.Context, cfg standaloneConfig, set *rules.Set, fleet *sim.Fleet, sent []sim.Sent,
-	store *clickhouse.Store, api apiClient, w io.Writer) (int, error) {
+// Check is the standalone's self-check: it waits until ClickHouse holds as many usage
+// records as were sent (or drain passes), then prints both sides per tenant, and what the
+// usage API reports with each tenant's key; 0 when all three match exactly.
+func Check(ctx context.Context, drain time.Duration, set *rules.Set, fleet *sim.Fleet, sent []sim.Sent,
+	store *clickhouse.Store, api APIClient, w io.Writer) (int, error) {
 	want, err := expected(set, fleet, sent)
 	if err != nil {
 		return 1, err
@@ -72,7 +73,7 @@ func check(ctx context.Context, cfg standaloneConfig, set *rules.Set, fleet *sim
 	for _, t := range want {
 		wantN += t.Records
 	}
-	deadline := time.Now().Add(cfg.Drain)
+	deadline := time.Now().Add(drain)
 	var got map[string]tally
 	for {
 		got, err = usageTotals(ctx, store)
@@ -143,22 +144,22 @@ func usageTotals(ctx context.Context, store *clickhouse.Store) (map[string]tally
 	return out, nil
 }
 
-// apiClient reads a tenant's usage totals through the usage API with the tenant's key, as
+// APIClient reads a tenant's usage totals through the usage API with the tenant's key, as
 // the tenant's own tools would.
-type apiClient struct {
-	addr string
-	keys map[string]string // tenant -> key
+type APIClient struct {
+	Addr string
+	Keys map[string]string // tenant -> key
 }
 
-func (c apiClient) usage(ctx context.Context, tenant string) (tally, error) {
-	key, ok := c.keys[tenant]
+func (c APIClient) usage(ctx context.Context, tenant string) (tally, error) {
+	key, ok := c.Keys[tenant]
 	if !ok {
 		return tally{}, nil // not a simulated tenant: nothing to read with
 	}
 	now := time.Now().UTC()
 	q := url.Values{"window": {"month"}, "filter[charge]": {record.ChargeUsage},
 		"from": {now.AddDate(0, 0, -1).Format("2006-01-02")}, "to": {now.AddDate(0, 0, 2).Format("2006-01-02")}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.addr+"/v1/usage?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.Addr+"/v1/usage?"+q.Encode(), nil)
 	if err != nil {
 		return tally{}, err
 	}
