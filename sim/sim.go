@@ -12,12 +12,20 @@ import (
 type Device struct {
 	Tenant string
 	ID     string
-	kind   kind
-	lat    float64
-	lon    float64
-	cells  []string
-	plmns  []string
-	step   int
+	// Of a mixed fleet's devices (NewMixedFleet): the vertical, the protocol it sends
+	// over and, for trucks, the HTTP gateway forwarding its reports.
+	Vertical Vertical
+	Protocol Protocol
+	Gateway  int
+	kind     kind
+	every    int // reports every this many ticks
+	phase    int
+	seq      uint64
+	lat      float64
+	lon      float64
+	cells    []string
+	plmns    []string
+	step     int
 }
 
 type kind uint8
@@ -26,6 +34,9 @@ const (
 	sensor kind = iota
 	vehicle
 	meter
+	tracker
+	truck
+	slice
 )
 
 // Tenants the fleet reports for, in the order devices are assigned to them.
@@ -35,6 +46,7 @@ var Tenants = []string{"agrico", "autoco", "utilico"}
 type Fleet struct {
 	Devices []Device
 	rng     *rand.Rand
+	mixed   bool
 }
 
 // NewFleet builds n devices spread over the tenants, deterministic for seed.
@@ -89,7 +101,7 @@ func (f *Fleet) Message(b []byte, i int, seq uint64, tsMillis int64) []byte {
 		b = append(b, `,"lon":`...)
 		b = strconv.AppendFloat(b, d.lon, 'f', 5, 64)
 		b = append(b, `,"plmn":"262-01","rat":"NB-IoT"`...)
-	case vehicle:
+	case vehicle, tracker:
 		b = appendField(b, "bytes_up", uint64(10_000+f.rng.IntN(500_000)))
 		b = appendField(b, "bytes_down", uint64(50_000+f.rng.IntN(2_000_000)))
 		b = appendField(b, "duration_ms", uint64(1000+f.rng.IntN(59_000)))
@@ -100,6 +112,10 @@ func (f *Fleet) Message(b []byte, i int, seq uint64, tsMillis int64) []byte {
 		b = append(b, d.cells[at]...)
 		b = append(b, `","plmn":"`...)
 		b = append(b, d.plmns[at*len(d.plmns)/len(d.cells)]...)
+		if d.kind == tracker { // asset trackers: no slice
+			b = append(b, `","rat":"LTE-M"`...)
+			break
+		}
 		b = append(b, `","rat":"LTE-M","slice_sst":`...)
 		b = strconv.AppendInt(b, int64(1+f.rng.IntN(3)), 10)
 	case meter:
