@@ -38,32 +38,17 @@ func defaultStream() streamConfig {
 		InvoiceNotify: billing.DefaultNotifyConfig(), Listen: "127.0.0.1:9465", LogLevel: "info"}
 }
 
+// streamHelp is what the rater's own keys do; the shared sections' text is config.SharedHelp.
 var streamHelp = map[string]string{
-	"kafka.brokers":              "Kafka seed brokers, comma-separated",
-	"kafka.partitions":           "partitions of the topics created on start",
-	"kafka.replication_factor":   "replication of the topics created on start (-1: broker default)",
-	"kafka.client_id":            "Kafka client id",
-	"kafka.session_timeout":      "consumer group session timeout",
-	"clickhouse.addr":            "ClickHouse native addresses (host:9000), comma-separated",
-	"clickhouse.database":        "ClickHouse database (created with the schema on start)",
-	"clickhouse.username":        "ClickHouse user",
-	"clickhouse.password":        "ClickHouse password (prefer clickhouse.password_file)",
-	"clickhouse.dial_timeout":    "bound of each connection attempt",
-	"clickhouse.max_batch":       "most rows per INSERT",
-	"clickhouse.cluster":         "cluster name: the schema is applied ON CLUSTER (empty: single node)",
-	"clickhouse.query_threads":   "max_threads of read queries (0: server default)",
 	"group":                      "consumer group shared by all rater instances",
 	"load_group":                 "consumer group shared by all loader instances",
 	"instance":                   "this instance's id: stable across restarts, unique per group (static membership, transactional id); default the host name",
 	"rules":                      "tariff directory or file (reloaded on change)",
-	"reload":                     "how often the tariffs are polled for changes (positive)",
 	"close_after":                "rater load: close each period this long after it ends (0: only by rater close; needs rules)",
 	"invoice_notify.url":         "AMQP URL to publish invoice.finalized to when a close finalizes invoices (empty: off)",
 	"invoice_notify.exchange":    "AMQP exchange of invoice.finalized (declared durable, type topic)",
 	"invoice_notify.routing_key": "routing key of invoice.finalized",
 	"invoice_notify.timeout":     "bound of each connect, publish and confirm attempt",
-	"listen":                     "address of /metrics, /healthz and /readyz (empty: off)",
-	"log_level":                  "debug, info, warn or error",
 }
 
 // streamSpec is the command line of rater run, load or close over cfg; period receives

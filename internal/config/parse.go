@@ -155,7 +155,7 @@ func Parse(spec Spec, cfg any, args []string) ([]string, error) {
 	fs.String("config", path, "YAML configuration file: any key below, nested by its dots")
 	flagKey := map[string]string{}
 	for _, f := range own {
-		fs.Var(flagValue{f}, FlagName(f.key), spec.Help[f.key])
+		fs.Var(flagValue{f}, FlagName(f.key), help(spec, f.key))
 		flagKey[FlagName(f.key)] = f.key
 		if f.secret {
 			fs.Func(FlagName(f.key+"_file"), "read "+f.key+" from this file", func(file string) error {

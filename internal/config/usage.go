@@ -92,7 +92,7 @@ func Reference(spec Spec, cfg any) string {
 			}
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | `%s` | %s | %s |\n", f.key, def, EnvName(f.key), flags,
-			mdEscape.Replace(spec.Help[f.key]))
+			mdEscape.Replace(help(spec, f.key)))
 		if f.secret {
 			fmt.Fprintf(&b, "| `%s_file` | | `%s` | `--%s` | file holding %s (one trailing line break ignored) |\n",
 				f.key, EnvName(f.key+"_file"), FlagName(f.key+"_file"), f.key)
