@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -23,7 +25,10 @@ type Message struct {
 // automatically: the caller commits what it has durably written, so a crash replays from
 // the last commit (at-least-once; the store collapses the replay).
 type Consumer struct {
-	cl *kgo.Client
+	cl     *kgo.Client
+	group  string
+	topics []string
+	logger *slog.Logger
 }
 
 // NewConsumer joins group on topics (creating them if absent). onRevoked runs when
@@ -36,7 +41,7 @@ func NewConsumer(ctx context.Context, cfg Config, group string, topics []string,
 	if group == "" {
 		return nil, errors.New("kafka consumer: group is required")
 	}
-	opts := append(append(baseOpts(cfg, logger), groupOpts(cfg, group)...),
+	opts := append(append(baseOpts(cfg, logger, group), groupOpts(cfg, group)...),
 		kgo.ConsumeTopics(topics...),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -61,7 +66,7 @@ func NewConsumer(ctx context.Context, cfg Config, group string, topics []string,
 		cl.Close()
 		return nil, err
 	}
-	return &Consumer{cl: cl}, nil
+	return &Consumer{cl: cl, group: group, topics: topics, logger: logger}, nil
 }
 
 // Poll waits for the next fetches and appends them to into. Until Done is called no
@@ -104,6 +109,12 @@ func (c *Consumer) Commit(ctx context.Context) error {
 
 // Done lets a pending rebalance proceed; call it after Commit (or after giving up).
 func (c *Consumer) Done() { c.cl.AllowRebalance() }
+
+// LagCollector reports this consumer's group lag on its topics
+// (fleetmeter_kafka_consumer_lag) at scrape time.
+func (c *Consumer) LagCollector() prometheus.Collector {
+	return newLagCollector(kadm.NewClient(c.cl), c.group, c.topics, c.logger)
+}
 
 // Ping checks the cluster answers.
 func (c *Consumer) Ping(ctx context.Context) error { return c.cl.Ping(ctx) }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -40,6 +41,8 @@ type Config struct {
 	// takes its old place in the group at once instead of waiting out the session timeout.
 	Instance       string        `yaml:"instance"`
 	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// Metrics, when set, receives each client's own metrics (fleetmeter_kafka_*).
+	Metrics prometheus.Registerer `yaml:"-"`
 }
 
 // DefaultConfig returns the defaults every binary starts from.
@@ -173,7 +176,8 @@ func groupOpts(cfg Config, group string) []kgo.Opt {
 	return opts
 }
 
-func baseOpts(cfg Config, logger *slog.Logger) []kgo.Opt {
+// baseOpts are every client's options; role names the client in its metrics.
+func baseOpts(cfg Config, logger *slog.Logger, role string) []kgo.Opt {
 	brokers := make([]string, 0, len(cfg.Brokers))
 	for _, b := range cfg.Brokers {
 		brokers = append(brokers, strings.Split(b, ",")...)
@@ -182,5 +186,5 @@ func baseOpts(cfg Config, logger *slog.Logger) []kgo.Opt {
 	if logger != nil {
 		opts = append(opts, kgo.WithLogger(slogLogger{logger}))
 	}
-	return opts
+	return append(opts, clientHooks(cfg, role, logger)...)
 }

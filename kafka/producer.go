@@ -132,7 +132,7 @@ func newProducer(ctx context.Context, cfg Config, logger *slog.Logger, maxBytes 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	opts := append(baseOpts(cfg, logger),
+	opts := append(baseOpts(cfg, logger, "producer"),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0), // batching happens here, per partition, before encoding
 		kgo.RequiredAcks(kgo.AllISRAcks()),

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -32,7 +33,7 @@ func NewReader(cfg Config, logger *slog.Logger) (*Reader, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(append(baseOpts(cfg, logger),
+	cl, err := kgo.NewClient(append(baseOpts(cfg, logger, "reader"),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), // replay fences go to the partition replayed
 		kgo.FetchMaxWait(200*time.Millisecond),
@@ -46,6 +47,12 @@ func NewReader(cfg Config, logger *slog.Logger) (*Reader, error) {
 
 // Close closes the client.
 func (r *Reader) Close() { r.cl.Close() }
+
+// LagCollector reports the lag of a consumer group on topics (fleetmeter_kafka_consumer_lag)
+// at scrape time, through this reader's client.
+func (r *Reader) LagCollector(group string, logger *slog.Logger, topics ...string) prometheus.Collector {
+	return newLagCollector(r.adm, group, topics, logger)
+}
 
 // Ping checks the cluster answers.
 func (r *Reader) Ping(ctx context.Context) error { return r.cl.Ping(ctx) }
@@ -156,7 +163,7 @@ func NewFollower(cfg Config, topic string, logger *slog.Logger) (*Follower, erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(append(baseOpts(cfg, logger),
+	cl, err := kgo.NewClient(append(baseOpts(cfg, logger, "follower-"+topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

@@ -43,7 +43,7 @@ func NewTxSession(ctx context.Context, cfg Config, group, txID, in string, out [
 			onLost(m[in])
 		}
 	}
-	opts := append(append(baseOpts(cfg, logger), groupOpts(cfg, group)...),
+	opts := append(append(baseOpts(cfg, logger, group), groupOpts(cfg, group)...),
 		kgo.TransactionalID(txID),
 		kgo.TransactionTimeout(60*time.Second),
 		kgo.ConsumeTopics(in),

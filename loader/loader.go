@@ -27,6 +27,12 @@ import (
 	"fleetmeter/record"
 )
 
+// Table names of the rows metrics.
+const (
+	tableRated    = "rated_usage"
+	tableRejected = "rejected_usage"
+)
+
 // Message is one consumed message of the rated or the rejected topic.
 type Message struct {
 	Rated     bool // from the rated topic (Arrow IPC); else a rejection (JSON)
@@ -62,6 +68,8 @@ type Loader struct {
 	stalled atomic.Bool
 	loaded  *prometheus.CounterVec
 	retries prometheus.Counter
+	insert  *prometheus.HistogramVec
+	delay   prometheus.Histogram
 	// MaxBackoff bounds the wait between retries (default 10 s).
 	MaxBackoff time.Duration
 }
@@ -76,9 +84,20 @@ func New(src Source, store Store, reg prometheus.Registerer, logger *slog.Logger
 			Help: "Rows inserted into the store, by table."}, []string{"table"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleetmeter_loader_retries_total",
 			Help: "Store or commit attempts that failed and were retried."}),
+		insert: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "fleetmeter_loader_insert_seconds",
+			Help: "One insert attempt into the store, failed ones included, by table.", Buckets: prometheus.ExponentialBuckets(0.002, 2, 14)},
+			[]string{"table"}),
+		delay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fleetmeter_loader_record_delay_seconds",
+			Help:    "From a usage record's receipt by the mediator to its rated record's insert into the store.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}),
 	}
+	// Both tables' series exist from the start, so a dashboard shows 0 rather than nothing.
+	l.loaded.WithLabelValues(tableRated)
+	l.loaded.WithLabelValues(tableRejected)
+	l.insert.WithLabelValues(tableRated)
+	l.insert.WithLabelValues(tableRejected)
 	if reg != nil {
-		reg.MustRegister(l.loaded, l.retries)
+		reg.MustRegister(l.loaded, l.retries, l.insert, l.delay)
 	}
 	return l
 }
@@ -135,14 +154,38 @@ func (l *Loader) Run(ctx context.Context) error {
 			}
 			rejs = append(rejs, rj)
 		}
-		if !l.retry(ctx, "insert rated", func() error { return l.store.InsertRated(ctx, rated) }) ||
-			!l.retry(ctx, "insert rejected", func() error { return l.store.InsertRejected(ctx, rejs) }) ||
+		if !l.retry(ctx, "insert rated", l.timed(tableRated, func() error { return l.store.InsertRated(ctx, rated) })) {
+			return nil
+		}
+		l.observeDelay(rated)
+		if !l.retry(ctx, "insert rejected", l.timed(tableRejected, func() error { return l.store.InsertRejected(ctx, rejs) })) ||
 			!l.retry(ctx, "commit", func() error { return l.src.Commit(ctx) }) {
 			return nil
 		}
 		l.src.Done()
-		l.loaded.WithLabelValues("rated_usage").Add(float64(len(rated)))
-		l.loaded.WithLabelValues("rejected_usage").Add(float64(len(rejs)))
+		l.loaded.WithLabelValues(tableRated).Add(float64(len(rated)))
+		l.loaded.WithLabelValues(tableRejected).Add(float64(len(rejs)))
+	}
+}
+
+// timed measures each attempt of insert into table.
+func (l *Loader) timed(table string, insert func() error) func() error {
+	h := l.insert.WithLabelValues(table)
+	return func() error {
+		start := time.Now()
+		err := insert()
+		h.Observe(time.Since(start).Seconds())
+		return err
+	}
+}
+
+// observeDelay measures how long the records took from the mediator to the store.
+func (l *Loader) observeDelay(rated []record.Rated) {
+	now := time.Now().UnixMilli()
+	for i := range rated {
+		if r := rated[i].ReceivedTime; r > 0 && r <= now {
+			l.delay.Observe(float64(now-r) / 1000)
+		}
 	}
 }
 

@@ -61,9 +61,10 @@ func Due(now time.Time, after time.Duration) (string, bool) {
 
 // Auto closes each period once it is Due, checking every interval until ctx ends.
 // Closing is idempotent, so every instance may run it, and a restart simply closes again.
-// closed, when not nil, is called after each successful close.
+// closed, when not nil, is called after each successful close; m (may be nil) counts the
+// outcomes.
 func Auto(ctx context.Context, store Store, engine *rating.Engine, after, interval time.Duration, logger *slog.Logger,
-	now func() time.Time, closed func(name string, adj []record.Rated)) {
+	m *Metrics, now func() time.Time, closed func(name string, adj []record.Rated)) {
 	if now == nil {
 		now = time.Now
 	}
@@ -73,8 +74,10 @@ func Auto(ctx context.Context, store Store, engine *rating.Engine, after, interv
 			adj, err := Close(ctx, store, engine, name)
 			if err != nil {
 				logger.Error("automatic period close failed, retrying", "period", name, "err", err)
+				m.failed()
 			} else {
 				done = name
+				m.closed(name)
 				logger.Info("period closed", "period", name, "adjustments", len(adj))
 				if closed != nil {
 					closed(name, adj)

@@ -171,7 +171,7 @@ func TestAutoClosesOnce(t *testing.T) {
 	var closed []string
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	Auto(ctx, store, e, time.Hour, 5*time.Millisecond, slog.New(slog.DiscardHandler),
+	Auto(ctx, store, e, time.Hour, 5*time.Millisecond, slog.New(slog.DiscardHandler), nil,
 		func() time.Time { return time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC) },
 		func(name string, adj []record.Rated) {
 			mu.Lock()

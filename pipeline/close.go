@@ -20,10 +20,11 @@ func ClosePeriod(ctx context.Context, store *clickhouse.Store, engine *rating.En
 }
 
 // AutoClose closes each period once `after` has passed since it ended (period.Auto),
-// checking every minute until ctx ends, and finalizes its invoices.
+// checking every minute until ctx ends, and finalizes its invoices; m (may be nil)
+// reports the closes.
 func AutoClose(ctx context.Context, store *clickhouse.Store, engine *rating.Engine, after time.Duration,
-	notify billing.NotifyConfig, logger *slog.Logger) {
-	period.Auto(ctx, tallyStore{store}, engine, after, time.Minute, logger, nil, func(name string, _ []record.Rated) {
+	notify billing.NotifyConfig, m *period.Metrics, logger *slog.Logger) {
+	period.Auto(ctx, tallyStore{store}, engine, after, time.Minute, logger, m, nil, func(name string, _ []record.Rated) {
 		if _, err := FinalizeInvoices(ctx, store, notify, name, logger); err != nil {
 			logger.Error("finalizing the invoices of a closed period failed; the next close retries", "period", name, "err", err)
 		}

@@ -28,11 +28,16 @@ func NewLoader(ctx context.Context, cfg LoaderConfig, store Store, reg prometheu
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Kafka.Metrics = reg
 	cons, err := kafka.NewConsumer(ctx, cfg.Kafka, cfg.Group, []string{kafka.TopicRated, kafka.TopicRejected}, logger, nil)
 	if err != nil {
 		return nil, err
 	}
-	return loader.New(&consumerSource{c: cons}, store, reg, logger), nil
+	l := loader.New(&consumerSource{c: cons}, store, reg, logger)
+	if reg != nil {
+		reg.MustRegister(cons.LagCollector())
+	}
+	return l, nil
 }
 
 // consumerSource adapts kafka.Consumer to loader.Source.

@@ -54,6 +54,7 @@ type namedCollector struct {
 // NewMediator connects the producer (creating topics) and builds the enabled collectors:
 // the table below is the one place a new collector is added.
 func NewMediator(ctx context.Context, cfg MediatorConfig, reg prometheus.Registerer, logger *slog.Logger) (*Mediator, error) {
+	cfg.Kafka.Metrics = reg
 	prod, err := kafka.NewProducer(ctx, cfg.Kafka, logger)
 	if err != nil {
 		return nil, err

@@ -51,6 +51,7 @@ func NewRater(ctx context.Context, cfg RaterConfig, set *rules.Set, reg promethe
 	if cfg.InstanceID == "" {
 		return nil, errors.New("rater: instance id is required (stable per instance, unique among instances)")
 	}
+	cfg.Kafka.Metrics = reg
 	outs := []string{kafka.TopicRated, kafka.TopicState, kafka.TopicCounts, kafka.TopicRejected}
 	counter := rater.NewFleetCounter()
 	engine := rating.NewEngine(set, rating.Options{Counter: counter})
@@ -115,6 +116,9 @@ func NewRater(ctx context.Context, cfg RaterConfig, set *rules.Set, reg promethe
 		return fail(err)
 	}
 	lost.Store(loop)
+	if reg != nil {
+		reg.MustRegister(reader.LagCollector(cfg.Group, logger, kafka.TopicUsage))
+	}
 	return &Rater{loop: loop, engine: engine, counter: counter, reader: reader, follower: follower}, nil
 }
 

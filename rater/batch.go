@@ -22,6 +22,7 @@ type batch struct {
 	changelogBytes int
 	late           map[int32]uint64 // each partition's late count before the batch
 	quarantined    int
+	tenants        tenantSums // rated records and amount per tenant
 }
 
 func newBatch(maxBytes int) *batch {
@@ -31,6 +32,7 @@ func newBatch(maxBytes int) *batch {
 // rateBatch rates msgs (grouped by partition) into the open transaction.
 func (r *Rater) rateBatch(msgs []Message, b *batch) error {
 	b.rejs, b.buf, b.nRated, b.changelogBytes = b.rejs[:0], b.buf[:0], 0, 0
+	b.tenants.reset()
 	clear(b.late)
 	t := &r.cfg.Topics
 	for i := 0; i < len(msgs); {
@@ -81,6 +83,7 @@ func (r *Rater) rateBatch(msgs []Message, b *batch) error {
 // the partition move on. Kafka refused this batch's output StuckAfter times in a row.
 func (r *Rater) quarantineBatch(msgs []Message, b *batch) {
 	b.rejs, b.nRated, b.changelogBytes, b.quarantined = b.rejs[:0], 0, 0, 0
+	b.tenants.reset()
 	clear(b.late)
 	for i := range msgs {
 		m := &msgs[i]
@@ -125,6 +128,9 @@ func (b *batch) produceRated(r *Rater, p int32) error {
 			}
 			if len(payload) <= b.max {
 				r.sess.Produce(r.cfg.Topics.Rated, p, nil, payload, record.RatedSchema)
+				for i := k; i < k+n; i++ {
+					b.tenants.add(&out[i])
+				}
 				b.nRated += n
 				k += n
 				break

@@ -141,6 +141,7 @@ type metrics struct {
 	stuck        prometheus.Gauge
 	restoreItems prometheus.Counter
 	quarantined  prometheus.Counter
+	tenants      *tenantMetrics
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -167,9 +168,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Changelog entries replayed."}),
 		quarantined: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleetmeter_rater_quarantined_total",
 			Help: "Usage records sent to topic rejected (reason quarantined) because Kafka refused their batch's output again and again; alert on any."}),
+		tenants: newTenantMetrics(),
 	}
+	// Both outcomes' series exist from the start, so a rate over them is 0, not empty.
+	m.batches.WithLabelValues("committed")
+	m.batches.WithLabelValues("aborted")
 	if reg != nil {
-		reg.MustRegister(m.rated, m.late, m.rejected, m.batches, m.latency, m.restore, m.changelog, m.devices, m.stuck, m.restoreItems, m.quarantined)
+		reg.MustRegister(m.rated, m.late, m.rejected, m.batches, m.latency, m.restore, m.changelog, m.devices, m.stuck, m.restoreItems,
+			m.quarantined, m.tenants.records, m.tenants.amount)
 	}
 	return m
 }
@@ -337,6 +343,7 @@ func (r *Rater) runSession(ctx context.Context) error {
 		r.m.stuck.Set(0)
 		r.m.batches.WithLabelValues("committed").Inc()
 		r.m.rated.Add(float64(b.nRated))
+		r.m.tenants.add(&b.tenants)
 		r.m.changelog.Add(float64(b.changelogBytes))
 		for i := range b.rejs {
 			r.m.rejected.WithLabelValues(b.rejs[i].Reason).Inc()

@@ -15,6 +15,7 @@ import (
 	"fleetmeter/clickhouse"
 	"fleetmeter/internal/config"
 	"fleetmeter/internal/obs"
+	"fleetmeter/period"
 	"fleetmeter/pipeline"
 	"fleetmeter/rating"
 	"fleetmeter/rules"
@@ -58,14 +59,8 @@ func runStream(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return nil, nil, err
 		}
-		engine := r.Engine()
-		watch := func(ctx context.Context) error {
-			rules.Watch(ctx, cfg.Rules, cfg.Reload, engine.SetRules, func(err error) {
-				logger.Error("tariff change refused; the previous tariffs stay in force", "err", err)
-			})
-			return nil
-		}
-		return []obs.Check{{Name: "rater", Fn: r.Ready}}, []func(context.Context) error{r.Run, watch}, nil
+		watch := pipeline.NewTariffWatch(cfg.Rules, cfg.Reload, r.Engine(), reg, logger)
+		return []obs.Check{{Name: "rater", Fn: r.Ready}}, []func(context.Context) error{r.Run, watch.Run}, nil
 	}, cfg.Listen)
 }
 
@@ -97,11 +92,10 @@ func runLoad(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 				return nil, nil, fmt.Errorf("--close-after needs the tariffs: %w", err)
 			}
 			engine := rating.NewEngine(set, rating.Options{})
-			loops = append(loops, func(ctx context.Context) error {
-				go rules.Watch(ctx, cfg.Rules, cfg.Reload, engine.SetRules, func(err error) {
-					logger.Error("tariff change refused; the previous tariffs stay in force", "err", err)
-				})
-				pipeline.AutoClose(ctx, store, engine, cfg.CloseAfter, cfg.InvoiceNotify, logger)
+			watch := pipeline.NewTariffWatch(cfg.Rules, cfg.Reload, engine, reg, logger)
+			closes := period.NewMetrics(reg)
+			loops = append(loops, watch.Run, func(ctx context.Context) error {
+				pipeline.AutoClose(ctx, store, engine, cfg.CloseAfter, cfg.InvoiceNotify, closes, logger)
 				return nil
 			})
 		}

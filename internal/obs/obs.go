@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"fleetmeter/internal/config"
 )
 
 // Check is one readiness condition; nil means ready.
@@ -22,11 +24,24 @@ type Check struct {
 	Fn   func(ctx context.Context) error
 }
 
-// NewRegistry returns a registry with the Go and process collectors.
+// NewRegistry returns a registry with the Go and process collectors and
+// fleetmeter_build_info.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo())
 	return reg
+}
+
+// buildInfo is the constant 1 labelled with what the binary was built from, so a
+// dashboard can show which version runs where and a query can join on it.
+func buildInfo() prometheus.Collector {
+	b, _ := config.Build()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleetmeter_build_info",
+		Help:        "Always 1; the labels say what the binary was built from.",
+		ConstLabels: prometheus.Labels{"version": b.Version, "revision": b.Revision, "goversion": b.GoVersion}})
+	g.Set(1)
+	return g
 }
 
 // NewLogger returns the JSON logger every binary uses.
