@@ -170,9 +170,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Usage records sent to topic rejected (reason quarantined) because Kafka refused their batch's output again and again; alert on any."}),
 		tenants: newTenantMetrics(),
 	}
-	// Both outcomes' series exist from the start, so a rate over them is 0, not empty.
+	// The series of both outcomes, and of the reasons only this stage gives, exist from
+	// the start, so a rate over them is 0, not empty.
 	m.batches.WithLabelValues("committed")
 	m.batches.WithLabelValues("aborted")
+	for _, r := range []string{record.ReasonNoTariff, record.ReasonAmountOverflow, record.ReasonBadBatch,
+		record.ReasonTooLarge, record.ReasonQuarantined} {
+		m.rejected.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(m.rated, m.late, m.rejected, m.batches, m.latency, m.restore, m.changelog, m.devices, m.stuck, m.restoreItems,
 			m.quarantined, m.tenants.records, m.tenants.amount)
@@ -198,6 +203,7 @@ func New(cfg Config, open func(ctx context.Context) (Stream, error), store State
 	}
 	r := &Rater{cfg: cfg, open: open, store: store, engine: engine, counter: counter, logger: logger,
 		m: newMetrics(reg), states: map[int32]*rating.State{}}
+	r.m.tenants.show(engine.Rules())
 	r.why.Store("starting")
 	return r, nil
 }

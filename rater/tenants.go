@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"fleetmeter/record"
+	"fleetmeter/rules"
 )
 
 // MaxTenantLabels bounds the tenant label of the per-tenant metrics: the first tenants
@@ -76,6 +77,20 @@ func (m *tenantMetrics) label(tenant string) string {
 	}
 	m.known[tenant] = true
 	return tenant
+}
+
+// show makes the series of the tenants the tariffs name exist from the start, at 0.
+func (m *tenantMetrics) show(set *rules.Set) {
+	if set == nil {
+		return
+	}
+	for _, t := range set.Tariffs {
+		for _, ten := range t.Tenants {
+			l := m.label(ten)
+			m.records.WithLabelValues(l)
+			m.amount.WithLabelValues(l, t.Currency)
+		}
+	}
 }
 
 // add counts a committed batch's sums.

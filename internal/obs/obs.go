@@ -56,11 +56,15 @@ type Server struct {
 	checks []Check
 }
 
-// Listen binds addr ("" disables the server: Run then just waits).
+// Listen binds addr ("" disables the server: Run then just waits). Each check is also
+// reported at every scrape as fleetmeter_ready{check}, for alerting.
 func Listen(addr string, reg *prometheus.Registry, checks ...Check) (*Server, error) {
 	s := &Server{checks: checks}
 	if addr == "" {
 		return s, nil
+	}
+	if err := reg.Register(readiness(checks)); err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -81,6 +85,26 @@ func (s *Server) Addr() string {
 		return ""
 	}
 	return s.ln.Addr().String()
+}
+
+// readiness runs the checks at scrape time: 1 where a check passes, 0 where it fails.
+type readiness []Check
+
+var readyDesc = prometheus.NewDesc("fleetmeter_ready", "1 while the component's readiness check (as /readyz) passes, else 0.",
+	[]string{"check"}, nil)
+
+func (rs readiness) Describe(ch chan<- *prometheus.Desc) { ch <- readyDesc }
+
+func (rs readiness) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, c := range rs {
+		v := 1.0
+		if c.Fn(ctx) != nil {
+			v = 0
+		}
+		ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, v, c.Name)
+	}
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
