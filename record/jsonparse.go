@@ -2,14 +2,17 @@ package record
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // A hand-written decoder for one usage.v1 JSON object. It accepts and rejects exactly what
@@ -114,6 +117,71 @@ func usageFieldExact(key []byte) int {
 	return -1
 }
 
+// keyNames holds each usage.v1 field name by the slot of a perfect hash (keySlot), as
+// two little-endian words (bytes 0-7 and 8-15, zero beyond the name) and a length: what
+// plainKey compares a key with. n is 0 in the slots no name takes.
+var keyNames = func() (t [32]struct {
+	lo, hi uint64
+	n      int
+	f      int
+}) {
+	for f, name := range usageFieldNames {
+		var b [16]byte
+		copy(b[:], name)
+		k := &t[keySlot(len(name), name[0], name[len(name)-1])] // no two names share one: TestKeySlots
+		k.lo, k.hi = binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
+		k.n, k.f = len(name), f
+	}
+	return t
+}()
+
+func keySlot(n int, first, last byte) int {
+	return (n*14 + int(first) + int(last)*6) & 31
+}
+
+// lowBytes masks the first n bytes of a little-endian word (all of it from 8 on).
+func lowBytes(n int) uint64 {
+	if n >= 8 {
+		return ^uint64(0)
+	}
+	return 1<<(8*n) - 1
+}
+
+// plainKey reads the key whose opening quote is at d[i] when it is a field name written
+// as is: its field and the index past its closing quote. Any other key gives -1 and is
+// read by the general path (scanString, usageFieldExact, the folding match), which finds
+// the same field for a plain name. The closing quote is the first quote byte after
+// d[i]: a key holding an escaped quote has a backslash before it, so it is no name.
+func plainKey(d []byte, i int) (f, end int) {
+	if i+9 > len(d) {
+		return -1, 0 // at the end of the line: the general path
+	}
+	var n int
+	var w1 uint64
+	w0 := binary.LittleEndian.Uint64(d[i+1:])
+	if q := w0 ^ (ones * '"'); (q-ones)&^q&highs != 0 {
+		n = bits.TrailingZeros64((q-ones)&^q&highs) / 8 // the lowest flagged byte is exact
+	} else {
+		if i+17 > len(d) {
+			return -1, 0
+		}
+		w1 = binary.LittleEndian.Uint64(d[i+9:])
+		q := w1 ^ (ones * '"')
+		if (q-ones)&^q&highs == 0 {
+			return -1, 0
+		}
+		n = 8 + bits.TrailingZeros64((q-ones)&^q&highs)/8
+	}
+	if n == 0 {
+		return -1, 0
+	}
+	k := &keyNames[keySlot(n, byte(w0), d[i+n])]
+	if k.n != n || w0&lowBytes(n) != k.lo || (n > 8 && w1&lowBytes(n-8) != k.hi) {
+		return -1, 0
+	}
+	return k.f, i + n + 2
+}
+
 // usageFieldFolded finds the field a decoded key names under encoding/json's case folding.
 func usageFieldFolded(key []byte) int {
 	var arr [32]byte
@@ -210,6 +278,12 @@ func jsonSyntaxError(line []byte, err error) error {
 	return err
 }
 
+// Eight-byte lanes of scanString's word test.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
 // String scan flags.
 const (
 	strEscaped  = 1 << iota // holds a backslash escape
@@ -222,6 +296,19 @@ func (p *jsonParser) scanString() (raw []byte, flags int, err error) {
 	d := p.data
 	start := p.pos + 1
 	i := start
+	// Eight bytes at a time while none is a quote, a backslash or a control character
+	// (each test below is exact about presence); the byte loop takes the word holding one.
+	for i+8 <= len(d) {
+		w := binary.LittleEndian.Uint64(d[i:])
+		q, bs := w^(ones*'"'), w^(ones*'\\')
+		if ((q-ones)&^q|(bs-ones)&^bs|(w-ones*0x20)&^w)&highs != 0 {
+			break
+		}
+		if w&highs != 0 {
+			flags |= strNonASCII
+		}
+		i += 8
+	}
 	for i < len(d) {
 		c := d[i]
 		switch {
@@ -493,8 +580,9 @@ func (p *jsonParser) parseFloat(f int, goType string) (float64, error) {
 
 type strSpan struct{ off, end int }
 
-// parseJSONUsage is ParseJSON.
-func parseJSONUsage(line []byte) (Usage, error) {
+// parseJSONUsage is ParseJSON, with JSONLineReader's namespace (idPrefix) and chunk
+// when they are set.
+func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte) (Usage, error) {
 	var arr [256]byte
 	buf := arr[:0] // decoded string field values; a local, not in p, to stay on the stack
 	p := jsonParser{data: line}
@@ -535,20 +623,24 @@ func parseJSONUsage(line []byte) (Usage, error) {
 			if p.pos >= len(d) || d[p.pos] != '"' {
 				return Usage{}, jsonSyntaxError(line, p.syntaxErr("expected object key"))
 			}
-			key, kflags, err := p.scanString()
-			if err != nil {
-				return Usage{}, jsonSyntaxError(line, err)
-			}
-			f := -1
-			if kflags == 0 {
-				f = usageFieldExact(key)
-			}
-			if f < 0 {
-				if !plainString(key, kflags) {
-					key = appendUnquoted(nil, key)
+			f, end := plainKey(d, p.pos)
+			if f >= 0 {
+				p.pos = end
+			} else {
+				key, kflags, err := p.scanString()
+				if err != nil {
+					return Usage{}, jsonSyntaxError(line, err)
 				}
-				if f = usageFieldFolded(key); f < 0 {
-					return Usage{}, jsonSyntaxError(line, fmt.Errorf("decode json: json: unknown field %q", key))
+				if kflags == 0 {
+					f = usageFieldExact(key)
+				}
+				if f < 0 {
+					if !plainString(key, kflags) {
+						key = appendUnquoted(nil, key)
+					}
+					if f = usageFieldFolded(key); f < 0 {
+						return Usage{}, jsonSyntaxError(line, fmt.Errorf("decode json: json: unknown field %q", key))
+					}
 				}
 			}
 			p.skipWS()
@@ -579,6 +671,12 @@ func parseJSONUsage(line []byte) (Usage, error) {
 				} else {
 					buf = appendUnquoted(buf, raw)
 				}
+				if f == fEventID && idPrefix != "" && len(buf) > off && !bytes.HasPrefix(buf[off:], []byte(idPrefix)) {
+					// Move the id up and put the prefix in front, in buf's one allocation.
+					buf = append(buf, idPrefix...)
+					copy(buf[off+len(idPrefix):], buf[off:len(buf)-len(idPrefix)])
+					copy(buf[off:], idPrefix)
+				}
 				spans[f] = strSpan{off, len(buf)}
 			case fStartTime, fEndTime, fReceivedTime:
 				if c != '"' {
@@ -605,6 +703,7 @@ func parseJSONUsage(line []byte) (Usage, error) {
 					}
 					break
 				}
+				var err error
 				switch f {
 				case fBytesUp:
 					u.BytesUp, err = p.parseUint(f, math.MaxUint64, "uint64")
@@ -695,7 +794,12 @@ func parseJSONUsage(line []byte) (Usage, error) {
 		u.Lat, u.Lon, u.HasPos = lat, lon, true
 	}
 	if len(buf) > 0 {
-		s := string(buf) // one allocation for all string fields
+		var s string
+		if chunk == nil {
+			s = string(buf) // one allocation for all string fields
+		} else {
+			s = chunkString(chunk, buf)
+		}
 		for f, dst := range [...]*string{fEventID: &u.EventID, fTenant: &u.Tenant, fDevice: &u.Device,
 			fSource: &u.Source, fPLMN: &u.PLMN, fCell: &u.Cell, fRAT: &u.RAT, fSliceSD: &u.SliceSD} {
 			if dst != nil {
@@ -704,6 +808,25 @@ func parseJSONUsage(line []byte) (Usage, error) {
 		}
 	}
 	return u, nil
+}
+
+// chunkBytes is the size of a JSONLineReader chunk: the string fields of some fifty
+// typical records.
+const chunkBytes = 8 << 10
+
+// chunkString copies b into the free room of *chunk (a new chunk when it lacks room) and
+// returns those bytes as a string. A chunk's bytes, once a string holds them, are never
+// written again: the chunk only ever grows within its capacity, and a full one is left
+// to the strings pointing into it (the collector keeps it alive as long as they live).
+func chunkString(chunk *[]byte, b []byte) string {
+	c := *chunk
+	if cap(c)-len(c) < len(b) {
+		c = make([]byte, 0, max(chunkBytes, len(b)))
+	}
+	off := len(c)
+	c = append(c, b...)
+	*chunk = c
+	return unsafe.String(&c[off], len(b))
 }
 
 // parseTimeBytes is parseTime for bytes, without allocating when the time is good.

@@ -292,3 +292,66 @@ func BenchmarkParseJSON(b *testing.B) {
 		})
 	}
 }
+
+func TestKeySlots(t *testing.T) {
+	for f, name := range usageFieldNames {
+		line := []byte(`"` + name + `":"a value long enough to read words"`)
+		if got, end := plainKey(line, 0); got != f || end != len(name)+2 {
+			t.Errorf("plainKey(%q) = %d, %d; want %d, %d", line, got, end, f, len(name)+2)
+		}
+	}
+	for _, key := range []string{`"event_ids"`, `"Event_id"`, `"evt_id"`, `"x"`, `""`, `"event_id`, `"a\u0062"`,
+		`"received_timex"`, `"slice_s\"d"`, `"bytes_up\u0000"`} {
+		if f, _ := plainKey([]byte(key+`: "a value long enough to read words"`), 0); f >= 0 {
+			t.Errorf("plainKey(%s) = %d, want -1", key, f)
+		}
+	}
+}
+
+func TestJSONLineReader(t *testing.T) {
+	const ns = "http:acme:"
+	r := JSONLineReader{NS: ns}
+	var kept []Usage // records the reader returned earlier must not change
+	rest := `,"tenant":"acme","device":"d1","start_time":"2026-11-25T11:00:00Z"}`
+	for _, c := range []struct{ id, want string }{
+		{`"gw-1"`, "http:acme:gw-1"},
+		{`"http:acme:gw-1"`, "http:acme:gw-1"},                                // a retry of an id already in the namespace
+		{`"http:acme:"`, "http:acme:"},                                        // the namespace alone is in it
+		{`"http:acm"`, "http:acme:http:acm"},                                  // a prefix of it is not
+		{`"g\u0077-1"`, "http:acme:gw-1"},                                     // escaped
+		{`"http\u003aacme:gw-1"`, "http:acme:gw-1"},                           // escaped, in the namespace once decoded
+		{`"` + strings.Repeat("é", 200) + `"`, ns + strings.Repeat("é", 200)}, // past the stack buffer
+		{`""`, ""},
+		{`null`, ""},
+	} {
+		line := []byte(`{"event_id":` + c.id + rest)
+		got, err := r.Parse(line)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		want, err := ParseJSON(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.EventID = c.want
+		if got != want {
+			t.Errorf("%s:\n got %+v\nwant %+v", line, got, want)
+		}
+		kept = append(kept, got)
+	}
+	line := []byte(sampleUsageLine)
+	for range 500 { // a few chunks' worth
+		if _, err := r.Parse(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, u := range kept[:7] {
+		if want := []string{"http:acme:gw-1", "http:acme:gw-1", "http:acme:", "http:acme:http:acm", "http:acme:gw-1",
+			"http:acme:gw-1", ns + strings.Repeat("é", 200)}[i]; u.EventID != want || u.Tenant != "acme" || u.Device != "d1" {
+			t.Errorf("record %d changed: %+v", i, u)
+		}
+	}
+	if n := testing.AllocsPerRun(1000, func() { _, _ = r.Parse(line) }); n > 0.1 {
+		t.Errorf("JSONLineReader.Parse: %v allocations per line, want a chunk's share", n)
+	}
+}

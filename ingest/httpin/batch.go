@@ -52,9 +52,10 @@ type batch struct {
 	rejs   []record.Rejection
 	errs   []ItemError // the first maxListed errors
 	nerr   int         // all errors
-	seen   map[string]int
+	seen   idSet
 	parser payload.Parser
-	prefix []byte // scratch: "http:<tenant>:"
+	lines  record.JSONLineReader // its strings outlive the request: only the GC frees them
+	prefix string                // the event id namespace: "http:<tenant>:"
 
 	raw, body []byte // request body as read, and after decompression
 }
@@ -69,12 +70,11 @@ func (b *batch) reset(tenant string, received int64, lim payload.Limits, maxLine
 	b.rejs = b.rejs[:0]
 	b.errs = b.errs[:0]
 	b.nerr = 0
-	if b.seen == nil {
-		b.seen = make(map[string]int)
+	b.seen.reset()
+	if b.prefix == "" || b.prefix[len(record.SourceHTTP)+1:len(b.prefix)-1] != tenant {
+		b.prefix = record.SourceHTTP + ":" + tenant + ":" // kept while the pool hands b to one tenant
 	}
-	clear(b.seen)
-	b.prefix = append(append(append(b.prefix[:0], record.SourceHTTP...), ':'), tenant...)
-	b.prefix = append(b.prefix, ':')
+	b.lines.NS = b.prefix
 }
 
 // trim drops buffers an unusually large request grew, so the pool keeps typical ones.
@@ -91,6 +91,9 @@ func (b *batch) trim() {
 	}
 	if cap(b.rejs) > keepRecs {
 		b.rejs = nil
+	}
+	if len(b.seen.slots) > 2*keepRecs {
+		b.seen = idSet{}
 	}
 }
 
@@ -176,7 +179,8 @@ func (b *batch) jsonLines(body []byte) {
 		if len(line) == 0 {
 			continue
 		}
-		u, err := record.ParseJSON(line)
+		// Namespaced in the parse (namespace below keeps it), with no allocation per record.
+		u, err := b.lines.Parse(line)
 		if err != nil {
 			b.refuse(ref{line: n, index: -1}, "", record.ReasonBadJSON, err.Error(), line)
 			continue
@@ -220,15 +224,14 @@ func (b *batch) admit(u *record.Usage, at ref, raw []byte) {
 		b.refuseErr(at, u.Device, err, raw)
 		return
 	}
-	if first, dup := b.seen[u.EventID]; dup {
-		b.refuse(at, u.Device, record.ReasonDuplicateID, "event_id "+record.QuoteInput(u.EventID)+" repeats "+describe(first), raw)
-		return
-	}
 	key := at.line // JSON Lines: the line; CloudEvents: -(index+1)
 	if at.line == 0 {
 		key = -(at.index + 1)
 	}
-	b.seen[u.EventID] = key
+	if first, added := b.seen.add(u.EventID, key); !added {
+		b.refuse(at, u.Device, record.ReasonDuplicateID, "event_id "+record.QuoteInput(u.EventID)+" repeats "+describe(first), raw)
+		return
+	}
 	b.recs = append(b.recs, *u)
 }
 
@@ -245,10 +248,10 @@ func describe(key int) string {
 // replace those rows. An id already in the namespace (a retry of a record this
 // collector produced) is kept as is.
 func (b *batch) namespace(id string) string {
-	if strings.HasPrefix(id, string(b.prefix)) {
+	if strings.HasPrefix(id, b.prefix) {
 		return id
 	}
-	return string(b.prefix) + id
+	return b.prefix + id
 }
 
 // device takes a plain JSON or SenML body for one device through the payload parser: it

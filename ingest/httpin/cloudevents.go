@@ -113,7 +113,7 @@ func (b *batch) canonicalEvent(at ref, e *cloudEvent, data, raw []byte) {
 		return
 	}
 	if u.EventID == "" && u.Device != "" {
-		u.EventID = string(b.prefix) + u.Device + ":" + e.ID
+		u.EventID = b.prefix + u.Device + ":" + e.ID
 	}
 	b.admit(&u, at, raw)
 }
@@ -139,8 +139,8 @@ func (b *batch) plainEvent(at ref, e *cloudEvent, data, raw []byte) {
 	b.recs = recs[:n]
 	// Without id or seq in data the parser derives "...:#<hash>"; the event's id is the
 	// better idempotency key ('#' never occurs in a device-supplied id).
-	if rest, ok := strings.CutPrefix(u.EventID, string(b.prefix)+e.Subject+":"); ok && strings.HasPrefix(rest, "#") {
-		u.EventID = string(b.prefix) + e.Subject + ":" + e.ID
+	if rest, ok := strings.CutPrefix(u.EventID, b.prefix+e.Subject+":"); ok && strings.HasPrefix(rest, "#") {
+		u.EventID = b.prefix + e.Subject + ":" + e.ID
 	}
 	b.admit(&u, at, raw)
 }
