@@ -18,6 +18,7 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 # billing tests: a real RabbitMQ broker (invoice.finalized) and pdftotext/pdftoppm (invoice PDFs)
 [ -x /usr/sbin/rabbitmq-server ] || [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus) # alert rules (promtool) and the dashboards' e2e test
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
