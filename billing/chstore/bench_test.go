@@ -19,12 +19,22 @@ import (
 	"fleetmeter/record"
 )
 
-// benchRowCount is BILLING_BENCH_ROWS, 1,000,000 by default.
+// benchRowCount is FLEETMETER_BENCH_ROWS, 1,000,000 by default.
 func benchRowCount() int {
-	if n, err := strconv.Atoi(os.Getenv("BILLING_BENCH_ROWS")); err == nil && n > 0 {
+	if n, err := strconv.Atoi(os.Getenv("FLEETMETER_BENCH_ROWS")); err == nil && n > 0 {
 		return n
 	}
 	return 1_000_000
+}
+
+// benchAddr is the server the benchmark reads: FLEETMETER_BENCH_CLICKHOUSE (a native
+// address) keeps the loaded rows between runs, in database billing_bench_<rows>;
+// otherwise the test binary's own server, loaded each run.
+func benchAddr() (addr, db string, keep bool) {
+	if a := os.Getenv("FLEETMETER_BENCH_CLICKHOUSE"); a != "" {
+		return a, fmt.Sprintf("billing_bench_%d", benchRowCount()), true
+	}
+	return srv.NativeAddr(), fmt.Sprintf("billing_bench_%d", os.Getpid()), false
 }
 
 var benchOnce struct {
@@ -39,9 +49,10 @@ var benchOnce struct {
 // benchStore loads the rated rows once per test binary: 3 tenants, 1000 devices.
 func benchStore(b *testing.B) (*chstore.Store, string, int) {
 	benchOnce.Do(func() {
+		addr, db, keep := benchAddr()
 		cfg := clickhouse.DefaultConfig()
-		cfg.Addr = []string{srv.NativeAddr()}
-		cfg.Database = fmt.Sprintf("billing_bench_%d", os.Getpid())
+		cfg.Addr = []string{addr}
+		cfg.Database = db
 		ctx := context.Background()
 		st, err := clickhouse.Open(ctx, cfg)
 		if err != nil {
@@ -49,6 +60,21 @@ func benchStore(b *testing.B) (*chstore.Store, string, int) {
 			return
 		}
 		n := benchRowCount()
+		benchOnce.st, benchOnce.cs, benchOnce.db, benchOnce.n = st, chstore.New(st.Conn(), cfg.Database), cfg.Database, n
+		if keep {
+			var have uint64
+			if err := st.Conn().QueryRow(ctx, "SELECT count() FROM "+db+".rated_seen").Scan(&have); err != nil {
+				benchOnce.err = err
+				return
+			}
+			if have == uint64(n) {
+				return
+			}
+			if have != 0 {
+				benchOnce.err = fmt.Errorf("%s holds %d rows, not %d: drop it", db, have, n)
+				return
+			}
+		}
 		rows := make([]record.Rated, 0, 100_000)
 		tenants := []string{"acme-automotive", "utility-north", "farm-coop"}
 		t0 := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
@@ -78,7 +104,6 @@ func benchStore(b *testing.B) (*chstore.Store, string, int) {
 				return
 			}
 		}
-		benchOnce.st, benchOnce.cs, benchOnce.db, benchOnce.n = st, chstore.New(st.Conn(), cfg.Database), cfg.Database, n
 	})
 	if benchOnce.err != nil {
 		b.Fatal(benchOnce.err)
@@ -131,12 +156,13 @@ func BenchmarkExport(b *testing.B) {
 		})
 	}
 	b.Run("raw=clickhouse-client-native", func(b *testing.B) {
-		_, port, _ := net.SplitHostPort(srv.NativeAddr())
+		addr, _, _ := benchAddr()
+		host, port, _ := net.SplitHostPort(addr)
 		q := "SELECT event_id, tenant, device, source, start_time_ms, end_time_ms, received_time_ms, bytes_up, bytes_down, " +
 			"duration_ms, events, rating_group, plmn, cell, lat, lon, rat, slice_sst, slice_sd, record_id, charge, zone, mobility, " +
 			"tariff, tariff_version, offer, active_devices, currency, amount_micros, rated_time_ms FROM " + db + ".rated_usage FORMAT Native"
 		for b.Loop() {
-			cmd := exec.Command("clickhouse-client", "--host", "127.0.0.1", "--port", port, "--query", q)
+			cmd := exec.Command("clickhouse-client", "--host", host, "--port", port, "--query", q)
 			cmd.Stdout = io.Discard
 			var stderr strings.Builder
 			cmd.Stderr = &stderr

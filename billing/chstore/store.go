@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -71,39 +72,61 @@ func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []bi
 	req.UpTo = upTo
 	// From the start with everything in range, every record is a candidate: the page
 	// skips the candidate filter (it only narrows the work; e <= upTo decides).
-	recs, err := s.export(ctx, req, req.After.Seen == 0 && total < uint64(req.Limit), into)
+	recs, err := s.export(ctx, req, req.After.Seen == 0 && total < uint64(req.Limit), int(min(total, uint64(req.Limit))), into)
 	return recs, upTo, err
 }
 
-func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole bool, into []billing.Exported) ([]billing.Exported, error) {
+// pageKey is a record's identity within a page.
+type pageKey struct{ tenant, recordID string }
+
+func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole bool, sizeHint int, into []billing.Exported) ([]billing.Exported, error) {
 	rows, err := s.conn.Query(ctx, ExportKeysQuery(s.db, req, whole))
 	if err != nil {
 		return into, fmt.Errorf("billing export keys: %w", err)
 	}
-	keys, err := ext.NewTable("page_keys", ext.Column("tenant", "String"), ext.Column("record_id", "String"))
+	keys, err := ext.NewTable("page_keys", ext.Column("h", "UInt64"))
 	if err != nil {
 		rows.Close()
 		return into, err
 	}
 	base := len(into)
-	index := map[string]int{}
-	for rows.Next() {
+	into = slices.Grow(into, sizeHint)
+	index := make(map[pageKey]int, sizeHint)
+	kc := clickhouse.NewCursor(rows)
+	tenant, recordID, seen, hash := kc.Str(0), kc.Str(1), clickhouse.Num[uint32](kc, 2), clickhouse.Num[uint64](kc, 3)
+	for kc.Next() {
 		var p billing.Position
 		var e uint32
-		if err := rows.Scan(&p.Tenant, &p.RecordID, &e); err != nil {
+		var h uint64
+		var err error
+		if kc.Fast() {
+			p.Tenant, err = tenant.Get()
+			if err == nil {
+				p.RecordID, err = recordID.Get()
+			}
+			if err == nil {
+				e, _, err = seen.Get()
+			}
+			if err == nil {
+				h, _, err = hash.Get()
+			}
+		} else {
+			err = rows.Scan(&p.Tenant, &p.RecordID, &e, &h)
+		}
+		if err != nil {
 			rows.Close()
-			return into, fmt.Errorf("billing export keys: %w", err)
+			return into[:base], fmt.Errorf("billing export keys: %w", err)
 		}
 		p.Seen = int64(e)
-		index[p.Tenant+"\x00"+p.RecordID] = len(into)
+		index[pageKey{p.Tenant, p.RecordID}] = len(into)
 		into = append(into, billing.Exported{Pos: p})
-		if err := keys.Append(p.Tenant, p.RecordID); err != nil {
+		if err := keys.Append(h); err != nil {
 			rows.Close()
 			return into[:base], err
 		}
 	}
 	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err := kc.Err(); err != nil {
 		return into[:base], fmt.Errorf("billing export keys: %w", err)
 	}
 	if len(into) == base {
@@ -115,14 +138,15 @@ func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole boo
 	}
 	defer drows.Close()
 	found := 0
-	for drows.Next() {
-		r, err := clickhouse.ScanRated(drows)
-		if err != nil {
+	dc := clickhouse.NewRatedCursor(drows)
+	var r record.Rated
+	for dc.Next() {
+		if err := dc.Rated(&r); err != nil {
 			return into[:base], fmt.Errorf("billing export: %w", err)
 		}
-		i, ok := index[r.Tenant+"\x00"+r.RecordID]
+		i, ok := index[pageKey{r.Tenant, r.RecordID}]
 		if !ok {
-			continue
+			continue // another key of a page key's hash
 		}
 		// The first rating: the least rated_time_ms (copies rated at the same instant come
 		// from the same state and are identical).
@@ -133,7 +157,7 @@ func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole boo
 		}
 		into[i].Rec = r
 	}
-	if err := drows.Err(); err != nil {
+	if err := dc.Err(); err != nil {
 		return into[:base], fmt.Errorf("billing export: %w", err)
 	}
 	// A key without its record would be a hole in the stream: refuse rather than skip
