@@ -1,0 +1,528 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"fleetmeter/cdr"
+	"fleetmeter/clickhouse"
+	"fleetmeter/internal/chserver"
+	"fleetmeter/sim"
+)
+
+// fleetRig is the whole pipeline as deployed, one process per service: Mosquitto, the
+// Kafka broker, the mediator (MQTT, CoAP, HTTP and CDR collectors), the rater, the
+// loader and ClickHouse, fed by a mixed fleet (sim.NewMixedFleet) over all four protocols.
+type fleetRig struct {
+	dir                          string
+	procs                        []*Process
+	ch                           *chserver.Server
+	store                        *clickhouse.Store
+	mqttAddr, coapAddr, httpAddr string
+	cdrDir                       string
+	fleet                        *sim.Fleet
+	tick                         int
+	mq                           []paho.Client
+	coap                         []*udpClient.Conn
+	httpc                        *http.Client
+}
+
+const (
+	fleetProcess  = "fleet (this process)"
+	benchDatabase = "fleetmeter_bench"
+	benchHTTPKey  = "bench-key-agrico-0123456789"
+)
+
+// startFleetRig builds the binaries into dir/bin and starts every service.
+func startFleetRig(ctx context.Context, root, dir string, self []string, devices int, partitions int, logger *slog.Logger) (*fleetRig, error) {
+	r := &fleetRig{dir: dir, cdrDir: filepath.Join(dir, "cdr"), fleet: sim.NewMixedFleet(devices, sim.DefaultMix, 1)}
+	ok := false
+	defer func() {
+		if !ok {
+			r.close()
+		}
+	}()
+	bin := filepath.Join(dir, "bin")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+"/", "./cmd/mediator", "./cmd/rater")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build the binaries: %v\n%s", err, b)
+	}
+	if err := os.MkdirAll(r.cdrDir, 0o700); err != nil {
+		return nil, err
+	}
+	mosq, mqttAddr, err := StartMosquitto(dir)
+	if err != nil {
+		return nil, err
+	}
+	r.procs, r.mqttAddr = append(r.procs, mosq), mqttAddr
+	kp, err := StartProcess("kafka", dir, append(slices.Clone(self), "kafka-broker", "--dir", dir, "--partitions", strconv.Itoa(partitions))...)
+	if err != nil {
+		return nil, err
+	}
+	r.procs = append(r.procs, kp)
+	kafkaAddr, err := kp.waitLine("kafka ", 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	r.ch, err = StartClickHouse(ctx, filepath.Join(dir, "clickhouse"), logger)
+	if err != nil {
+		return nil, err
+	}
+	if pid := findPid("--config-file=" + filepath.Join(dir, "clickhouse")); pid != 0 {
+		r.procs = append(r.procs, &Process{Name: "clickhouse", Pid: pid})
+	}
+	chcfg := clickhouse.DefaultConfig()
+	chcfg.Addr, chcfg.Database = []string{r.ch.NativeAddr()}, benchDatabase
+	if r.store, err = clickhouse.Open(ctx, chcfg); err != nil {
+		return nil, err
+	}
+	rulesDir, err := WriteTariffs(filepath.Join(dir, "rules"))
+	if err != nil {
+		return nil, err
+	}
+	udpPort, err := freeUDPPort()
+	if err != nil {
+		return nil, err
+	}
+	ports := make([]int, 4)
+	for i := range ports {
+		if ports[i], err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
+	r.coapAddr, r.httpAddr = addr(udpPort), addr(ports[0])
+	med := fmt.Sprintf(`listen: %s
+log_level: warn
+kafka:
+  brokers: [%s]
+  partitions: %d
+mqtt:
+  enabled: true
+  brokers: ["tcp://%s"]
+  client_id: bench-mediator
+  qos: 1
+coap:
+  enabled: true
+  listen: %s
+  dev_mode: true
+http:
+  enabled: true
+  listen: %s
+  max_concurrent: 256
+  tenant_max_concurrent: 256
+  tenant_rate: 0
+  keys:
+    - tenant: agrico
+      key: %s
+cdr:
+  enabled: true
+  dir: %s
+  settle: 100ms
+  poll: 50ms
+  tenants:
+    rules:
+      - tenant: %s
+        dnn: %s
+`, addr(ports[1]), kafkaAddr, partitions, mqttAddr, r.coapAddr, r.httpAddr, benchHTTPKey, r.cdrDir, sim.SliceTenant, sim.SliceDNN)
+	rat := func(listen int) string {
+		return fmt.Sprintf(`listen: %s
+log_level: warn
+instance: bench
+rules: %s
+kafka:
+  brokers: [%s]
+clickhouse:
+  addr: [%s]
+  database: %s
+`, addr(listen), rulesDir, kafkaAddr, r.ch.NativeAddr(), benchDatabase)
+	}
+	for _, c := range []struct{ name, body string }{{"mediator", med}, {"rater", rat(ports[2])}, {"loader", rat(ports[3])}} {
+		if err := os.WriteFile(filepath.Join(dir, c.name+".yaml"), []byte(c.body), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range []struct {
+		name string
+		argv []string
+		port int
+	}{
+		{"mediator", []string{bin + "/mediator", "run", "--config", filepath.Join(dir, "mediator.yaml")}, ports[1]},
+		{"rater", []string{bin + "/rater", "run", "--config", filepath.Join(dir, "rater.yaml")}, ports[2]},
+		{"loader", []string{bin + "/rater", "load", "--config", filepath.Join(dir, "loader.yaml")}, ports[3]},
+	} {
+		p, err := StartProcess(c.name, dir, c.argv...)
+		if err != nil {
+			return nil, err
+		}
+		r.procs = append(r.procs, p)
+		if err := waitHTTP200("http://"+addr(c.port)+"/readyz", p, 90*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	// Devices' connections: MQTT clients, CoAP sockets, HTTP gateways' keep-alive pool.
+	for k := range 8 {
+		opts := paho.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("bench-fleet-" + strconv.Itoa(k)).
+			SetMaxResumePubInFlight(1000)
+		c := paho.NewClient(opts)
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			return nil, fmt.Errorf("mqtt connect: %v", tok.Error())
+		}
+		r.mq = append(r.mq, c)
+	}
+	for range 32 {
+		c, err := udp.Dial(r.coapAddr)
+		if err != nil {
+			return nil, err
+		}
+		r.coap = append(r.coap, c)
+	}
+	r.httpc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 30 * time.Second}
+	ok = true
+	return r, nil
+}
+
+func waitHTTP200(url string, p *Process, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if p.Exited() {
+			return fmt.Errorf("%s exited: %s", p.Name, p.Output())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready at %s: %s", p.Name, url, p.Output())
+}
+
+func (r *fleetRig) close() {
+	for _, c := range r.mq {
+		c.Disconnect(100)
+	}
+	for _, c := range r.coap {
+		_ = c.Close()
+	}
+	// Stop the collectors first, then what they feed.
+	for i := len(r.procs) - 1; i >= 0; i-- {
+		if r.procs[i].Cmd != nil {
+			r.procs[i].Stop(20 * time.Second)
+		}
+	}
+	if r.store != nil {
+		r.store.Close()
+	}
+	if r.ch != nil {
+		_ = r.ch.Stop()
+	}
+}
+
+// probe is one record whose arrival in ClickHouse is timed.
+type probe struct {
+	device string
+	start  int64 // start_time_ms of its row
+	sent   time.Time
+}
+
+// sendTick generates and sends one tick over every protocol at once and returns when
+// every message was acknowledged (PUBACK, 2.04, 202, the CDR file handed over). Every
+// probeEvery-th message of each protocol becomes a latency probe.
+func (r *fleetRig) sendTick(ctx context.Context, probeEvery int) (records int, probes []probe, err error) {
+	now := time.Now()
+	b := r.fleet.Tick(r.tick, now)
+	r.tick++
+	ms := now.UnixMilli()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	addProbe := func(dev string, start int64, at time.Time) {
+		mu.Lock()
+		probes = append(probes, probe{device: dev, start: start, sent: at})
+		mu.Unlock()
+	}
+	// MQTT: each client publishes its share, QoS 1, and waits for every PUBACK.
+	for k, c := range r.mq {
+		wg.Go(func() {
+			var toks []paho.Token
+			for j := k; j < len(b.MQTT); j += len(r.mq) {
+				m := b.MQTT[j]
+				d := &r.fleet.Devices[m.Device]
+				if j%probeEvery == 0 {
+					addProbe(d.ID, ms, time.Now())
+				}
+				toks = append(toks, c.Publish(r.fleet.Topic("fleetmeter", m.Device), 1, false, m.Payload))
+			}
+			for _, t := range toks {
+				if !t.WaitTimeout(60*time.Second) || t.Error() != nil {
+					fail(fmt.Errorf("mqtt publish: %v", t.Error()))
+					return
+				}
+			}
+		})
+	}
+	// CoAP: confirmable POSTs, one socket per worker.
+	for k, c := range r.coap {
+		wg.Go(func() {
+			for j := k; j < len(b.CoAP); j += len(r.coap) {
+				m := b.CoAP[j]
+				d := &r.fleet.Devices[m.Device]
+				if j%probeEvery == 0 {
+					addProbe(d.ID, ms, time.Now())
+				}
+				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				resp, err := c.Post(cctx, "/usage/"+d.Tenant+"/"+d.ID, message.AppJSON, bytes.NewReader(m.Payload))
+				cancel()
+				if err != nil {
+					fail(fmt.Errorf("coap post: %w", err))
+					return
+				}
+				if resp.Code() != codes.Changed {
+					fail(fmt.Errorf("coap post: %v", resp.Code()))
+					return
+				}
+			}
+		})
+	}
+	// HTTP: each gateway posts its trucks' JSON Lines; 8 gateways at a time.
+	sem := make(chan struct{}, 8)
+	for j, post := range b.HTTP {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if j%max(1, probeEvery/gatewayLines(post)) == 0 {
+				addProbe(r.fleet.Devices[post.Devices[0]].ID, ms, time.Now())
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+r.httpAddr+"/v1/usage", bytes.NewReader(post.Body))
+			req.Header.Set("Authorization", "Bearer "+benchHTTPKey)
+			req.Header.Set("Content-Type", "application/x-ndjson")
+			resp, err := r.httpc.Do(req)
+			if err != nil {
+				fail(fmt.Errorf("http post: %w", err))
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				fail(fmt.Errorf("http post: %s", resp.Status))
+			}
+		})
+	}
+	// CDR: the tick's file lands in the drop directory as the CHF writes it (temporary
+	// name, then renamed); its probe is the file's first session.
+	if b.CDR != nil {
+		name := fmt.Sprintf("chf-%08d.cdr", r.tick)
+		tmp := filepath.Join(r.cdrDir, "."+name+".tmp")
+		if err := os.WriteFile(tmp, b.CDR, 0o600); err != nil {
+			return 0, nil, err
+		}
+		dec, _ := cdr.NewDecoder(cdr.Config{Tenants: cdr.TenantMap{Default: sim.SliceTenant}})
+		first, err := dec.Decode(b.CDR, nil)
+		if err != nil || len(first) == 0 {
+			return 0, nil, fmt.Errorf("generated cdr file: %v", err)
+		}
+		if err := os.Rename(tmp, filepath.Join(r.cdrDir, name)); err != nil {
+			return 0, nil, err
+		}
+		addProbe(first[0].Device, first[0].StartTime, time.Now())
+	}
+	wg.Wait()
+	return b.Records, probes, errors.Join(errs...)
+}
+
+func gatewayLines(p sim.Post) int { return max(1, len(p.Devices)) }
+
+// count is the usage rows in ClickHouse (duplicates of a retried insert included).
+func (r *fleetRig) count(ctx context.Context) (uint64, error) {
+	var n uint64
+	err := r.store.Conn().QueryRow(ctx, "SELECT count() FROM "+benchDatabase+".rated_usage WHERE charge = 'usage'").Scan(&n)
+	return n, err
+}
+
+// cpu is each process's CPU time now.
+func (r *fleetRig) cpu() map[string]time.Duration {
+	m := map[string]time.Duration{}
+	for _, p := range r.procs {
+		m[p.Name] = CPUTime(p.Pid)
+	}
+	m[fleetProcess] = CPUTime(os.Getpid())
+	return m
+}
+
+func (r *fleetRig) peakRSS() map[string]int64 {
+	m := map[string]int64{}
+	for _, p := range r.procs {
+		m[p.Name] = PeakRSS(p.Pid)
+	}
+	return m
+}
+
+// phase is one measured stretch of fleet traffic.
+type phase struct {
+	Name      string
+	Offered   float64 // target records/s (0: as fast as acknowledged)
+	Sent      int
+	Landed    uint64 // rows that reached ClickHouse during the phase
+	Seconds   float64
+	Rate      float64 // landed rows per second
+	CPU       map[string]time.Duration
+	Latencies []time.Duration // probes, device send -> row visible
+	Lost      int             // probes not visible by the end of the wait
+}
+
+// runPhase sends ticks for d (paced to rate records/s, or back to back when rate is 0),
+// waits for the rows, and times the probes by polling ClickHouse every 50 ms.
+func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, rate float64, probeEvery int, progress func(string, ...any)) (phase, error) {
+	ph := phase{Name: name, Offered: rate}
+	n0, err := r.count(ctx)
+	if err != nil {
+		return ph, err
+	}
+	cpu0 := r.cpu()
+	pending := map[string][]probe{} // device -> probes
+	var mu sync.Mutex
+	var lat []time.Duration
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for pollCtx.Err() == nil {
+			<-t.C
+			mu.Lock()
+			devs := make([]string, 0, len(pending))
+			for dev := range pending {
+				devs = append(devs, "'"+dev+"'")
+			}
+			mu.Unlock()
+			if len(devs) == 0 {
+				continue
+			}
+			rows, err := r.store.Conn().Query(pollCtx, "SELECT device, start_time_ms FROM "+benchDatabase+".rated_usage WHERE charge = 'usage' AND device IN ("+strings.Join(devs, ",")+")")
+			if err != nil {
+				continue
+			}
+			seen := time.Now()
+			for rows.Next() {
+				var dev string
+				var ms uint64
+				if rows.Scan(&dev, &ms) != nil {
+					continue
+				}
+				mu.Lock()
+				ps := pending[dev]
+				for i := 0; i < len(ps); i++ {
+					if ps[i].start == int64(ms) {
+						lat = append(lat, seen.Sub(ps[i].sent))
+						ps = append(ps[:i], ps[i+1:]...)
+						i--
+					}
+				}
+				if len(ps) == 0 {
+					delete(pending, dev)
+				} else {
+					pending[dev] = ps
+				}
+				mu.Unlock()
+			}
+			rows.Close()
+		}
+	}()
+	start := time.Now()
+	for time.Since(start) < d && ctx.Err() == nil {
+		t0 := time.Now()
+		n, probes, err := r.sendTick(ctx, probeEvery)
+		if err != nil {
+			stopPoll()
+			<-pollDone
+			return ph, err
+		}
+		ph.Sent += n
+		mu.Lock()
+		for _, p := range probes {
+			pending[p.device] = append(pending[p.device], p)
+		}
+		mu.Unlock()
+		if rate > 0 {
+			next := t0.Add(time.Duration(float64(n) / rate * float64(time.Second)))
+			time.Sleep(time.Until(next))
+		}
+	}
+	sending := time.Since(start)
+	// Wait for the sent rows (bounded), then for the last probes.
+	want := n0 + uint64(ph.Sent)
+	deadline := time.Now().Add(60 * time.Second)
+	var n uint64
+	for {
+		if n, err = r.count(ctx); err != nil {
+			break
+		}
+		if n >= want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	landedAt := time.Since(start)
+	for range 40 {
+		mu.Lock()
+		left := len(pending)
+		mu.Unlock()
+		if left == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopPoll()
+	<-pollDone
+	cpu1 := r.cpu()
+	ph.CPU = map[string]time.Duration{}
+	for k, v := range cpu1 {
+		ph.CPU[k] = v - cpu0[k]
+	}
+	ph.Landed = n - n0
+	ph.Seconds = max(sending, landedAt).Seconds()
+	ph.Rate = float64(ph.Landed) / ph.Seconds
+	ph.Latencies = lat
+	for _, ps := range pending {
+		ph.Lost += len(ps)
+	}
+	slices.Sort(ph.Latencies)
+	progress("pipeline %s: sent %d, landed %d in %.1fs (%.0f rows/s), %d probes timed, %d not seen", name, ph.Sent, ph.Landed,
+		ph.Seconds, ph.Rate, len(lat), ph.Lost)
+	return ph, err
+}
+
+func quantile(v []time.Duration, q float64) time.Duration {
+	if len(v) == 0 {
+		return 0
+	}
+	return v[min(len(v)-1, int(q*float64(len(v))))]
+}

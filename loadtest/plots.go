@@ -1,0 +1,149 @@
+package loadtest
+
+import (
+	"fmt"
+	"image/color"
+	"math"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+// series is one line of a plot: x, and min/median/max of y over rounds.
+type series struct {
+	Name string
+	X    []float64
+	Y    []stats
+}
+
+var palette = []color.Color{
+	color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
+	color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
+}
+
+// linePlot draws each series' medians as a line with points and its min-max range as
+// error bars, and saves it (SVG or PNG by path's extension).
+func linePlot(path, title, xlabel, ylabel string, logX bool, ss []series) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = xlabel
+	p.Y.Label.Text = ylabel
+	p.Y.Min = 0
+	if logX {
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
+	p.Legend.Top = true
+	p.Add(plotter.NewGrid())
+	for i, s := range ss {
+		pts := make(plotter.XYs, len(s.X))
+		errs := make(plotter.YErrors, len(s.X))
+		for k := range s.X {
+			pts[k] = plotter.XY{X: s.X[k], Y: s.Y[k].Med}
+			errs[k].Low, errs[k].High = s.Y[k].Med-s.Y[k].Min, s.Y[k].Max-s.Y[k].Med
+		}
+		line, points, err := plotter.NewLinePoints(pts)
+		if err != nil {
+			return err
+		}
+		c := palette[i%len(palette)]
+		line.Color, points.Color = c, c
+		line.Width = vg.Points(1.5)
+		bars, err := plotter.NewYErrorBars(struct {
+			plotter.XYer
+			plotter.YErrorer
+		}{pts, errs})
+		if err != nil {
+			return err
+		}
+		bars.Color = c
+		p.Add(line, points, bars)
+		p.Legend.Add(s.Name, line, points)
+		if max := maxY(s); max > p.Y.Max {
+			p.Y.Max = max * 1.15
+		}
+	}
+	return p.Save(7*vg.Inch, 4*vg.Inch, path)
+}
+
+func maxY(s series) float64 {
+	m := 0.0
+	for _, y := range s.Y {
+		m = math.Max(m, y.Max)
+	}
+	return m
+}
+
+// latencyPlot draws the cumulative distribution of event-to-queryable latency, one
+// line per load level.
+func latencyPlot(path string, phases []phase) error {
+	p := plot.New()
+	p.Title.Text = "Event-to-queryable latency (device send -> row visible in ClickHouse)"
+	p.X.Label.Text = "latency (ms)"
+	p.Y.Label.Text = "fraction of probes at or below"
+	p.Y.Min, p.Y.Max = 0, 1
+	p.Legend.Top = true
+	p.Legend.Left = false
+	p.Legend.XOffs = -vg.Points(10)
+	p.Legend.YOffs = -vg.Points(60)
+	p.Add(plotter.NewGrid())
+	for i, ph := range phases {
+		if len(ph.Latencies) == 0 {
+			continue
+		}
+		pts := make(plotter.XYs, len(ph.Latencies))
+		for k, l := range ph.Latencies {
+			pts[k] = plotter.XY{X: float64(l) / float64(time.Millisecond), Y: float64(k+1) / float64(len(ph.Latencies))}
+		}
+		line, err := plotter.NewLine(pts)
+		if err != nil {
+			return err
+		}
+		line.Color = palette[i%len(palette)]
+		line.Width = vg.Points(1.5)
+		p.Add(line)
+		p.Legend.Add(fmt.Sprintf("%s (p99 %d ms)", ph.Name, quantile(ph.Latencies, 0.99).Milliseconds()), line)
+	}
+	return p.Save(7*vg.Inch, 4*vg.Inch, path)
+}
+
+// ratioPlot is a horizontal-ish bar chart of each stage's ratio to its ceiling.
+func ratioPlot(path string, res []pairResult) error {
+	p := plot.New()
+	p.Title.Text = "Each stage beside its raw ceiling (median ratio, same run)"
+	p.Y.Label.Text = "stage rate / ceiling rate"
+	var vals plotter.Values
+	var names []string
+	for _, r := range res {
+		rs := r.ratios()
+		if len(rs) == 0 || r.pair.Unit == "" {
+			continue
+		}
+		v := summarize(rs).Med
+		vals = append(vals, v)
+		names = append(names, shortName(r.pair.Stage))
+	}
+	if len(vals) == 0 {
+		return fmt.Errorf("no ratios to plot")
+	}
+	bars, err := plotter.NewBarChart(vals, vg.Points(22))
+	if err != nil {
+		return err
+	}
+	bars.Color = palette[0]
+	p.Add(bars, plotter.NewGrid())
+	p.NominalX(names...)
+	p.X.Tick.Label.Rotation = 0.5
+	p.X.Tick.Label.XAlign = draw.XRight
+	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+}
+
+func shortName(s string) string {
+	if len(s) > 26 {
+		return s[:25] + "…"
+	}
+	return s
+}

@@ -1,0 +1,241 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ReportConfig shapes a benchmark report run.
+type ReportConfig struct {
+	Short  bool   // BENCH_SHORT: every part, tiny sizes, one round (minutes, not tens of them)
+	Out    string // BENCHMARKS.md
+	Plots  string // directory of the plots (docs/bench)
+	Work   string // scratch directory (default: a temporary one)
+	Rounds int
+	// Self starts this program again with a subcommand ("load-rater", "kafka-broker").
+	Self []string
+	Log  io.Writer
+}
+
+// Report is everything a run measured.
+type Report struct {
+	Started, Ended time.Time
+	Short          bool
+	Load           string // `uptime` at the start and the end
+	Pairs          []pairResult
+	MaxPhases      []phase // sustained maximum, by round
+	Levels         []phase // latency at 25, 50, 80 % of the sustained maximum
+	Devices        []scalePoint
+	Partitions     []scalePoint
+	RSS            map[string]int64
+	FleetDevices   int
+	ChVersion      string
+}
+
+type scalePoint struct {
+	X                 float64
+	Pipeline, Raw     []float64
+	RaterRSS, Devices []float64
+}
+
+// RunReport measures everything and writes the report and its plots.
+func RunReport(ctx context.Context, cfg ReportConfig) (*Report, error) {
+	progress := func(format string, args ...any) {
+		fmt.Fprintf(cfg.Log, "%s bench: "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Rounds < 1 {
+		cfg.Rounds = 3
+		if cfg.Short {
+			cfg.Rounds = 1
+		}
+	}
+	work := cfg.Work
+	if work == "" {
+		if work, err = os.MkdirTemp("", "fleetmeter-bench-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(work)
+	}
+	rep := &Report{Started: time.Now(), Short: cfg.Short, Load: uptime()}
+	logger := slog.New(slog.DiscardHandler)
+
+	// 1. Each stage beside its ceiling, each side in a process of its own.
+	var pkgs []string
+	for _, p := range pairs {
+		pkgs = append(pkgs, p.Pkg)
+	}
+	progress("building test binaries of %v", slices.Compact(slices.Clone(pkgs)))
+	bins, err := buildTestBinaries(ctx, root, filepath.Join(work, "bin"), pkgs)
+	if err != nil {
+		return nil, err
+	}
+	rep.Pairs = runPairs(ctx, root, bins, cfg.Rounds, cfg.Short, progress)
+
+	// 2. The whole pipeline fed by the mixed fleet over MQTT, CoAP, HTTP and CDR at once.
+	devices, maxFor, levelFor := 20_000, 25*time.Second, 20*time.Second
+	if cfg.Short {
+		devices, maxFor, levelFor = 400, 3*time.Second, 2*time.Second
+	}
+	rep.FleetDevices = devices
+	if err := runFleet(ctx, root, filepath.Join(work, "fleet"), cfg, devices, maxFor, levelFor, rep, logger, progress); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+
+	// 3. Scale: `fleetmeter load` (rater state and loader at scale) by devices, by partitions.
+	devs, parts, records := []int{10_000, 100_000, 1_000_000}, []int32{1, 4, 8, 32}, 1_000_000
+	scaleRounds := cfg.Rounds
+	if cfg.Short {
+		devs, parts, records = []int{1_000, 5_000}, []int32{1, 4}, 10_000
+	}
+	for _, d := range devs {
+		pt := scalePoint{X: float64(d)}
+		for range scaleRounds {
+			if err := scaleRun(ctx, cfg, filepath.Join(work, "scale"), max(records, d), d, 4, logger, &pt, progress); err != nil {
+				return nil, err
+			}
+		}
+		rep.Devices = append(rep.Devices, pt)
+	}
+	for _, p := range parts {
+		pt := scalePoint{X: float64(p)}
+		for range scaleRounds {
+			if err := scaleRun(ctx, cfg, filepath.Join(work, "scale"), records/2, 10_000, p, logger, &pt, progress); err != nil {
+				return nil, err
+			}
+		}
+		rep.Partitions = append(rep.Partitions, pt)
+	}
+	rep.Ended = time.Now()
+	rep.Load += " / at the end: " + uptime()
+	if err := rep.write(cfg); err != nil {
+		return nil, err
+	}
+	progress("wrote %s and the plots in %s", cfg.Out, cfg.Plots)
+	return rep, nil
+}
+
+func runFleet(ctx context.Context, root, dir string, cfg ReportConfig, devices int, maxFor, levelFor time.Duration, rep *Report,
+	logger *slog.Logger, progress func(string, ...any)) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	progress("starting the pipeline (Mosquitto, Kafka, ClickHouse, mediator, rater, loader) for %d devices", devices)
+	rig, err := startFleetRig(ctx, root, dir, cfg.Self, devices, 4, logger)
+	if err != nil {
+		return err
+	}
+	defer rig.close()
+	rep.ChVersion = fmt.Sprint(rig.store.Version())
+	// Warm-up: connections, topics, the first merges.
+	if _, err := rig.runPhase(ctx, "warm-up", maxFor/5, 0, 1<<30, progress); err != nil {
+		return err
+	}
+	for round := range cfg.Rounds {
+		ph, err := rig.runPhase(ctx, fmt.Sprintf("max %d", round+1), maxFor, 0, 200, progress)
+		if err != nil {
+			return err
+		}
+		rep.MaxPhases = append(rep.MaxPhases, ph)
+	}
+	var rs []float64
+	for _, ph := range rep.MaxPhases {
+		rs = append(rs, ph.Rate)
+	}
+	sustained := summarize(rs).Med
+	for _, frac := range []float64{0.25, 0.5, 0.8} {
+		ph, err := rig.runPhase(ctx, fmt.Sprintf("%.0f%% of max", frac*100), levelFor, frac*sustained, 20, progress)
+		if err != nil {
+			return err
+		}
+		rep.Levels = append(rep.Levels, ph)
+	}
+	rep.RSS = rig.peakRSS()
+	return nil
+}
+
+func scaleRun(ctx context.Context, cfg ReportConfig, dir string, records, devices int, partitions int32, logger *slog.Logger,
+	pt *scalePoint, progress func(string, ...any)) error {
+	_ = os.RemoveAll(dir)
+	lc := DefaultLoad()
+	lc.Records, lc.Devices, lc.Partitions, lc.Data, lc.Stall = records, devices, partitions, dir, 90*time.Second
+	if len(cfg.Self) > 0 {
+		lc.RaterCommand = append(slices.Clone(cfg.Self), "load-rater")
+	}
+	res, code, err := Load(ctx, lc, logger, io.Discard, io.Discard)
+	if err != nil || code != 0 {
+		return fmt.Errorf("load --records %d --devices %d --partitions %d: exit %d: %v", records, devices, partitions, code, err)
+	}
+	raw, _ := res.Stage("raw insert")
+	pipe, _ := res.Stage("rater+loader")
+	pt.Pipeline = append(pt.Pipeline, pipe.Rate())
+	pt.Raw = append(pt.Raw, raw.Rate())
+	pt.RaterRSS = append(pt.RaterRSS, float64(res.Rater.PeakRSS))
+	pt.Devices = append(pt.Devices, res.Rater.Devices)
+	progress("load: %d records, %d devices, %d partitions: pipeline %.0f records/s, raw insert %.0f, rater peak RSS %.0f MB",
+		records, devices, partitions, pipe.Rate(), raw.Rate(), float64(res.Rater.PeakRSS)/1e6)
+	return nil
+}
+
+func uptime() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return "load average " + strings.Join(f[:3], ", ")
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return runtime.GOARCH
+}
+
+func memTotal() string {
+	b, _ := os.ReadFile("/proc/meminfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
+
+func toolVersion(name string, args ...string) string {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return "not found"
+	}
+	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+}
+
+func moduleVersions() map[string]string {
+	m := map[string]string{}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			m[d.Path] = d.Version
+		}
+	}
+	return m
+}

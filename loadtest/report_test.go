@@ -1,0 +1,72 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+)
+
+// TestBenchReport runs the benchmark report in its short form (every part at tiny sizes,
+// one round) so the harness never rots: it asserts nothing about speed, only that the
+// report and every plot are written and well formed and that each part measured something.
+func TestBenchReport(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var log bytes.Buffer
+	cfg := ReportConfig{Short: true, Out: filepath.Join(dir, "BENCHMARKS.md"), Plots: filepath.Join(dir, "bench"),
+		Work: filepath.Join(dir, "work"), Self: []string{exe}, Log: &log}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rep, err := RunReport(ctx, cfg)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	md, err := os.ReadFile(cfg.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, re := range []string{
+		`(?m)^## Each stage beside its raw ceiling$`,
+		`(?m)^\| CHF CDR decode \(1 core\) \| [\d.]+[kM]? / \*\*[\d.]+[kM]?\*\* / [\d.]+[kM]? records/s \| encoding/asn1`,
+		`(?m)^\| sustained maximum, records/s in ClickHouse .*\| \d+ / \*\*\d+\*\* / \d+ records/s \|$`,
+		`(?m)^\| cost per million records, CPU seconds of all services \(at the maximum\) \| \*\*[\d.]+\*\* \|$`,
+		`(?m)^\| 80% of max \| \d+ \| \d+ \| [1-9]\d* \| \d+ ms \| \d+ ms \| \d+ ms \| \d+ \|$`,
+		`(?m)^\| 5000 \| ≥ devices \|`,
+		`(?m)^\| 4 \| [\d.]+k? / `,
+		`(?m)^## Beside what users would otherwise run$`,
+	} {
+		if !regexp.MustCompile(re).Match(md) {
+			t.Errorf("report lacks %s", re)
+		}
+	}
+	for _, p := range rep.Pairs {
+		if len(p.Impl) == 0 && p.Bench != "BenchmarkCoAP" { // the CoAP-through-Kafka variant may not exist
+			t.Errorf("stage %q not measured: %s", p.Stage, p.Err)
+		}
+	}
+	for _, name := range []string{"stages.svg", "latency.svg", "devices.svg", "partitions.svg"} {
+		b, err := os.ReadFile(filepath.Join(cfg.Plots, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var root struct {
+			XMLName xml.Name
+			Width   string `xml:"width,attr"`
+		}
+		if err := xml.Unmarshal(b, &root); err != nil || root.XMLName.Local != "svg" || len(b) < 2000 {
+			t.Errorf("%s: not a plot (%d bytes, root %q): %v", name, len(b), root.XMLName.Local, err)
+		}
+		if !regexp.MustCompile(`<path|<line|<polyline`).Match(b) {
+			t.Errorf("%s draws nothing", name)
+		}
+	}
+	t.Logf("short report:\n%s", md)
+}

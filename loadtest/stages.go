@@ -1,0 +1,227 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// pair is one stage measured beside its raw ceiling: two sub-benchmarks of one Go
+// benchmark, each run in a process of its own so its CPU time and peak RSS are its own.
+type pair struct {
+	Stage, Ceiling string // what is measured, and the raw baseline it is compared with
+	Pkg            string // package directory, relative to the module root
+	Bench          string // top-level benchmark
+	Impl, Raw      string // sub-benchmark paths ("" Raw: no ceiling, an aim per core instead)
+	Unit           string // the metric both report
+	Full, Short    string // -test.benchtime
+	Aim            float64
+	AimText        string
+}
+
+// pairs are the stages and their ceilings. The benchmarks live beside the code they
+// measure; this table only says which to run against which.
+var pairs = []pair{
+	{Stage: "MQTT collector -> Kafka (QoS 1, 100 B)", Ceiling: "Mosquitto -> bare paho subscriber", Pkg: "e2e",
+		Bench: "BenchmarkMQTTIngest", Impl: "path=collector", Raw: "path=raw", Unit: "msg/s", Full: "20000x", Short: "2000x"},
+	{Stage: "CoAP collector (ack sink)", Ceiling: "bare go-coap server", Pkg: "ingest/coap",
+		Bench: "BenchmarkCoAP", Impl: "impl=fleetmeter", Raw: "impl=raw", Unit: "req/s", Full: "20000x", Short: "1000x", Aim: 0.6, AimText: ">= 0.6"},
+	{Stage: "CoAP collector -> Kafka", Ceiling: "bare go-coap server", Pkg: "ingest/coap",
+		Bench: "BenchmarkCoAP", Impl: "impl=kafka", Raw: "impl=raw", Unit: "req/s", Full: "20000x", Short: "1000x", Aim: 0.6, AimText: ">= 0.6"},
+	{Stage: "HTTP JSON Lines ingest, 1 client", Ceiling: "bare net/http handler reading the body", Pkg: "ingest/httpin",
+		Bench: "BenchmarkPost", Impl: "server=httpin/lines=100/conc=1", Raw: "server=bare/lines=100/conc=1", Unit: "records/s", Full: "3000x", Short: "200x"},
+	{Stage: "HTTP JSON Lines ingest, 8 clients", Ceiling: "bare net/http handler reading the body", Pkg: "ingest/httpin",
+		Bench: "BenchmarkPost", Impl: "server=httpin/lines=100/conc=8", Raw: "server=bare/lines=100/conc=8", Unit: "records/s", Full: "5000x", Short: "200x", Aim: 0.6, AimText: ">= 0.6"},
+	{Stage: "CHF CDR decode (1 core)", Ceiling: "encoding/asn1 into Go structs", Pkg: "cdr",
+		Bench: "BenchmarkDecode", Impl: "impl=fleetmeter", Raw: "impl=encoding_asn1", Unit: "records/s", Full: "1s", Short: "200ms", Aim: 10, AimText: ">= 10x"},
+	{Stage: "Kafka produce (Arrow IPC, LZ4, kfake)", Ceiling: "bare franz-go producing pre-encoded messages", Pkg: "loadtest",
+		Bench: "BenchmarkProduce", Impl: "impl=fleetmeter", Raw: "impl=raw", Unit: "records/s", Full: "2000x", Short: "50x"},
+	{Stage: "ClickHouse insert (InsertRated, views)", Ceiling: "clickhouse-go column-wise insert, plain MergeTree", Pkg: "clickhouse",
+		Bench: "BenchmarkInsert", Impl: "impl=store", Raw: "impl=raw", Unit: "rows/s", Full: "10x", Short: "1x"},
+	{Stage: "Rating, batched (1 core)", Pkg: "rating", Bench: "BenchmarkRateBatch", Impl: "tariff=zones50/devices=1000000/batch=256",
+		Unit: "records/s", Full: "1s", Short: "100ms", Aim: 2e6, AimText: ">= 2M records/s/core"},
+	{Stage: "Rating, per record (1 core)", Pkg: "rating", Bench: "BenchmarkRate", Impl: "tariff=zones50/devices=1000000",
+		Unit: "records/s", Full: "1s", Short: "100ms"},
+}
+
+// sample is one benchmark process's result.
+type sample struct {
+	Rate   float64
+	CPU    time.Duration // user+system of the process and the children it reaped
+	PeakRS int64         // bytes
+	Wall   time.Duration
+}
+
+// pairResult holds the rounds of one pair.
+type pairResult struct {
+	pair
+	Impl, Raw []sample
+	Err       string
+}
+
+// buildTestBinaries compiles each package's test binary once into dir.
+func buildTestBinaries(ctx context.Context, root, dir string, pkgs []string) (map[string]string, error) {
+	bins := map[string]string{}
+	for _, p := range pkgs {
+		if _, ok := bins[p]; ok {
+			continue
+		}
+		out := filepath.Join(dir, strings.ReplaceAll(p, "/", "_")+".test")
+		cmd := exec.CommandContext(ctx, "go", "test", "-c", "-o", out, "./"+p)
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go test -c ./%s: %v\n%s", p, err, b)
+		}
+		bins[p] = out
+	}
+	return bins, nil
+}
+
+// benchPattern anchors each level of a benchmark path: -test.bench matches per level.
+func benchPattern(bench, sub string) string {
+	parts := []string{"^" + regexp.QuoteMeta(bench) + "$"}
+	for _, s := range strings.Split(sub, "/") {
+		parts = append(parts, "^"+regexp.QuoteMeta(s)+"$")
+	}
+	return strings.Join(parts, "/")
+}
+
+// runBench runs one sub-benchmark in a process of its own and reads its rate.
+func runBench(ctx context.Context, bin, pkgDir, bench, sub, unit, benchtime string) (sample, error) {
+	cmd := exec.CommandContext(ctx, bin, "-test.run", "^$", "-test.bench", benchPattern(bench, sub),
+		"-test.benchtime", benchtime, "-test.count", "1")
+	cmd.Dir = pkgDir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	s := sample{Wall: time.Since(start)}
+	if st := cmd.ProcessState; st != nil {
+		s.CPU = st.UserTime() + st.SystemTime()
+		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
+			s.PeakRS = ru.Maxrss << 10
+		}
+	}
+	if err != nil {
+		return s, fmt.Errorf("%s/%s: %v: %s", bench, sub, err, tail(out.String(), 600))
+	}
+	name := bench + "/" + sub
+	for _, line := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || !strings.HasPrefix(f[0], name) {
+			continue
+		}
+		for i := 1; i+1 < len(f); i++ {
+			if f[i+1] == unit {
+				if v, err := strconv.ParseFloat(f[i], 64); err == nil {
+					s.Rate = v
+					return s, nil
+				}
+			}
+		}
+	}
+	return s, fmt.Errorf("%s: no %q figure in: %s", name, unit, tail(out.String(), 600))
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// runPairs runs every pair for rounds rounds, raw and impl alternating, so drift on a
+// shared machine touches both sides alike.
+func runPairs(ctx context.Context, root string, bins map[string]string, rounds int, short bool, progress func(string, ...any)) []pairResult {
+	var res []pairResult
+	for _, p := range pairs {
+		r := pairResult{pair: p}
+		bt := p.Full
+		if short {
+			bt = p.Short
+		}
+		for round := range rounds {
+			if p.Raw != "" {
+				s, err := runBench(ctx, bins[p.Pkg], filepath.Join(root, p.Pkg), p.Bench, p.Raw, p.Unit, bt)
+				if err != nil {
+					r.Err = err.Error()
+					break
+				}
+				r.Raw = append(r.Raw, s)
+			}
+			s, err := runBench(ctx, bins[p.Pkg], filepath.Join(root, p.Pkg), p.Bench, p.Impl, p.Unit, bt)
+			if err != nil {
+				r.Err = err.Error()
+				break
+			}
+			r.Impl = append(r.Impl, s)
+			progress("stage %s, round %d: %.0f %s (ceiling %s)", p.Stage, round+1, s.Rate, p.Unit, rawText(r))
+		}
+		res = append(res, r)
+	}
+	return res
+}
+
+func rawText(r pairResult) string {
+	if len(r.Raw) == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(r.Raw[len(r.Raw)-1].Rate, 'f', 0, 64)
+}
+
+// stats is min, median and max.
+type stats struct{ Min, Med, Max float64 }
+
+func summarize(v []float64) stats {
+	if len(v) == 0 {
+		return stats{}
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return stats{Min: s[0], Med: s[len(s)/2], Max: s[len(s)-1]}
+}
+
+func rates(s []sample) []float64 {
+	var v []float64
+	for _, x := range s {
+		v = append(v, x.Rate)
+	}
+	return v
+}
+
+// ratios pairs round k's impl with round k's raw.
+func (r pairResult) ratios() []float64 {
+	var v []float64
+	for k := range min(len(r.Impl), len(r.Raw)) {
+		if r.Raw[k].Rate > 0 {
+			v = append(v, r.Impl[k].Rate/r.Raw[k].Rate)
+		}
+	}
+	return v
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return "", fmt.Errorf("no go.mod above %s", dir)
+		}
+		dir = up
+	}
+}

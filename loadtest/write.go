@@ -1,0 +1,285 @@
+package loadtest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// write renders BENCHMARKS.md and the plots.
+func (r *Report) write(cfg ReportConfig) error {
+	if err := os.MkdirAll(cfg.Plots, 0o755); err != nil {
+		return err
+	}
+	rel := func(name string) string {
+		p, err := filepath.Rel(filepath.Dir(cfg.Out), filepath.Join(cfg.Plots, name))
+		if err != nil {
+			return filepath.Join(cfg.Plots, name)
+		}
+		return p
+	}
+	// Plots.
+	if err := ratioPlot(filepath.Join(cfg.Plots, "stages.svg"), r.Pairs); err != nil {
+		return fmt.Errorf("stages plot: %w", err)
+	}
+	if err := latencyPlot(filepath.Join(cfg.Plots, "latency.svg"), r.Levels); err != nil {
+		return fmt.Errorf("latency plot: %w", err)
+	}
+	scale := func(pts []scalePoint) []series {
+		a, b := series{Name: "pipeline: usage -> rater -> loader -> ClickHouse"}, series{Name: "raw clickhouse-go insert (ceiling)"}
+		for _, p := range pts {
+			a.X, b.X = append(a.X, p.X), append(b.X, p.X)
+			a.Y, b.Y = append(a.Y, summarize(p.Pipeline)), append(b.Y, summarize(p.Raw))
+		}
+		return []series{a, b}
+	}
+	if err := linePlot(filepath.Join(cfg.Plots, "devices.svg"), "Throughput vs devices (4 partitions)", "devices", "records/s", true, scale(r.Devices)); err != nil {
+		return fmt.Errorf("devices plot: %w", err)
+	}
+	if err := linePlot(filepath.Join(cfg.Plots, "partitions.svg"), "Throughput vs partitions (10k devices)", "partitions", "records/s", true, scale(r.Partitions)); err != nil {
+		return fmt.Errorf("partitions plot: %w", err)
+	}
+
+	var b bytes.Buffer
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	kind := "full"
+	if r.Short {
+		kind = "short (BENCH_SHORT=1: tiny sizes, one round; the figures only show the harness works)"
+	}
+	w("# fleetmeter benchmarks\n\n")
+	w("Written by `make bench-report` (`scripts/bench-report.sh`, the program in `loadtest/cmd/benchreport`); do not edit by hand.\n")
+	w("Every figure below comes from one run on one machine; a stage and its ceiling ran in the same run, alternating\n")
+	w("round by round, so their **ratio** holds even when the absolute rates suffer from other load on the machine.\n\n")
+	w("## Run\n\n")
+	w("| | |\n|---|---|\n")
+	w("| kind | %s |\n", kind)
+	w("| date | %s, %s |\n", r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Ended.Sub(r.Started).Round(time.Second))
+	w("| machine | %s, %d cores, %s RAM, %s/%s |\n", cpuModel(), runtime.NumCPU(), memTotal(), runtime.GOOS, runtime.GOARCH)
+	w("| load on the machine | at the start: %s |\n", r.Load)
+	w("| Go | %s |\n", runtime.Version())
+	w("| ClickHouse | %s |\n", r.ChVersion)
+	w("| Mosquitto | %s |\n", toolVersion("mosquitto", "-h"))
+	mv := moduleVersions()
+	for _, m := range []string{"github.com/eclipse/paho.mqtt.golang", "github.com/plgd-dev/go-coap/v3", "github.com/twmb/franz-go",
+		"github.com/twmb/franz-go/pkg/kfake", "github.com/ClickHouse/clickhouse-go/v2", "github.com/apache/arrow-go/v18", "gonum.org/v1/plot"} {
+		if v := mv[m]; v != "" {
+			w("| %s | %s |\n", m, v)
+		}
+	}
+	w("\n")
+
+	// Stages.
+	w("## Each stage beside its raw ceiling\n\n")
+	w("Each side of a pair is a Go benchmark run in a process of its own (`go test -c` binaries), %d round(s), raw and\n", max(1, len(r.Pairs[0].Impl)))
+	w("stage alternating. Rates are min / **median** / max over the rounds; the ratio is the median of the per-round\n")
+	w("ratios. CPU seconds and peak RSS are the whole benchmark process's (its set-up included; children it reaped\n")
+	w("included, e.g. the ClickHouse server of the insert benchmark).\n\n")
+	w("![stage ratios](%s)\n\n", rel("stages.svg"))
+	w("| stage | rate (min / median / max) | ceiling | ceiling rate | ratio | aim | CPU s | peak RSS |\n|---|---|---|---|---|---|---|---|\n")
+	for _, p := range r.Pairs {
+		if p.Err != "" && len(p.Impl) == 0 {
+			w("| %s | not measured: %s | %s | | | %s | | |\n", p.Stage, mdEscape(firstLine(p.Err)), orDash(p.Ceiling), p.AimText)
+			continue
+		}
+		rate := fmtStats(summarize(rates(p.Impl)), p.Unit)
+		ceil, ratio := "-", "-"
+		if len(p.Raw) > 0 {
+			ceil = fmtStats(summarize(rates(p.Raw)), p.Unit)
+			rs := summarize(p.ratios())
+			ratio = fmt.Sprintf("**%.2f** (%.2f–%.2f)", rs.Med, rs.Min, rs.Max)
+		}
+		aim := p.AimText
+		if aim != "" {
+			met := false
+			if p.pair.Raw != "" {
+				met = summarize(p.ratios()).Med >= p.Aim
+			} else {
+				met = summarize(rates(p.Impl)).Med >= p.Aim
+			}
+			aim += map[bool]string{true: " met", false: " **not met**"}[met]
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", p.Stage, rate, orDash(p.Ceiling), ceil, ratio, aim,
+			cpuText(p.Impl, p.Raw), rssText(p.Impl, p.Raw))
+	}
+	w("\nCPU s and peak RSS: stage / ceiling, medians. Benchmarks: ")
+	var seen []string
+	for _, p := range r.Pairs {
+		s := fmt.Sprintf("`%s` in `%s`", p.Bench, p.Pkg)
+		if !slices.Contains(seen, s) {
+			seen = append(seen, s)
+		}
+	}
+	w("%s.\n\n", strings.Join(seen, ", "))
+
+	// Pipeline.
+	w("## The whole pipeline, fed by a mixed fleet\n\n")
+	w("%d simulated devices (`sim.NewMixedFleet`): 40%% smart meters posting CoAP every 4 ticks, 30%% trackers roaming\n", r.FleetDevices)
+	w("4 countries over MQTT QoS 1 every tick, 20%% GPS trucks whose gateways post HTTP JSON Lines every 2 ticks, 10%% 5G\n")
+	w("slice sessions written as CHF CDR files into the drop directory every 2 ticks, all at once, into the services as\n")
+	w("deployed, each its own process: Mosquitto, the Kafka broker (kfake), `mediator run` (all four collectors),\n")
+	w("`rater run`, `rater load` and `clickhouse-server`. A tick is sent when the previous one is acknowledged\n")
+	w("(PUBACK, 2.04, 202, file handed over), so the maximum below is closed-loop: the most the pipeline sustained\n")
+	w("with every record landed in ClickHouse (rows counted there).\n\n")
+	var mx []float64
+	for _, ph := range r.MaxPhases {
+		mx = append(mx, ph.Rate)
+	}
+	sustained := summarize(mx)
+	rawCH := 0.0
+	for _, p := range r.Pairs {
+		if p.Bench == "BenchmarkInsert" && len(p.Raw) > 0 {
+			rawCH = summarize(rates(p.Raw)).Med
+		}
+	}
+	w("| measure | value |\n|---|---|\n")
+	w("| sustained maximum, records/s in ClickHouse (min / median / max of %d rounds) | %s |\n", len(mx), fmtStats(sustained, "records/s"))
+	if rawCH > 0 {
+		w("| ratio to the raw ClickHouse insert above (%.0f rows/s; aim >= 0.5) | **%.2f** |\n", rawCH, sustained.Med/rawCH)
+	}
+	totalCPU, landed := r.serviceCPU()
+	if landed > 0 {
+		w("| cost per million records, CPU seconds of all services (at the maximum) | **%.1f** |\n", totalCPU.Seconds()/float64(landed)*1e6)
+		w("| records/s per core of service CPU | %.0f |\n", float64(landed)/totalCPU.Seconds())
+	}
+	w("\nCPU seconds per service during the maximum rounds, per million records, and peak RSS:\n\n")
+	w("| service | CPU s per million records | share | peak RSS |\n|---|---|---|---|\n")
+	names := []string{}
+	for _, ph := range r.MaxPhases {
+		for k := range ph.CPU {
+			if !slices.Contains(names, k) {
+				names = append(names, k)
+			}
+		}
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		var c time.Duration
+		for _, ph := range r.MaxPhases {
+			c += ph.CPU[n]
+		}
+		share := "-"
+		if n != fleetProcess && totalCPU > 0 {
+			share = fmt.Sprintf("%.0f%%", 100*c.Seconds()/totalCPU.Seconds())
+		}
+		rss := "-"
+		if v := r.RSS[n]; v > 0 {
+			rss = fmt.Sprintf("%.0f MB", float64(v)/1e6)
+		}
+		if landed > 0 {
+			w("| %s | %.1f | %s | %s |\n", n, c.Seconds()/float64(landed)*1e6, share, rss)
+		}
+	}
+	w("\nThe fleet itself (this process: generating, MQTT/CoAP/HTTP clients, probe queries) shares the same 2 cores.\n\n")
+
+	w("### Event-to-queryable latency\n\n")
+	w("Probes (every 20th MQTT and CoAP message, one truck per gateway batch, the first session of each CDR file) are\n")
+	w("timed from the moment the device sends to the moment a ClickHouse query (polled every 50 ms) returns their row.\n")
+	w("Paced at a fraction of the sustained maximum (median above). The CDR probes include the drop directory's settle\n")
+	w("time (100 ms here) and poll (50 ms).\n\n")
+	w("![latency](%s)\n\n", rel("latency.svg"))
+	w("| load | offered records/s | landed records/s | probes | p50 | p99 | max | not seen |\n|---|---|---|---|---|---|---|---|\n")
+	for _, ph := range r.Levels {
+		w("| %s | %.0f | %.0f | %d | %s | %s | %s | %d |\n", ph.Name, ph.Offered, ph.Rate, len(ph.Latencies),
+			ms(quantile(ph.Latencies, 0.5)), ms(quantile(ph.Latencies, 0.99)), ms(quantile(ph.Latencies, 1)), ph.Lost)
+	}
+	if n := len(r.Levels); n > 0 {
+		p99 := quantile(r.Levels[n-1].Latencies, 0.99)
+		w("\np99 at 80%% of the maximum: **%s** (aim < 1 s: %s).\n\n", ms(p99), map[bool]string{true: "met", false: "**not met**"}[p99 < time.Second && p99 > 0])
+	}
+
+	// Scale.
+	w("## Rater and loader at scale (`fleetmeter load`)\n\n")
+	w("`fleetmeter load` pushes canonical records (generated by the simulator, produced to topic `usage` first) through the\n")
+	w("rater (a process of its own) and the loader into ClickHouse, beside a raw clickhouse-go insert of the same rows\n")
+	w("rated offline, in the same run. Median of the rounds; bars are min–max.\n\n")
+	w("![throughput vs devices](%s)\n\n", rel("devices.svg"))
+	w("| devices | records | pipeline records/s | raw insert records/s | ratio | rater peak RSS |\n|---|---|---|---|---|---|\n")
+	for _, p := range r.Devices {
+		pp, rr := summarize(p.Pipeline), summarize(p.Raw)
+		w("| %.0f | %s | %s | %s | %.2f | %.0f MB |\n", p.X, "≥ devices", fmtStats(pp, ""), fmtStats(rr, ""), pp.Med/rr.Med, summarize(p.RaterRSS).Med/1e6)
+	}
+	w("\n![throughput vs partitions](%s)\n\n", rel("partitions.svg"))
+	w("| partitions | pipeline records/s | raw insert records/s | ratio |\n|---|---|---|---|\n")
+	for _, p := range r.Partitions {
+		pp, rr := summarize(p.Pipeline), summarize(p.Raw)
+		w("| %.0f | %s | %s | %.2f |\n", p.X, fmtStats(pp, ""), fmtStats(rr, ""), pp.Med/rr.Med)
+	}
+	w("\n")
+	r.writeComparison(&b)
+	return os.WriteFile(cfg.Out, b.Bytes(), 0o644)
+}
+
+func fmtStats(s stats, unit string) string {
+	f := func(v float64) string {
+		switch {
+		case v >= 1e6:
+			return fmt.Sprintf("%.2fM", v/1e6)
+		case v >= 1e4:
+			return fmt.Sprintf("%.0fk", v/1e3)
+		default:
+			return fmt.Sprintf("%.0f", v)
+		}
+	}
+	out := fmt.Sprintf("%s / **%s** / %s", f(s.Min), f(s.Med), f(s.Max))
+	if unit != "" {
+		out += " " + unit
+	}
+	return out
+}
+
+func cpuText(impl, raw []sample) string {
+	med := func(s []sample) float64 {
+		var v []float64
+		for _, x := range s {
+			v = append(v, x.CPU.Seconds())
+		}
+		return summarize(v).Med
+	}
+	if len(raw) == 0 {
+		return fmt.Sprintf("%.1f", med(impl))
+	}
+	return fmt.Sprintf("%.1f / %.1f", med(impl), med(raw))
+}
+
+func rssText(impl, raw []sample) string {
+	med := func(s []sample) float64 {
+		var v []float64
+		for _, x := range s {
+			v = append(v, float64(x.PeakRS))
+		}
+		return summarize(v).Med / 1e6
+	}
+	if len(raw) == 0 {
+		return fmt.Sprintf("%.0f MB", med(impl))
+	}
+	return fmt.Sprintf("%.0f / %.0f MB", med(impl), med(raw))
+}
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d ms", d.Milliseconds())
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return s
+}
+
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
