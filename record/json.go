@@ -180,22 +180,25 @@ type ratedJSON struct {
 // It reads the line with a hand-written parser (jsonparse.go) that accepts, rejects and
 // decodes exactly as encoding/json into usageJSON would, at a fraction of the cost.
 func ParseJSON(line []byte) (Usage, error) {
-	return parseJSONUsage(line, "", nil)
+	return parseJSONUsage(line, "", nil, nil)
 }
 
 // JSONLineReader is ParseJSON for a collector reading many lines, with two savings. NS,
 // when set, confines event ids to a namespace: a non-empty event_id that does not start
 // with NS gets NS in front (one that does is kept as is), in the parse. And the string
 // fields of many records share one allocation (a chunk of a few KiB, never written again
-// once a record holds part of it) instead of one per record. Not safe for concurrent use.
+// once a record holds part of it) instead of one per record. It also expects each line
+// to name its fields in the order the previous one did, and checks that guess first.
+// Not safe for concurrent use.
 type JSONLineReader struct {
 	NS    string
 	chunk []byte
+	order keyOrder
 }
 
 // Parse decodes one usage.v1 JSON object, as ParseJSON.
 func (r *JSONLineReader) Parse(line []byte) (Usage, error) {
-	return parseJSONUsage(line, r.NS, &r.chunk)
+	return parseJSONUsage(line, r.NS, &r.chunk, &r.order)
 }
 
 // ParseRatedJSON decodes one rated JSON object.

@@ -124,12 +124,16 @@ var keyNames = func() (t [32]struct {
 	lo, hi uint64
 	n      int
 	f      int
+	// the name followed by `":`, as lo and hi: what keyColonAt compares
+	loColon, hiColon uint64
 }) {
 	for f, name := range usageFieldNames {
-		var b [16]byte
+		var b, c [16]byte
 		copy(b[:], name)
+		copy(c[:], name+`":`)
 		k := &t[keySlot(len(name), name[0], name[len(name)-1])] // no two names share one: TestKeySlots
 		k.lo, k.hi = binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
+		k.loColon, k.hiColon = binary.LittleEndian.Uint64(c[:8]), binary.LittleEndian.Uint64(c[8:])
 		k.n, k.f = len(name), f
 	}
 	return t
@@ -141,10 +145,40 @@ func keySlot(n int, first, last byte) int {
 
 // lowBytes masks the first n bytes of a little-endian word (all of it from 8 on).
 func lowBytes(n int) uint64 {
-	if n >= 8 {
+	switch {
+	case n >= 8:
 		return ^uint64(0)
+	case n <= 0:
+		return 0
 	}
 	return 1<<(8*n) - 1
+}
+
+// keySlots is the slot of each field's name in keyNames.
+var keySlots = func() (t [numUsageFields]uint8) {
+	for f, name := range usageFieldNames {
+		t[f] = uint8(keySlot(len(name), name[0], name[len(name)-1]))
+	}
+	return t
+}()
+
+// keyOrder is the order in which the last line a JSONLineReader read named its fields
+// (the first numUsageFields keys of it).
+type keyOrder struct {
+	f [numUsageFields]int8
+	n int
+}
+
+// keyColonAt reports whether d holds, from its opening quote at d[i], the name of field
+// f as is, its closing quote and the colon right after it.
+func keyColonAt(d []byte, i int, f int8) bool {
+	k := &keyNames[keySlots[f]]
+	if i+17 > len(d) {
+		return false
+	}
+	w0 := binary.LittleEndian.Uint64(d[i+1:])
+	w1 := binary.LittleEndian.Uint64(d[i+9:])
+	return w0&lowBytes(k.n+2) == k.loColon && w1&lowBytes(k.n-6) == k.hiColon
 }
 
 // plainKey reads the key whose opening quote is at d[i] when it is a field name written
@@ -582,7 +616,9 @@ type strSpan struct{ off, end int }
 
 // parseJSONUsage is ParseJSON, with JSONLineReader's namespace (idPrefix) and chunk
 // when they are set.
-func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte) (Usage, error) {
+func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder) (Usage, error) {
+	var seq [numUsageFields]int8 // the fields in the order this line names them
+	nkeys := 0
 	var arr [256]byte
 	buf := arr[:0] // decoded string field values; a local, not in p, to stay on the stack
 	p := jsonParser{data: line}
@@ -623,10 +659,20 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte) (Usage, error) 
 			if p.pos >= len(d) || d[p.pos] != '"' {
 				return Usage{}, jsonSyntaxError(line, p.syntaxErr("expected object key"))
 			}
-			f, end := plainKey(d, p.pos)
-			if f >= 0 {
-				p.pos = end
-			} else {
+			f, colon := -1, false
+			if order != nil && nkeys < order.n {
+				// Lines of one body most often name the same fields in the same order.
+				if pf := order.f[nkeys]; keyColonAt(d, p.pos, pf) {
+					f, colon = int(pf), true
+					p.pos += keyNames[keySlots[pf]].n + 3
+				}
+			}
+			if f < 0 {
+				if pf, end := plainKey(d, p.pos); pf >= 0 {
+					f, p.pos = pf, end
+				}
+			}
+			if f < 0 {
 				key, kflags, err := p.scanString()
 				if err != nil {
 					return Usage{}, jsonSyntaxError(line, err)
@@ -643,11 +689,17 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte) (Usage, error) 
 					}
 				}
 			}
-			p.skipWS()
-			if p.pos >= len(d) || d[p.pos] != ':' {
-				return Usage{}, jsonSyntaxError(line, p.syntaxErr("expected ':' after object key"))
+			if nkeys < len(seq) {
+				seq[nkeys] = int8(f)
 			}
-			p.pos++
+			nkeys++
+			if !colon {
+				p.skipWS()
+				if p.pos >= len(d) || d[p.pos] != ':' {
+					return Usage{}, jsonSyntaxError(line, p.syntaxErr("expected ':' after object key"))
+				}
+				p.pos++
+			}
 			p.skipWS()
 			if p.pos >= len(d) {
 				return Usage{}, jsonSyntaxError(line, p.syntaxErr("expected value"))
@@ -762,6 +814,9 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte) (Usage, error) 
 			p.pos++
 			break
 		}
+	}
+	if order != nil {
+		order.f, order.n = seq, min(nkeys, len(seq))
 	}
 	// Decoder.More: anything but whitespace, '}' or ']' is another value.
 	p.skipWS()

@@ -42,6 +42,16 @@ func checkParseJSON(t *testing.T, line []byte) {
 	t.Helper()
 	want, wantErr := refParseJSON(line)
 	got, err := ParseJSON(line)
+	// A JSONLineReader reads it the same whatever field order it expects: the canonical
+	// one, and the line's own (a second read of it).
+	var r JSONLineReader
+	for _, prime := range [][]byte{[]byte(sampleUsageLine), line} {
+		_, _ = r.Parse(prime)
+		rgot, rerr := r.Parse(line)
+		if (rerr == nil) != (err == nil) || (err != nil && rerr.Error() != err.Error()) || (err == nil && !sameUsage(rgot, got)) {
+			t.Fatalf("JSONLineReader.Parse(%q) after %q:\n got %+v, %v\nwant %+v, %v", line, prime, rgot, rerr, got, err)
+		}
+	}
 	switch {
 	case (err == nil) != (wantErr == nil):
 		t.Fatalf("ParseJSON(%q):\n err = %v\nwant %v", line, err, wantErr)

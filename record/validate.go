@@ -103,7 +103,19 @@ func ValidEventID(id string) bool {
 	if len(id) == 0 || len(id) > MaxEventIDLen {
 		return false
 	}
-	for i := 0; i < len(id); {
+	i := 0
+	// Eight ASCII bytes at a time while all are in 0x20-0x7e (classEvent); the byte loop
+	// takes the rest from the first word that is not.
+	for ; i+8 <= len(id); i += 8 {
+		w := uint64(id[i]) | uint64(id[i+1])<<8 | uint64(id[i+2])<<16 | uint64(id[i+3])<<24 |
+			uint64(id[i+4])<<32 | uint64(id[i+5])<<40 | uint64(id[i+6])<<48 | uint64(id[i+7])<<56
+		del := w ^ (0x7f * 0x0101010101010101)
+		const ones, highs = 0x0101010101010101, 0x8080808080808080
+		if (w|(w-0x20*ones)|(del-ones)&^del)&highs != 0 {
+			break
+		}
+	}
+	for i < len(id) {
 		c := id[i]
 		if c < utf8.RuneSelf {
 			if byteClass[c]&classEvent == 0 {

@@ -344,3 +344,23 @@ func BenchmarkValidate(b *testing.B) {
 		})
 	}
 }
+
+// TestValidEventIDEveryByte puts every byte value at every position of ids of 1 to 20
+// bytes (the word-at-a-time path and the byte loop both) against the rule written per byte.
+func TestValidEventIDEveryByte(t *testing.T) {
+	for n := 1; n <= 20; n++ {
+		for pos := range n {
+			for c := range 256 {
+				id := []byte(strings.Repeat("a", n))
+				id[pos] = byte(c)
+				want := c >= 0x20 && c <= 0x7e
+				if c >= 0x80 { // a lone byte >= 0x80 is invalid UTF-8
+					want = false
+				}
+				if got := ValidEventID(string(id)); got != want {
+					t.Fatalf("ValidEventID(%q) = %v, want %v", id, got, want)
+				}
+			}
+		}
+	}
+}

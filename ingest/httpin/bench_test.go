@@ -2,6 +2,7 @@ package httpin
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -33,13 +34,40 @@ func benchBody(lines int) []byte {
 }
 
 // bareServer is the floor: net/http reading the body and answering 202.
-func bareServer(b *testing.B) string {
+func bareServer(b *testing.B) string { return rawServer(b, nil) }
+
+// scanServer is bareServer plus the least a server can do to know its body is JSON
+// Lines, with the standard library: encoding/json.Valid on each line (it decodes nothing).
+func scanServer(b *testing.B) string {
+	return rawServer(b, func(body []byte) {
+		for len(body) > 0 {
+			var line []byte
+			line, body, _ = bytes.Cut(body, []byte{'\n'})
+			if len(line) > 0 && !json.Valid(line) {
+				b.Error("invalid line")
+			}
+		}
+	})
+}
+
+// rawServer is net/http reading the body (into a reused buffer when check is set, which
+// then reads it) and answering 202.
+func rawServer(b *testing.B, check func(body []byte)) string {
+	bufs := sync.Pool{New: func() any { return new(bytes.Buffer) }}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
+		if check == nil {
+			io.Copy(io.Discard, r.Body)
+		} else {
+			buf := bufs.Get().(*bytes.Buffer)
+			buf.Reset()
+			buf.ReadFrom(r.Body)
+			check(buf.Bytes())
+			bufs.Put(buf)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusAccepted)
 		w.Write([]byte("{\"accepted\":100}\n"))
@@ -72,39 +100,48 @@ func BenchmarkPost(b *testing.B) {
 	}
 }
 
-// BenchmarkPostVsBare is BenchmarkPost's two servers in alternating rounds of a few
-// dozen requests, so both see the same machine load (on a shared machine it swings
-// within seconds) and the ratio is measured, not guessed from two runs: ratio is the
-// collector's records/s over the bare handler's. cpu-ratio is the same from the CPU time
-// the process spent per request (clients, server, GC), which other load on the machine
-// does not change: with 8 clients both sides are CPU-bound, so on an idle machine the
-// two agree. b.N counts the requests of each.
+// BenchmarkPostVsBare runs the collector, the bare handler and the scanning one
+// (scanServer) in rotating rounds of a few dozen requests each, so all see the same
+// machine load (on a shared machine it swings within seconds) and the ratios are
+// measured, not guessed from separate runs. ratio is the collector's records/s over the
+// bare handler's, scan-ratio over the scanning handler's. cpu-ratio and scan-cpu-ratio
+// are the same from the CPU time the process spent per request (clients, server, GC),
+// which other load on the machine does not change: with 8 clients every side is
+// CPU-bound, so on an idle machine the two kinds agree. b.N counts the requests of each.
 func BenchmarkPostVsBare(b *testing.B) {
 	const lines, round = 100, 48
 	body := benchBody(lines)
 	for _, conc := range []int{1, 8} {
 		b.Run("lines="+strconv.Itoa(lines)+"/conc="+strconv.Itoa(conc), func(b *testing.B) {
-			col := newPoster(b, benchURL(b, "httpin"), body, conc)
-			bare := newPoster(b, benchURL(b, "bare"), body, conc)
-			var tCol, tBare, cpuCol, cpuBare time.Duration
+			servers := []string{"httpin", "bare", "scan"}
+			posters := make([]*poster, len(servers))
+			for i, server := range servers {
+				posters[i] = newPoster(b, benchURL(b, server), body, conc)
+			}
+			wall := make([]time.Duration, len(servers))
+			cpu := make([]time.Duration, len(servers))
 			b.ReportAllocs()
-			b.SetBytes(int64(2 * len(body)))
+			b.SetBytes(int64(len(servers) * len(body)))
 			b.ResetTimer()
 			for done := 0; done < b.N; done += round {
 				k := min(round, b.N-done)
-				c0 := processCPU(b)
-				tCol += col.run(k)
-				c1 := processCPU(b)
-				tBare += bare.run(k)
-				cpuCol, cpuBare = cpuCol+c1-c0, cpuBare+processCPU(b)-c1
+				for i, p := range posters {
+					c0 := processCPU(b)
+					wall[i] += p.run(k)
+					cpu[i] += processCPU(b) - c0
+				}
 			}
 			b.StopTimer()
-			col.stop()
-			bare.stop()
-			b.ReportMetric(float64(lines*b.N)/tCol.Seconds(), "records/s")
-			b.ReportMetric(float64(lines*b.N)/tBare.Seconds(), "bare-records/s")
-			b.ReportMetric(tBare.Seconds()/tCol.Seconds(), "ratio")
-			b.ReportMetric(cpuBare.Seconds()/cpuCol.Seconds(), "cpu-ratio")
+			for _, p := range posters {
+				p.stop()
+			}
+			b.ReportMetric(float64(lines*b.N)/wall[0].Seconds(), "records/s")
+			b.ReportMetric(float64(lines*b.N)/wall[1].Seconds(), "bare-records/s")
+			b.ReportMetric(float64(lines*b.N)/wall[2].Seconds(), "scan-records/s")
+			b.ReportMetric(wall[1].Seconds()/wall[0].Seconds(), "ratio")
+			b.ReportMetric(cpu[1].Seconds()/cpu[0].Seconds(), "cpu-ratio")
+			b.ReportMetric(wall[2].Seconds()/wall[0].Seconds(), "scan-ratio")
+			b.ReportMetric(cpu[2].Seconds()/cpu[0].Seconds(), "scan-cpu-ratio")
 		})
 	}
 }
@@ -119,10 +156,13 @@ func processCPU(b *testing.B) time.Duration {
 }
 
 // benchURL starts a server ("httpin": the collector on a sink acknowledging at once;
-// "bare": bareServer) for the benchmark and returns its URL.
+// "bare": bareServer; "scan": scanServer) for the benchmark and returns its URL.
 func benchURL(b *testing.B, server string) string {
-	if server == "bare" {
+	switch server {
+	case "bare":
 		return bareServer(b)
+	case "scan":
+		return scanServer(b)
 	}
 	cfg := testConfig()
 	cfg.MaxConcurrent = 1024
