@@ -255,13 +255,16 @@ func (n *NumCol[T]) Get() (T, bool, error) {
 // RatedCursor reads rows of RecordColumns into rated records a block at a time.
 type RatedCursor struct {
 	*Cursor
-	str [16]*StrCol
-	u64 [9]*NumCol[uint64]
-	rg  *NumCol[uint32]
-	lat *NumCol[float64]
-	lon *NumCol[float64]
-	sst *NumCol[uint8]
-	amt *NumCol[int64]
+	// Extra are the destinations of the columns after RecordColumns, for the rows read
+	// through Scan (when not Fast; else read them with Str or Num).
+	Extra []any
+	str   [16]*StrCol
+	u64   [9]*NumCol[uint64]
+	rg    *NumCol[uint32]
+	lat   *NumCol[float64]
+	lon   *NumCol[float64]
+	sst   *NumCol[uint8]
+	amt   *NumCol[int64]
 }
 
 // The positions in RecordColumns of the string and UInt64 columns, in the order Rated
@@ -290,7 +293,7 @@ func NewRatedCursor(rows driver.Rows) *RatedCursor {
 // long as they are referenced.
 func (c *RatedCursor) Rated(r *record.Rated) error {
 	if !c.Fast() {
-		v, err := ScanRated(c.rows)
+		v, err := ScanRated(c.rows, c.Extra...)
 		*r = v
 		return err
 	}

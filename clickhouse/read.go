@@ -82,19 +82,20 @@ func (s *Store) Records(ctx context.Context, f Filter, into []record.Rated) ([]r
 	return into, nil
 }
 
-// ScanRated reads the current row, of RecordColumns, into a rated record.
-func ScanRated(rows driver.Rows) (record.Rated, error) {
+// ScanRated reads the current row, of RecordColumns, into a rated record; the columns
+// after them, if any, into extra.
+func ScanRated(rows driver.Rows, extra ...any) (record.Rated, error) {
 	var r record.Rated
 	var startMs, endMs, recvMs, ratedMs uint64
 	var lat, lon *float64
 	var sst *uint8
 	var amount int64
-	err := rows.Scan(&r.EventID, &r.Tenant, &r.Device, &r.Source,
+	err := rows.Scan(append([]any{&r.EventID, &r.Tenant, &r.Device, &r.Source,
 		&startMs, &endMs, &recvMs,
 		&r.BytesUp, &r.BytesDown, &r.DurationMs, &r.Events, &r.RatingGroup,
 		&r.PLMN, &r.Cell, &lat, &lon, &r.RAT, &sst, &r.SliceSD,
 		&r.RecordID, &r.Charge, &r.Zone, &r.Mobility, &r.Tariff, &r.TariffVersion, &r.Offer,
-		&r.ActiveDevices, &r.Currency, &amount, &ratedMs)
+		&r.ActiveDevices, &r.Currency, &amount, &ratedMs}, extra...)...)
 	if err != nil {
 		return r, err
 	}

@@ -108,17 +108,17 @@ func ExportKeysQuery(db string, req billing.ExportRequest, whole bool) string {
 }
 
 // ExportDataQuery reads every stored copy of the keys whose keyHash is in the external
-// table keys (h UInt64); the caller keeps the page's keys (exactly: a hash may stand for
-// another key too) and of each its first rating (least
-// rated_time_ms, as clickhouse.RecordsQuery's LIMIT 1 BY). Copies are few, and choosing
-// in Go spares the server a sort or GROUP BY of whole rows (ten times the cost of the
-// read here).
+// table keys (h UInt64), the hash after the record's columns; the caller keeps the page's
+// keys (exactly: a hash may stand for another key too) and of each its first rating
+// (least rated_time_ms, as clickhouse.RecordsQuery's LIMIT 1 BY). Copies are few, and
+// choosing in Go spares the server a sort or GROUP BY of whole rows (ten times the cost
+// of the read here).
 func ExportDataQuery(db, tenant, keys string) string {
 	scope := ""
 	if tenant != "" {
 		scope = "tenant = " + quote(tenant) + " AND "
 	}
-	return "SELECT " + strings.Join(clickhouse.RecordColumns, ", ") + "\n" +
+	return "SELECT " + strings.Join(clickhouse.RecordColumns, ", ") + ", " + keyHash + " AS h\n" +
 		"FROM " + db + ".rated_usage\n" +
 		"WHERE " + scope + keyHash + " IN " + keys
 }

@@ -76,8 +76,32 @@ func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []bi
 	return recs, upTo, err
 }
 
-// pageKey is a record's identity within a page.
-type pageKey struct{ tenant, recordID string }
+// pageIndex finds a page's records by keyHash: by the hash alone, but for the keys that
+// share one with another key of the page (kept by their strings in more).
+type pageIndex struct {
+	byHash map[uint64]int
+	more   map[[2]string]int
+}
+
+func (x *pageIndex) add(h uint64, p billing.Position, i int) {
+	if _, ok := x.byHash[h]; !ok {
+		x.byHash[h] = i
+		return
+	}
+	if x.more == nil {
+		x.more = map[[2]string]int{}
+	}
+	x.more[[2]string{p.Tenant, p.RecordID}] = i
+}
+
+// find returns the index of the record (tenant, recordID) of hash h, if in the page.
+func (x *pageIndex) find(h uint64, page []billing.Exported, tenant, recordID string) (int, bool) {
+	if i, ok := x.byHash[h]; ok && page[i].Pos.Tenant == tenant && page[i].Pos.RecordID == recordID {
+		return i, true
+	}
+	i, ok := x.more[[2]string{tenant, recordID}]
+	return i, ok
+}
 
 func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole bool, sizeHint int, into []billing.Exported) ([]billing.Exported, error) {
 	rows, err := s.conn.Query(ctx, ExportKeysQuery(s.db, req, whole))
@@ -91,7 +115,7 @@ func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole boo
 	}
 	base := len(into)
 	into = slices.Grow(into, sizeHint)
-	index := make(map[pageKey]int, sizeHint)
+	index := pageIndex{byHash: make(map[uint64]int, sizeHint)}
 	kc := clickhouse.NewCursor(rows)
 	tenant, recordID, seen, hash := kc.Str(0), kc.Str(1), clickhouse.Num[uint32](kc, 2), clickhouse.Num[uint64](kc, 3)
 	for kc.Next() {
@@ -118,7 +142,7 @@ func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole boo
 			return into[:base], fmt.Errorf("billing export keys: %w", err)
 		}
 		p.Seen = int64(e)
-		index[pageKey{p.Tenant, p.RecordID}] = len(into)
+		index.add(h, p, len(into))
 		into = append(into, billing.Exported{Pos: p})
 		if err := keys.Append(h); err != nil {
 			rows.Close()
@@ -139,12 +163,19 @@ func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole boo
 	defer drows.Close()
 	found := 0
 	dc := clickhouse.NewRatedCursor(drows)
+	dhash := clickhouse.Num[uint64](dc.Cursor, len(clickhouse.RecordColumns))
 	var r record.Rated
+	var h uint64
+	dc.Extra = []any{&h}
 	for dc.Next() {
-		if err := dc.Rated(&r); err != nil {
+		err := dc.Rated(&r)
+		if err == nil && dc.Fast() {
+			h, _, err = dhash.Get()
+		}
+		if err != nil {
 			return into[:base], fmt.Errorf("billing export: %w", err)
 		}
-		i, ok := index[pageKey{r.Tenant, r.RecordID}]
+		i, ok := index.find(h, into, r.Tenant, r.RecordID)
 		if !ok {
 			continue // another key of a page key's hash
 		}
