@@ -114,9 +114,7 @@ func TestStandaloneCrashNoLoss(t *testing.T) {
 		}
 	}
 
-	chcfg := clickhouse.DefaultConfig()
-	chcfg.Addr = []string{ready["clickhouse"]}
-	store, err := clickhouse.Open(ctx, chcfg)
+	store, err := clickhouse.Open(ctx, standaloneClickHouse(t, ready))
 	if err != nil {
 		t.Fatal(err)
 	}

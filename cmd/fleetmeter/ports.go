@@ -9,12 +9,15 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"fleetmeter/internal/localkafka"
 )
 
 // listenAddrs are where devices and tools reach the standalone pipeline. Once it listens
 // it records them in DATA/listen.json, and a restart on the same --data listens on them
 // again, so devices (and a test that SIGKILLs the process) find it where they left it. A
-// flag overrides the recorded address; without either, a free loopback port is taken.
+// configured address (mqtt.listen, coap.listen, http.listen, api.listen) overrides the
+// recorded one; without either, a free loopback port is taken.
 type listenAddrs struct {
 	MQTT  string `json:"mqtt"`
 	CoAP  string `json:"coap"`
@@ -25,8 +28,8 @@ type listenAddrs struct {
 
 const listenFile = "listen.json"
 
-// resolveListenAddrs merges the flags over the addresses recorded in dataDir.
-func resolveListenAddrs(dataDir string, flags listenAddrs) (listenAddrs, error) {
+// resolveListenAddrs merges the configured addresses over those recorded in dataDir.
+func resolveListenAddrs(dataDir string, configured listenAddrs) (listenAddrs, error) {
 	var rec listenAddrs
 	b, err := os.ReadFile(filepath.Join(dataDir, listenFile))
 	switch {
@@ -38,21 +41,21 @@ func resolveListenAddrs(dataDir string, flags listenAddrs) (listenAddrs, error) 
 			return rec, fmt.Errorf("%s: %w", filepath.Join(dataDir, listenFile), err)
 		}
 	}
-	pick := func(flag, recorded string) string {
+	pick := func(configured, recorded string) string {
 		switch {
-		case flag != "":
-			return flag
+		case configured != "":
+			return configured
 		case recorded != "":
 			return recorded
 		}
 		return "127.0.0.1:0"
 	}
-	out := listenAddrs{MQTT: pick(flags.MQTT, rec.MQTT), CoAP: pick(flags.CoAP, rec.CoAP),
-		HTTP: pick(flags.HTTP, rec.HTTP), API: pick(flags.API, rec.API), Kafka: pick(flags.Kafka, rec.Kafka)}
-	for _, a := range []struct{ flag, v string }{{"--mqtt-addr", out.MQTT}, {"--coap-addr", out.CoAP},
-		{"--http-addr", out.HTTP}, {"--api-addr", out.API}, {"kafka", out.Kafka}} {
+	out := listenAddrs{MQTT: pick(configured.MQTT, rec.MQTT), CoAP: pick(configured.CoAP, rec.CoAP),
+		HTTP: pick(configured.HTTP, rec.HTTP), API: pick(configured.API, rec.API), Kafka: pick(configured.Kafka, rec.Kafka)}
+	for _, a := range []struct{ key, v string }{{"mqtt.listen", out.MQTT}, {"coap.listen", out.CoAP},
+		{"http.listen", out.HTTP}, {"api.listen", out.API}, {"kafka", out.Kafka}} {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
-			return out, fmt.Errorf("%s %q: %w", a.flag, a.v, err)
+			return out, fmt.Errorf("%s %q: %w", a.key, a.v, err)
 		}
 	}
 	return out, nil
@@ -82,7 +85,7 @@ func (a listenAddrs) kafkaPort() (int, error) {
 		return 0, err
 	}
 	if port == 0 {
-		return freePort()
+		return localkafka.FreePort()
 	}
 	return port, nil
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"strings"
 	"testing"
 )
 
-// A restart on the same --data listens where the last run did; a flag overrides that.
+// A restart on the same --data listens where the last run did; a configured address
+// overrides that.
 func TestListenAddrsRecorded(t *testing.T) {
 	dir := t.TempDir()
 	first, err := resolveListenAddrs(dir, listenAddrs{})
@@ -30,7 +32,7 @@ func TestListenAddrsRecorded(t *testing.T) {
 	if err != nil || moved.MQTT != "0.0.0.0:1883" || moved.CoAP != ran.CoAP {
 		t.Fatalf("--mqtt-addr: %+v %v", moved, err)
 	}
-	if _, err := resolveListenAddrs(dir, listenAddrs{HTTP: "8080"}); err == nil || err.Error()[:11] != "--http-addr" {
-		t.Fatalf("bad --http-addr: %v", err)
+	if _, err := resolveListenAddrs(dir, listenAddrs{HTTP: "8080"}); err == nil || !strings.HasPrefix(err.Error(), "http.listen") {
+		t.Fatalf("bad http.listen: %v", err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,104 +11,35 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"fleetmeter/api"
 	"fleetmeter/clickhouse"
 	"fleetmeter/deploy"
 	"fleetmeter/ingest/httpin"
+	"fleetmeter/ingest/mqtt"
 	"fleetmeter/internal/chserver"
 	"fleetmeter/internal/config"
+	"fleetmeter/internal/lifecycle"
+	"fleetmeter/internal/localkafka"
 	"fleetmeter/internal/obs"
-	"fleetmeter/kafka"
 	"fleetmeter/loadtest"
 	"fleetmeter/pipeline"
 	"fleetmeter/rules"
 	"fleetmeter/sim"
 )
 
-type standaloneConfig struct {
-	Data       string        `yaml:"data"`
-	Rules      string        `yaml:"rules"`
-	Simulate   int           `yaml:"simulate"`
-	For        time.Duration `yaml:"for"`
-	Interval   time.Duration `yaml:"interval"`
-	Seed       uint64        `yaml:"seed"`
-	Kafka      string        `yaml:"kafka"`
-	ClickHouse string        `yaml:"clickhouse"`
-	Partitions int32         `yaml:"partitions"`
-	Metrics    string        `yaml:"metrics"`
-	LogLevel   string        `yaml:"log_level"`
-	Drain      time.Duration `yaml:"drain"`
-	MQTTAddr   string        `yaml:"mqtt_addr"`
-	CoAPAddr   string        `yaml:"coap_addr"`
-	HTTPAddr   string        `yaml:"http_addr"`
-	APIAddr    string        `yaml:"api_addr"`
-	Registry   string        `yaml:"registry"`
-}
-
-func defaultStandalone() standaloneConfig {
-	return standaloneConfig{Interval: time.Second, Seed: 1, Partitions: 4, Metrics: "127.0.0.1:0",
-		LogLevel: "warn", Drain: 90 * time.Second}
-}
-
-func (c standaloneConfig) validate() error {
-	var errs []error
-	if c.Data == "" {
-		errs = append(errs, errors.New("--data: a directory for the embedded brokers' and ClickHouse's data is required"))
-	}
-	if c.Simulate < 0 {
-		errs = append(errs, fmt.Errorf("--simulate: must be >= 0, got %d", c.Simulate))
-	}
-	if c.For < 0 {
-		errs = append(errs, fmt.Errorf("--for: must be >= 0, got %s", c.For))
-	}
-	if c.Interval <= 0 {
-		errs = append(errs, fmt.Errorf("--interval: must be > 0, got %s", c.Interval))
-	}
-	if c.Partitions < 1 {
-		errs = append(errs, fmt.Errorf("--partitions: must be >= 1, got %d", c.Partitions))
-	}
-	return errors.Join(errs...)
-}
-
 func runStandalone(args []string, stdout, stderr io.Writer) int {
 	cfg := defaultStandalone()
-	fset := flag.NewFlagSet("fleetmeter standalone", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	_, err := config.Load(fset, args, &cfg, func(fs *flag.FlagSet) {
-		fs.StringVar(&cfg.Data, "data", cfg.Data, "directory for all state (Kafka log, ClickHouse data, tariffs)")
-		fs.StringVar(&cfg.Rules, "rules", cfg.Rules, "tariff directory or file (default: the example tariffs, copied to DATA/rules)")
-		fs.IntVar(&cfg.Simulate, "simulate", cfg.Simulate, "feed the pipeline N simulated devices over MQTT")
-		fs.DurationVar(&cfg.For, "for", cfg.For, "stop after this long, drain, and check ClickHouse's totals against what was sent")
-		fs.DurationVar(&cfg.Interval, "interval", cfg.Interval, "simulated devices report once per interval")
-		fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "simulator seed")
-		fs.StringVar(&cfg.Kafka, "kafka", cfg.Kafka, "use this Kafka cluster (host:port,...) instead of the embedded broker")
-		fs.StringVar(&cfg.ClickHouse, "clickhouse", cfg.ClickHouse, "use this ClickHouse (native host:port) instead of a local server")
-		fs.Var(partitionsFlag{&cfg.Partitions}, "partitions", "partitions of the topics created on start")
-		fs.StringVar(&cfg.Metrics, "metrics", cfg.Metrics, "listen address of /metrics, /healthz, /readyz (empty: off)")
-		fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
-		fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "with --for: how long to wait for ClickHouse to hold everything sent")
-		fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", cfg.MQTTAddr, "embedded MQTT broker's listen address (default: as last time on this --data, else a free loopback port)")
-		fs.StringVar(&cfg.CoAPAddr, "coap-addr", cfg.CoAPAddr, "CoAP (UDP) listen address (default: as last time on this --data, else a free loopback port)")
-		fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP ingest listen address (default: as last time on this --data, else a free loopback port)")
-		fs.StringVar(&cfg.APIAddr, "api-addr", cfg.APIAddr, "usage API and web page listen address (default: as last time on this --data, else a free loopback port)")
-		fs.StringVar(&cfg.Registry, "registry", cfg.Registry, "device registry whose MQTT credentials the embedded broker accepts (reloaded on change)")
-	})
-	if err != nil {
-		return 2
-	}
-	if err := cfg.validate(); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
+	spec := standaloneSpec(&cfg)
+	if _, err := config.Parse(spec, &cfg, args); err != nil {
+		return config.Exit(spec.Name, err, stdout, stderr)
 	}
 	logger, err := obs.ParseLogger(cfg.LogLevel)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
+		return config.Exit(spec.Name, err, stdout, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -123,30 +53,11 @@ func runStandalone(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-type partitionsFlag struct{ p *int32 }
+// clickHousePasswordFile holds the local ClickHouse server's generated password.
+const clickHousePasswordFile = "clickhouse-password"
 
-func (f partitionsFlag) String() string {
-	if f.p == nil {
-		return ""
-	}
-	return fmt.Sprint(*f.p)
-}
-
-func (f partitionsFlag) Set(s string) error {
-	var v int32
-	if _, err := fmt.Sscan(s, &v); err != nil {
-		return err
-	}
-	*f.p = v
-	return nil
-}
-
-// standalone runs the pipeline. Shutdown order, once ctx ends or --for elapsed: the
-// simulator stops publishing; the embedded MQTT broker stops taking messages while the
-// mediator stops its collectors and flushes its producer, and the broker closes once
-// Kafka's acknowledgements reached the devices (at most 30 s); the rater ends its
-// transaction and the loader commits what it inserted; then ClickHouse and the Kafka
-// broker stop (deferred).
+// standalone starts the pipeline's parts, runs them until ctx ends (or --for elapsed and
+// the self-check ran) and stops them in the order of the stages below.
 func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, stdout io.Writer) (int, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return 1, err
@@ -159,60 +70,72 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	if err != nil {
 		return 1, fmt.Errorf("tariffs: %w", err)
 	}
-
-	addrs, err := resolveListenAddrs(cfg.Data, listenAddrs{MQTT: cfg.MQTTAddr, CoAP: cfg.CoAPAddr, HTTP: cfg.HTTPAddr,
-		API: cfg.APIAddr})
+	addrs, err := resolveListenAddrs(cfg.Data, listenAddrs{MQTT: cfg.MQTT.Listen, CoAP: cfg.CoAP.Listen,
+		HTTP: cfg.HTTP.Listen, API: cfg.API.Listen})
 	if err != nil {
 		return 1, err
 	}
-	kafkaAddr := cfg.Kafka
-	if kafkaAddr == "" {
+
+	// What the pipeline stands on, closed last and in reverse order of start: the
+	// ClickHouse clients, then the ClickHouse server, then the Kafka broker.
+	storage := lifecycle.Stage{Name: "storage"}
+	onStorage := func(c lifecycle.Component) {
+		storage.Components = append([]lifecycle.Component{c}, storage.Components...)
+	}
+	handedOver := false
+	defer func() {
+		if !handedOver { // a start that failed half-way
+			_ = lifecycle.Close(storage)
+		}
+	}()
+
+	kcfg := cfg.Kafka
+	if len(kcfg.Brokers) == 0 {
 		port, err := addrs.kafkaPort()
 		if err != nil {
 			return 1, err
 		}
-		kc, addr, err := startKafka(cfg.Data, port, cfg.Partitions)
+		kc, addr, err := localkafka.Start(cfg.Data, port, kcfg.Partitions)
 		if err != nil {
 			return 1, err
 		}
-		defer kc.Close()
-		kafkaAddr = addr
+		onStorage(lifecycle.Component{Name: "kafka", Close: func(context.Context) error { kc.Close(); return nil }})
+		kcfg.Brokers = []string{addr}
+		addrs.Kafka = addr
+	} else {
+		addrs.Kafka = "" // recorded for the embedded broker only
 	}
-	chAddr := cfg.ClickHouse
-	if chAddr == "" {
-		if err := waitPreviousClickHouse(filepath.Join(cfg.Data, "clickhouse"), time.Minute, logger); err != nil {
-			return 1, err
-		}
-		srv, err := chserver.Start(ctx, filepath.Join(cfg.Data, "clickhouse"), logger)
-		if errors.Is(err, chserver.ErrNotInstalled) {
-			return 1, fmt.Errorf("%w\n  install it (Debian/Ubuntu: sudo apt-get install clickhouse-server, or run `make deps`)\n  or point --clickhouse at a running server's native port", err)
-		}
-		if err != nil {
-			return 1, err
-		}
-		defer srv.Stop()
-		chAddr = srv.NativeAddr()
-	}
-	reg := obs.NewRegistry()
-	kcfg := kafka.DefaultConfig()
-	kcfg.Brokers = []string{kafkaAddr}
-	kcfg.Partitions = cfg.Partitions
 	// Static group membership: a restart on the same --data takes the rater's and the
 	// loader's places in their groups at once, instead of waiting for the killed
 	// process's members to time out and the groups to rebalance.
 	kcfg.Instance = "standalone"
-	mcfg := pipeline.DefaultMediatorConfig()
-	mcfg.Kafka = kcfg
+
+	chcfg := cfg.ClickHouse
+	chPasswordFile := ""
+	if len(chcfg.Addr) == 0 {
+		srv, pwFile, err := startClickHouse(ctx, cfg.Data, logger)
+		if err != nil {
+			return 1, err
+		}
+		onStorage(lifecycle.Component{Name: "clickhouse server", Close: func(context.Context) error { return srv.Stop() }})
+		chcfg.Addr, chcfg.Password, chPasswordFile = []string{srv.NativeAddr()}, srv.Password(), pwFile
+	}
+	store, err := clickhouse.Open(ctx, chcfg)
+	if err != nil {
+		return 1, err
+	}
+	onStorage(lifecycle.Component{Name: "clickhouse client", Close: func(context.Context) error { return store.Close() }})
+
+	reg := obs.NewRegistry()
+	mcfg := pipeline.MediatorConfig{Kafka: kcfg, MQTT: mqtt.DefaultConfig(), CoAP: cfg.CoAP, HTTP: cfg.HTTP, CDR: cfg.CDR}
 	// MQTT goes from the embedded broker straight to the producer (mqttingest.go), not
 	// through a subscribing collector; the collector's client id stays reserved.
 	mcfg.MQTT.Enabled = false
 	mcfg.MQTT.ClientID = "fleetmeter-standalone-mediator"
-	// CoAP on plain UDP in dev mode (POST /usage/<tenant>/<device>) and HTTP ingest with a
-	// demo key per simulated tenant (demo-key-<tenant>-0000).
-	mcfg.CoAP.Enabled, mcfg.CoAP.Listen, mcfg.CoAP.DevMode = true, addrs.CoAP, true
-	mcfg.HTTP.Enabled, mcfg.HTTP.Listen = true, addrs.HTTP
-	for _, t := range sim.Tenants {
-		mcfg.HTTP.Keys = append(mcfg.HTTP.Keys, httpin.APIKey{Key: "demo-key-" + t + "-0000", Tenant: t})
+	mcfg.MQTT.TopicPrefix = cfg.MQTT.TopicPrefix
+	mcfg.CoAP.Listen, mcfg.HTTP.Listen = addrs.CoAP, addrs.HTTP
+	if len(mcfg.HTTP.Keys) == 0 {
+		mcfg.HTTP.Keys = demoHTTPKeys()
 	}
 	med, err := pipeline.NewMediator(ctx, mcfg, reg, logger.With("component", "mediator"))
 	if err != nil {
@@ -223,102 +146,140 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	if err != nil {
 		return 1, err
 	}
-	defer mq.broker.Close()
-
-	chcfg := clickhouse.DefaultConfig()
-	chcfg.Addr = []string{chAddr}
-	store, err := clickhouse.Open(ctx, chcfg)
-	if err != nil {
-		return 1, err
-	}
-	defer store.Close()
 	rater, err := pipeline.NewRater(ctx, pipeline.RaterConfig{Kafka: kcfg, Group: "fleetmeter-rater", InstanceID: "standalone"},
 		set, reg, logger.With("component", "rater"))
 	if err != nil {
+		mq.broker.Close()
 		return 1, err
 	}
 	engine := rater.Engine()
 	loader, err := pipeline.NewLoader(ctx, pipeline.LoaderConfig{Kafka: kcfg, Group: "fleetmeter-loader"}, store, reg,
 		logger.With("component", "loader"))
 	if err != nil {
+		mq.broker.Close()
 		return 1, err
 	}
-	osrv, err := obs.Listen(cfg.Metrics, reg, obs.Check{Name: "mediator", Fn: med.Ready},
-		obs.Check{Name: "rater", Fn: rater.Ready}, obs.Check{Name: "loader", Fn: loader.Ready})
-	if err != nil {
-		return 1, fmt.Errorf("--metrics: %w", err)
+	// The usage API and web page, with the configured keys; a simulated fleet's tenants
+	// get a new key each run (printed below) so they and the self-check can read.
+	apiCfg := api.DefaultConfig()
+	apiCfg.Listen, apiCfg.ClickHouse, apiCfg.Rules, apiCfg.Keys = addrs.API, chcfg, rulesPath, cfg.API.Keys
+	var demoKeys map[string]string
+	if len(cfg.API.Keys) == 0 || cfg.Simulate > 0 {
+		var keys []api.KeyConfig
+		if keys, demoKeys, err = api.DemoKeys(sim.Tenants); err != nil {
+			mq.broker.Close()
+			return 1, err
+		}
+		apiCfg.Keys = append(apiCfg.Keys, keys...)
 	}
+	apiReady := make(chan string, 1)
+
+	// Shutdown order, once ctx ends or --for elapsed and the check ran (the simulator
+	// has stopped publishing by then):
+	stages := []lifecycle.Stage{
+		// 1. The edge: the embedded MQTT broker stops taking messages while the mediator
+		// stops its collectors and flushes its producer (30 s at most), and the broker
+		// closes once Kafka's acknowledgements reached the devices (30 s at most).
+		{Name: "ingest", Drain: time.Minute, Components: []lifecycle.Component{
+			{Name: "mediator", Run: med.Run, Ready: med.Ready},
+			{Name: "mqtt broker", Run: func(ctx context.Context) error { return mq.broker.Run(ctx, 30*time.Second) },
+				Close: func(context.Context) error { mq.broker.Close(); return nil }},
+			{Name: "device registry", Run: mq.watch},
+		}},
+		// 2. The rater ends or aborts its transaction: what the mediator handed to Kafka
+		// is rated now or on the next start.
+		{Name: "rating", Drain: time.Minute, Components: []lifecycle.Component{
+			{Name: "rater", Run: rater.Run, Ready: rater.Ready},
+			{Name: "tariffs", Run: func(ctx context.Context) error {
+				rules.Watch(ctx, rulesPath, cfg.Reload, engine.SetRules, func(err error) {
+					logger.Error("tariff change refused; the previous tariffs stay in force", "err", err)
+				})
+				return nil
+			}},
+		}},
+		// 3. The loader inserts and commits what it holds.
+		{Name: "loading", Drain: time.Minute, Components: []lifecycle.Component{
+			{Name: "loader", Run: loader.Run, Ready: loader.Ready},
+		}},
+		// 4. The usage API, and /metrics, /healthz and /readyz, which answered until here.
+		{Name: "serving", Drain: 10 * time.Second, Components: []lifecycle.Component{
+			{Name: "api", Run: func(ctx context.Context) error {
+				return api.Run(ctx, apiCfg, logger.With("component", "api"), apiReady)
+			}},
+		}},
+		// 5. Then the ClickHouse clients, the ClickHouse server and the Kafka broker.
+		storage,
+	}
+	osrv, err := obs.Listen(cfg.Metrics, reg, lifecycle.Checks(stages...)...)
+	if err != nil {
+		mq.broker.Close()
+		return 1, fmt.Errorf("metrics: %w", err)
+	}
+	stages[3].Components = append(stages[3].Components, lifecycle.Component{Name: "metrics", Run: osrv.Run})
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
-	g, gctx := errgroup.WithContext(runCtx)
-	g.Go(func() error { return med.Run(gctx) })
-	g.Go(func() error { return mq.broker.Run(gctx, 30*time.Second) })
-	g.Go(func() error { return mq.watch(gctx) })
-	g.Go(func() error { return rater.Run(gctx) })
-	g.Go(func() error { return loader.Run(gctx) })
-	g.Go(func() error { return osrv.Run(gctx) })
-	// The usage API and web page for the tenants, one demo key each (printed below).
-	apiCfg := api.DefaultConfig()
-	apiCfg.Listen, apiCfg.ClickHouse, apiCfg.Rules = addrs.API, chcfg, rulesPath
-	apiKeys, demoKeys, err := api.DemoKeys(sim.Tenants)
-	if err != nil {
+	// live ends when the pipeline stops, whatever the cause.
+	live, endLive := context.WithCancel(runCtx)
+	done := make(chan error, 1)
+	handedOver = true
+	go func() {
+		done <- lifecycle.Run(runCtx, logger, stages...)
+		endLive()
+	}()
+	stopped := func(err error) (int, error) {
+		cancelRun()
+		if rerr := <-done; rerr != nil {
+			err = fmt.Errorf("%w (%w)", err, rerr) // the stage that stopped, beside the symptom
+		}
 		return 1, err
 	}
-	apiCfg.Keys = apiKeys
-	apiReady := make(chan string, 1)
-	g.Go(func() error { return api.Run(gctx, apiCfg, logger.With("component", "api"), apiReady) })
-	g.Go(func() error {
-		rules.Watch(gctx, rulesPath, 2*time.Second, engine.SetRules, func(err error) {
-			logger.Error("tariff change refused; the previous tariffs stay in force", "err", err)
-		})
-		return nil
-	})
 
-	if err := waitReady(gctx, med.Ready, 30*time.Second); err != nil {
-		cancelRun()
-		if werr := g.Wait(); werr != nil && !errors.Is(werr, context.Canceled) {
-			err = werr // the stage that stopped, rather than the mediator's closed client
-		}
-		return 1, fmt.Errorf("pipeline did not become ready: %w", err)
+	if err := waitReady(live, med.Ready, 30*time.Second); err != nil {
+		return stopped(fmt.Errorf("pipeline did not become ready: %w", err))
 	}
 	select {
 	case <-med.CoAP.Ready():
-	case <-gctx.Done():
+	case <-live.Done():
 	}
 	var apiAddr string
 	select {
 	case apiAddr = <-apiReady:
-	case <-gctx.Done():
-		cancelRun()
-		return 1, fmt.Errorf("api did not start: %w", g.Wait())
+	case <-live.Done():
+		return stopped(errors.New("api did not start"))
 	}
 	mqttAddr := mq.broker.Addr()
-	addrs = listenAddrs{MQTT: mqttAddr, CoAP: med.CoAP.Addr(), HTTP: med.HTTP.Addr(), API: apiAddr}
-	if cfg.Kafka == "" {
-		addrs.Kafka = kafkaAddr
-	}
-	if err := addrs.save(cfg.Data); err != nil {
+	saved := listenAddrs{MQTT: mqttAddr, CoAP: med.CoAP.Addr(), HTTP: med.HTTP.Addr(), API: apiAddr, Kafka: addrs.Kafka}
+	if err := saved.save(cfg.Data); err != nil {
 		logger.Error("recording the listen addresses; a restart may listen elsewhere", "err", err)
 	}
-	ready, _ := json.Marshal(map[string]string{"mqtt": mqttAddr, "kafka": kafkaAddr, "clickhouse": chAddr,
-		"coap": med.CoAP.Addr(), "http": med.HTTP.Addr(), "api": apiAddr, "metrics": osrv.Addr()})
-	fmt.Fprintf(stdout, "ready %s\n", ready)
+	ready := map[string]string{"mqtt": mqttAddr, "kafka": strings.Join(kcfg.Brokers, ","), "clickhouse": strings.Join(chcfg.Addr, ","),
+		"coap": med.CoAP.Addr(), "http": med.HTTP.Addr(), "api": apiAddr, "metrics": osrv.Addr()}
+	if chPasswordFile != "" {
+		ready["clickhouse_password_file"] = chPasswordFile
+	}
+	line, _ := json.Marshal(ready)
+	fmt.Fprintf(stdout, "ready %s\n", line)
+	if chPasswordFile != "" {
+		fmt.Fprintf(stdout, "clickhouse %s: user %s, password in %s\n", chcfg.Addr[0], localClickHouseUser, chPasswordFile)
+	}
 	for _, t := range sim.Tenants {
-		fmt.Fprintf(stdout, "api key %s: %s  (web page http://%s/)\n", t, demoKeys[t], apiAddr)
+		if k, ok := demoKeys[t]; ok {
+			fmt.Fprintf(stdout, "api key %s: %s  (web page http://%s/)\n", t, k, apiAddr)
+		}
 	}
 
 	var simDone chan simResult
 	if cfg.Simulate > 0 {
-		simCtx := gctx
+		simCtx := live
 		if cfg.For > 0 {
 			var cancel context.CancelFunc
-			simCtx, cancel = context.WithTimeout(gctx, cfg.For)
+			simCtx, cancel = context.WithTimeout(live, cfg.For)
 			defer cancel()
 		}
 		simDone = make(chan simResult, 1)
 		go func() {
-			sent, err := fleet.Run(simCtx, sim.RunConfig{Broker: "tcp://" + mqttAddr, TopicPrefix: mcfg.MQTT.TopicPrefix,
+			sent, err := fleet.Run(simCtx, sim.RunConfig{Broker: "tcp://" + mqttAddr, TopicPrefix: cfg.MQTT.TopicPrefix,
 				Interval: cfg.Interval, QoS: 1, Credentials: mq.creds.of})
 			simDone <- simResult{sent, err}
 		}()
@@ -327,7 +288,7 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	code := 0
 	if cfg.For > 0 {
 		select {
-		case <-gctx.Done():
+		case <-live.Done():
 		case <-time.After(cfg.For):
 		}
 		var sent []sim.Sent
@@ -339,8 +300,8 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 			}
 			sent = res.sent
 		}
-		if gctx.Err() == nil {
-			c, err := loadtest.Check(gctx, cfg.Drain, set, fleet, sent, store, loadtest.APIClient{Addr: apiAddr, Keys: demoKeys}, stdout)
+		if live.Err() == nil {
+			c, err := loadtest.Check(live, cfg.Drain, set, fleet, sent, store, loadtest.APIClient{Addr: apiAddr, Keys: demoKeys}, stdout)
 			if err != nil {
 				logger.Error("check", "err", err)
 			}
@@ -348,13 +309,38 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 		}
 		cancelRun()
 	}
-	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+	if err := <-done; err != nil {
 		return 1, err
 	}
-	if ctx.Err() == nil && gctx.Err() != nil && cfg.For == 0 {
-		return 1, errors.New("a stage stopped unexpectedly")
-	}
 	return code, nil
+}
+
+// startClickHouse starts the local ClickHouse server under dataDir/clickhouse, its user
+// default with the password kept in dataDir (generated on the first start).
+func startClickHouse(ctx context.Context, dataDir string, logger *slog.Logger) (*chserver.Server, string, error) {
+	dir := filepath.Join(dataDir, "clickhouse")
+	if err := waitPreviousClickHouse(dir, time.Minute, logger); err != nil {
+		return nil, "", err
+	}
+	pwFile := filepath.Join(dataDir, clickHousePasswordFile)
+	pw, err := chserver.LoadOrCreatePassword(pwFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("clickhouse password: %w", err)
+	}
+	srv, err := chserver.Start(ctx, dir, logger, chserver.WithPassword(pw))
+	if errors.Is(err, chserver.ErrNotInstalled) {
+		return nil, "", fmt.Errorf("%w\n  install it (Debian/Ubuntu: sudo apt-get install clickhouse-server, or run `make deps`)\n  or point --clickhouse at a running server's native port", err)
+	}
+	return srv, pwFile, err
+}
+
+// demoHTTPKeys are the HTTP ingest keys of the simulated tenants when http.keys names none.
+func demoHTTPKeys() []httpin.APIKey {
+	var keys []httpin.APIKey
+	for _, t := range sim.Tenants {
+		keys = append(keys, httpin.APIKey{Key: "demo-key-" + t + "-0000", Tenant: t})
+	}
+	return keys
 }
 
 type simResult struct {

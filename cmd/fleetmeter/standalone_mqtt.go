@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -20,25 +19,25 @@ import (
 type standaloneMQTT struct {
 	broker *embeddedBroker
 	creds  *fleetCredentials // the simulated fleet's; nil without --simulate
-	// watch reloads --registry until ctx ends (a no-op without it).
+	// watch reloads mqtt.registry_file until ctx ends (without one, it only waits).
 	watch func(ctx context.Context) error
 }
 
-// startStandaloneMQTT provisions the devices the embedded broker admits (--registry, and
+// startStandaloneMQTT provisions the devices the embedded broker admits (mqtt.registry_file, and
 // the simulated fleet with credentials generated for this run, its registry written to
 // DATA/simulated-devices.yaml) and starts the broker on addr, feeding sink.
 func startStandaloneMQTT(cfg standaloneConfig, addr string, fleet *sim.Fleet, mcfg pipeline.MediatorConfig,
 	sink ingest.Sink, reg prometheus.Registerer, logger *slog.Logger) (*standaloneMQTT, error) {
-	out := &standaloneMQTT{watch: func(context.Context) error { return nil }}
+	out := &standaloneMQTT{watch: func(ctx context.Context) error { <-ctx.Done(); return nil }}
 	dir := &deviceDirectory{}
-	if cfg.Registry != "" {
-		live, err := registry.LoadLive(cfg.Registry)
+	if file := cfg.MQTT.RegistryFile; file != "" {
+		live, err := registry.LoadLive(file)
 		if err != nil {
-			return nil, fmt.Errorf("--registry: %w", err)
+			return nil, fmt.Errorf("mqtt.registry_file: %w", err)
 		}
 		dir.operator = live
 		out.watch = func(ctx context.Context) error {
-			_ = live.Watch(ctx, cfg.Registry, 5*time.Second, func(r *registry.Registry) {
+			_ = live.Watch(ctx, file, cfg.MQTT.RegistryReload, func(r *registry.Registry) {
 				logger.Info("device registry reloaded", "file", r.File(), "devices", r.Len(), "stamp", r.Stamp())
 			}, func(err error) {
 				logger.Error("device registry change refused; the previous registry stays in force", "err", err)
@@ -58,7 +57,7 @@ func startStandaloneMQTT(cfg standaloneConfig, addr string, fleet *sim.Fleet, mc
 	}
 	b, err := startBroker(brokerConfig{Addr: addr, TopicPrefix: mcfg.MQTT.TopicPrefix, Devices: dir.byUsername,
 		Reserved: []string{mcfg.MQTT.ClientID, mqtt.DefaultConfig().ClientID}, Sink: sink,
-		MaxInFlight: 20000, MaxInFlightPerClient: 1000, Registerer: reg, Logger: logger})
+		MaxInFlight: cfg.MQTT.MaxInFlight, MaxInFlightPerClient: cfg.MQTT.MaxInFlightPerClient, Registerer: reg, Logger: logger})
 	if err != nil {
 		return nil, err
 	}

@@ -148,23 +148,7 @@ func TestConfigurationReference(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	const path = "../../docs/configuration.md"
-	doc, err := os.ReadFile(path)
-	if err != nil {
+	if err := config.SyncReference("../../docs/configuration.md", "rater", config.Reference(spec, &cfg)); err != nil {
 		t.Fatal(err)
 	}
-	got, ok := config.ReferenceSection(string(doc), "rater", config.Reference(spec, &cfg))
-	if !ok {
-		t.Fatalf("%s lacks the markers of section rater", path)
-	}
-	if got == string(doc) {
-		return
-	}
-	if os.Getenv("FLEETMETER_UPDATE_DOCS") == "1" {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	t.Fatalf("%s is stale: FLEETMETER_UPDATE_DOCS=1 go test ./cmd/rater -run TestConfigurationReference", path)
 }

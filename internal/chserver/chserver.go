@@ -206,6 +206,9 @@ func (s *Server) NativeAddr() string { return net.JoinHostPort("127.0.0.1", strc
 // HTTPAddr is host:port of the HTTP interface.
 func (s *Server) HTTPAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.httpPort)) }
 
+// Password is user default's password ("" without WithPassword).
+func (s *Server) Password() string { return s.password }
+
 // Dir is the data directory the server runs in.
 func (s *Server) Dir() string { return s.dir }
 

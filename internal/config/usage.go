@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 )
@@ -144,4 +145,24 @@ func ReferenceSection(doc, name, body string) (string, bool) {
 		return doc, false
 	}
 	return doc[:i+len(begin)] + body + doc[j:], true
+}
+
+// SyncReference keeps section name of the Markdown file at path equal to body, for the
+// tests that keep the configuration reference current: with FLEETMETER_UPDATE_DOCS=1 it
+// rewrites the file, else a stale section is an error.
+func SyncReference(path, name, body string) error {
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	got, ok := ReferenceSection(string(doc), name, body)
+	switch {
+	case !ok:
+		return fmt.Errorf("%s lacks the markers of section %s", path, name)
+	case got == string(doc):
+		return nil
+	case os.Getenv("FLEETMETER_UPDATE_DOCS") == "1":
+		return os.WriteFile(path, []byte(got), 0o644)
+	}
+	return fmt.Errorf("%s: section %s is stale: run this test again with FLEETMETER_UPDATE_DOCS=1", path, name)
 }

@@ -114,13 +114,21 @@ func Run(ctx context.Context, logger *slog.Logger, stages ...Stage) error {
 		}
 		logger.Debug("stage stopped", "stage", st.Name)
 	}
+	return errors.Join(append(errs, Close(stages...))...)
+}
+
+// Close calls every Close of the stages in order, each bounded by CloseTimeout: what Run
+// does once the stages have stopped, and what a start that failed half-way does with
+// the components started so far.
+func Close(stages ...Stage) error {
+	var errs []error
 	for _, st := range stages {
 		for _, c := range st.Components {
 			if c.Close == nil {
 				continue
 			}
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CloseTimeout)
-			if err := c.Close(cctx); err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), CloseTimeout)
+			if err := c.Close(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("close %s: %w", c.Name, err))
 			}
 			cancel()
