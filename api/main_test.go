@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"fleetmeter/api"
+	"fleetmeter/billing"
 	"fleetmeter/clickhouse"
 	"fleetmeter/internal/chserver"
 	"fleetmeter/internal/chserver/chtest"
@@ -126,8 +127,14 @@ func newServerMode(t testing.TB, final bool, limit api.Limits, recs ...[]record.
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := api.New(st.Conn(), db, testKeys(t), limit, func() *rules.Set { return set }, nil, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	h := api.New(st.Conn(), db, testKeys(t), limit, func() *rules.Set { return set }, nil, logger)
 	h.SetFinal(final)
+	bcfg := billing.DefaultConfig()
+	bcfg.CursorKey, bcfg.Lag = "0123456789abcdef0123456789abcdef-api-test", time.Second
+	if err := api.MountBilling(h, st, bcfg, logger); err != nil {
+		t.Fatal(err)
+	}
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	return ts

@@ -4,12 +4,15 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/goccy/go-yaml"
 )
@@ -167,35 +170,83 @@ func asList(x any) []string {
 }
 
 // TestOpenAPIMatchesHandlers calls every path of openapi.yaml on the real handlers over
-// ClickHouse (successes and errors, JSON) and validates each answer against the schema the
-// file declares for its status; the paths the file lists are the paths the server routes.
+// ClickHouse, billing's included (successes and errors, JSON and JSON Lines) and
+// validates each answer against the schema the file declares for its status and media
+// type, and its headers against the headers declared; the paths the file lists are the
+// paths the server routes.
 func TestOpenAPIMatchesHandlers(t *testing.T) { bothModes(t, testOpenAPIMatchesHandlers) }
+
+// fetch GETs path with key and Accept, returning status, headers and body.
+func fetch(t *testing.T, ts *httptest.Server, key, path, accept string) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", ts.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Accept", accept)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
 
 func testOpenAPIMatchesHandlers(t *testing.T, final bool) {
 	s := loadSpec(t)
 	ts := newServerMode(t, final, limits(), fixtureA(), fixtureB())
 	rng := "from=2026-10-01&to=2026-11-01"
+	// Billing pages only what ClickHouse stored at least billing.lag (1 s here) ago.
+	var next string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, h, _ := fetch(t, ts, keyA, "/v1/billing/records?limit=5", "application/x-ndjson")
+		if h.Get("Fleetmeter-Records") == "5" {
+			next = h.Get("Fleetmeter-Next-Cursor")
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("billing records: no full page of 5 after 15 s: %v", h)
+		}
+	}
+	ndjson := "application/x-ndjson"
 	calls := []struct {
 		path, spec string
 		code       int
+		accept     string // the media type asked for and validated (JSON when empty)
 	}{
-		{"/v1/usage?" + rng + "&window=day&group_by=device,zone,mobility,source,rat,slice,tariff,offer,charge,currency", "/v1/usage", 200},
-		{"/v1/usage?" + rng + "&window=hour&filter[zone]=home", "/v1/usage", 200},
-		{"/v1/usage?" + rng + "&group_by=plmn", "/v1/usage", 400},
-		{"/v1/devices?" + rng + "&limit=1", "/v1/devices", 200},
-		{"/v1/devices?" + rng + "&limit=1&cursor=ZDE", "/v1/devices", 200},
-		{"/v1/devices/top?" + rng, "/v1/devices/top", 200},
-		{"/v1/devices/active?" + rng, "/v1/devices/active", 200},
-		{"/v1/devices/active?" + rng + "&window=day", "/v1/devices/active", 200},
-		{"/v1/devices/d1/timeline?" + rng + "&limit=3", "/v1/devices/{device}/timeline", 200},
-		{"/v1/devices/nope/timeline?" + rng, "/v1/devices/{device}/timeline", 404},
-		{"/v1/periods?from=2026-09-01&to=2026-12-01", "/v1/periods", 200},
-		{"/v1/whoami", "/v1/whoami", 200},
-		{"/v1/periods?from=2026-09-01", "/v1/periods", 400},
+		{"/v1/billing/records?limit=5", "/v1/billing/records", 200, ndjson},
+		{"/v1/billing/records?limit=1000&cursor=" + next, "/v1/billing/records", 200, ndjson},
+		{"/v1/billing/records?format=jsonl&tenant=ta", "/v1/billing/records", 200, ndjson},
+		{"/v1/billing/records?cursor=bm90LWEtY3Vyc29y", "/v1/billing/records", 400, ""},
+		{"/v1/billing/records?limit=0", "/v1/billing/records", 400, ""},
+		{"/v1/billing/records?format=xml", "/v1/billing/records", 400, ""},
+		{"/v1/billing/records?tenant=tb", "/v1/billing/records", 403, ""},
+		{"/v1/invoices?period=2026-10", "/v1/invoices", 200, ""},
+		{"/v1/invoices?period=2026-10&tenant=tb", "/v1/invoices", 403, ""},
+		{"/v1/invoices?period=October", "/v1/invoices", 400, ""},
+		{"/v1/invoices/ta-202610", "/v1/invoices/{id}", 200, ""},
+		{"/v1/invoices/tb-202610", "/v1/invoices/{id}", 404, ""},
+		{"/v1/invoices/ta-2026", "/v1/invoices/{id}", 400, ""},
+		{"/v1/usage?" + rng + "&window=day&group_by=device,zone,mobility,source,rat,slice,tariff,offer,charge,currency", "/v1/usage", 200, ""},
+		{"/v1/usage?" + rng + "&window=hour&filter[zone]=home", "/v1/usage", 200, ""},
+		{"/v1/usage?" + rng + "&group_by=plmn", "/v1/usage", 400, ""},
+		{"/v1/devices?" + rng + "&limit=1", "/v1/devices", 200, ""},
+		{"/v1/devices?" + rng + "&limit=1&cursor=ZDE", "/v1/devices", 200, ""},
+		{"/v1/devices/top?" + rng, "/v1/devices/top", 200, ""},
+		{"/v1/devices/active?" + rng, "/v1/devices/active", 200, ""},
+		{"/v1/devices/active?" + rng + "&window=day", "/v1/devices/active", 200, ""},
+		{"/v1/devices/d1/timeline?" + rng + "&limit=3", "/v1/devices/{device}/timeline", 200, ""},
+		{"/v1/devices/nope/timeline?" + rng, "/v1/devices/{device}/timeline", 404, ""},
+		{"/v1/periods?from=2026-09-01&to=2026-12-01", "/v1/periods", 200, ""},
+		{"/v1/whoami", "/v1/whoami", 200, ""},
+		{"/v1/periods?from=2026-09-01", "/v1/periods", 400, ""},
 	}
 	covered := map[string]bool{}
 	for _, c := range calls {
-		code, body := get(t, ts, keyA, c.path)
+		mt := c.accept
+		if mt == "" || c.code != 200 {
+			mt = "application/json"
+		}
+		code, hdr, body := fetch(t, ts, keyA, c.path, mt)
 		if code != c.code {
 			t.Errorf("%s: status %d, want %d: %s", c.path, code, c.code, body)
 			continue
@@ -207,18 +258,36 @@ func testOpenAPIMatchesHandlers(t *testing.T, final bool) {
 		}
 		var schema any
 		if rm, ok := resp.(map[string]any); ok {
-			schema = spec(rm).get("content", "application/json", "schema")
+			schema = spec(rm).get("content", mt, "schema")
+			headers, _ := spec(rm).get("headers").(map[string]any)
+			for name := range headers {
+				if hdr.Get(name) == "" {
+					t.Errorf("%s (%d): header %s declared but not sent", c.path, code, name)
+				}
+			}
 		}
 		if schema == nil {
-			t.Errorf("%s: openapi.yaml declares no JSON schema for %d", c.spec, code)
+			t.Errorf("%s: openapi.yaml declares no %s schema for %d", c.spec, mt, code)
 			continue
 		}
-		var v any
-		if err := json.Unmarshal([]byte(body), &v); err != nil {
-			t.Fatalf("%s: %v", c.path, err)
+		if ct := hdr.Get("Content-Type"); !strings.HasPrefix(ct, mt) {
+			t.Errorf("%s: Content-Type %q, want %s", c.path, ct, mt)
 		}
-		for _, e := range s.validate(schema, v, "$") {
-			t.Errorf("%s (%d): %s", c.path, code, e)
+		docs := []string{body}
+		if mt == ndjson { // a schema per line
+			docs = strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+			if n := fmt.Sprint(len(docs)); body == "" || hdr.Get("Fleetmeter-Records") != n {
+				t.Errorf("%s: %d lines, Fleetmeter-Records %q", c.path, len(docs), hdr.Get("Fleetmeter-Records"))
+			}
+		}
+		for i, d := range docs {
+			var v any
+			if err := json.Unmarshal([]byte(d), &v); err != nil {
+				t.Fatalf("%s: %v", c.path, err)
+			}
+			for _, e := range s.validate(schema, v, fmt.Sprintf("$[%d]", i)) {
+				t.Errorf("%s (%d): %s", c.path, code, e)
+			}
 		}
 	}
 	var paths []string
@@ -231,13 +300,15 @@ func testOpenAPIMatchesHandlers(t *testing.T, final bool) {
 	sort.Strings(paths)
 	// Every route the server has answers 401 without a key, so a route missing from the
 	// file is one that answers 401 here; unknown paths are 404.
-	for _, p := range []string{"/v1/usage", "/v1/devices", "/v1/devices/top", "/v1/devices/active", "/v1/devices/x/timeline", "/v1/periods", "/v1/whoami"} {
+	routes := []string{"/v1/usage", "/v1/devices", "/v1/devices/top", "/v1/devices/active", "/v1/devices/x/timeline", "/v1/periods", "/v1/whoami",
+		"/v1/billing/records", "/v1/invoices", "/v1/invoices/x-202610"}
+	for _, p := range routes {
 		if code, _ := get(t, ts, "", p); code != 401 {
 			t.Errorf("%s: %d without a key", p, code)
 		}
 	}
-	if len(paths) != 7 {
-		t.Errorf("openapi.yaml paths %v: want the 7 routes", paths)
+	if len(paths) != len(routes) {
+		t.Errorf("openapi.yaml paths %v: want the %d routes", paths, len(routes))
 	}
 }
 

@@ -45,17 +45,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, ready chan<- stri
 	defer store.Close()
 	reg := obs.NewRegistry()
 	srv := New(store.Conn(), cfg.ClickHouse.Database, keys, cfg.Limit, func() *rules.Set { return set }, reg, logger)
-	if cfg.Billing.CursorKey != "" { // billing (docs/billing.md), behind the same keys
-		bh, err := chstore.NewHandler(store, cfg.Billing, func(r *http.Request) (billing.Caller, bool) {
-			p, ok := TenantFrom(r.Context())
-			return billing.Caller{Tenant: p.Tenant, Operator: p.Operator}, ok
-		}, logger)
-		if err != nil {
+	if cfg.Billing.CursorKey != "" {
+		if err := MountBilling(srv, store, cfg.Billing, logger); err != nil {
 			return err
 		}
-		srv.Mount("/v1/billing/", bh)
-		srv.Mount("/v1/invoices", bh)
-		srv.Mount("/v1/invoices/", bh)
 	}
 	srv.SetFinal(cfg.ClickHouse.Cluster == "")
 	for _, m := range mounts {
@@ -92,5 +85,21 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, ready chan<- stri
 	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	return nil
+}
+
+// MountBilling serves billing (docs/billing.md) on srv behind the same keys:
+// /v1/billing/records, /v1/invoices and /v1/invoices/{id}.
+func MountBilling(srv *Server, store *clickhouse.Store, cfg billing.Config, logger *slog.Logger) error {
+	bh, err := chstore.NewHandler(store, cfg, func(r *http.Request) (billing.Caller, bool) {
+		p, ok := TenantFrom(r.Context())
+		return billing.Caller{Tenant: p.Tenant, Operator: p.Operator}, ok
+	}, logger)
+	if err != nil {
+		return err
+	}
+	srv.Mount("/v1/billing/", bh)
+	srv.Mount("/v1/invoices", bh)
+	srv.Mount("/v1/invoices/", bh)
 	return nil
 }
