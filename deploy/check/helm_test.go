@@ -429,8 +429,20 @@ func TestChartSecretsStayInSecrets(t *testing.T) {
 		t.Errorf("api keys = %v", k)
 	}
 	for component, pod := range r.podSpecs() {
+		for _, v := range pod.Spec.Volumes {
+			if v.Name == "secrets" && (v.Secret == nil || v.Secret.SecretName != main.Name) {
+				t.Errorf("%s: volume secrets is not Secret %s", component, main.Name)
+			}
+		}
 		for _, c := range pod.Spec.Containers {
 			for _, e := range c.Env {
+				if ref := e.ValueFrom; ref != nil && ref.SecretKeyRef != nil {
+					_, ok := main.StringData[ref.SecretKeyRef.Key]
+					if ref.SecretKeyRef.Name != main.Name || !ok {
+						t.Errorf("%s: %s reads key %s of Secret %s, which the chart's Secret %s does not have",
+							component, e.Name, ref.SecretKeyRef.Key, ref.SecretKeyRef.Name, main.Name)
+					}
+				}
 				for k, v := range sentinels {
 					if strings.HasPrefix(k, "secrets.") && e.Value == v {
 						t.Errorf("%s: variable %s holds %s inline", component, e.Name, k)
