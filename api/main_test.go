@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -145,12 +146,20 @@ func limits() api.Limits { return api.DefaultConfig().Limit }
 // get fetches path with key (and Accept when given), returning status and body.
 func get(t testing.TB, ts *httptest.Server, key, path string, accept ...string) (int, string) {
 	t.Helper()
+	code, _, body := fetch(t, ts, key, path, strings.Join(accept, ", "))
+	return code, body
+}
+
+// fetch GETs path with key and Accept (each when not empty), returning status, headers
+// and body.
+func fetch(t testing.TB, ts *httptest.Server, key, path, accept string) (int, http.Header, string) {
+	t.Helper()
 	req, _ := http.NewRequest("GET", ts.URL+path, nil)
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	for _, a := range accept {
-		req.Header.Set("Accept", a)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -158,7 +167,7 @@ func get(t testing.TB, ts *httptest.Server, key, path string, accept ...string) 
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, resp.Header, string(b)
 }
 
 // testWriter sends the server's log to the test's log.

@@ -4,9 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"regexp"
 	"sort"
@@ -175,21 +173,6 @@ func asList(x any) []string {
 // type, and its headers against the headers declared; the paths the file lists are the
 // paths the server routes.
 func TestOpenAPIMatchesHandlers(t *testing.T) { bothModes(t, testOpenAPIMatchesHandlers) }
-
-// fetch GETs path with key and Accept, returning status, headers and body.
-func fetch(t *testing.T, ts *httptest.Server, key, path, accept string) (int, http.Header, string) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", ts.URL+path, nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Accept", accept)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
-}
 
 func testOpenAPIMatchesHandlers(t *testing.T, final bool) {
 	s := loadSpec(t)
