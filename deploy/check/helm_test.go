@@ -21,6 +21,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -127,8 +128,29 @@ func decodeManifest(t *testing.T, manifest string) *rendered {
 		if err := yaml.UnmarshalStrict([]byte(doc), into); err != nil {
 			t.Fatalf("%s: %v\n%s", head.Kind, err, doc)
 		}
+		checkMeta(t, head.Kind, into.(metav1.Object))
 	}
 	return r
+}
+
+// checkMeta applies the API server's rules for names and labels, which decoding does
+// not: a Service's name is a DNS label, others DNS subdomains; label keys and values
+// are qualified names and label values.
+func checkMeta(t *testing.T, kind string, o metav1.Object) {
+	t.Helper()
+	var errs []string
+	if kind == "Service" {
+		errs = validation.IsDNS1035Label(o.GetName())
+	} else {
+		errs = validation.IsDNS1123Subdomain(o.GetName())
+	}
+	for k, v := range o.GetLabels() {
+		errs = append(errs, validation.IsQualifiedName(k)...)
+		errs = append(errs, validation.IsValidLabelValue(v)...)
+	}
+	if len(errs) > 0 {
+		t.Errorf("%s %s: %v", kind, o.GetName(), errs)
+	}
 }
 
 // valueSets are the value files the chart ships, each rendered by every test.
