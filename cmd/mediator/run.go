@@ -9,10 +9,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-
-	"golang.org/x/sync/errgroup"
+	"time"
 
 	"fleetmeter/internal/config"
+	"fleetmeter/internal/lifecycle"
 	"fleetmeter/internal/obs"
 	"fleetmeter/pipeline"
 )
@@ -82,16 +82,23 @@ func runCollectors(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		logger.Error("mediator start", "err", err)
 		return 1
 	}
-	srv, err := obs.Listen(cfg.Listen, reg, obs.Check{Name: "mediator", Fn: med.Ready})
+	// Shutdown order, once SIGTERM came:
+	stages := []lifecycle.Stage{
+		// 1. The collectors stop taking input and answer what they hold once Kafka
+		// acknowledged it, or refuse it; then the producer flushes (30 s at most).
+		{Name: "collectors", Drain: time.Minute, Components: []lifecycle.Component{
+			{Name: "mediator", Run: med.Run, Ready: med.Ready}}},
+		// 2. /metrics, /healthz and /readyz, which answered until here.
+		{Name: "observability", Drain: 5 * time.Second},
+	}
+	srv, err := obs.Listen(cfg.Listen, reg, lifecycle.Checks(stages...)...)
 	if err != nil {
 		logger.Error("listen", "err", err)
 		return 1
 	}
+	stages[1].Components = []lifecycle.Component{{Name: "metrics", Run: srv.Run}}
 	logger.Info("mediator running", "listen", srv.Addr(), "kafka", cfg.Kafka.Brokers, "mqtt", cfg.MQTT.Brokers)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return med.Run(gctx) })
-	g.Go(func() error { return srv.Run(gctx) })
-	if err := g.Wait(); err != nil {
+	if err := lifecycle.Run(ctx, logger, stages...); err != nil {
 		logger.Error("mediator stopped", "err", err)
 		return 1
 	}
