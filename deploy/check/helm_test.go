@@ -36,6 +36,7 @@ type rendered struct {
 	pdbs         []*policyv1.PodDisruptionBudget
 	accounts     []*corev1.ServiceAccount
 	monitors     []*monitoringv1.ServiceMonitor
+	rules        []*monitoringv1.PrometheusRule
 }
 
 const release = "fm"
@@ -121,6 +122,8 @@ func decodeManifest(t *testing.T, manifest string) *rendered {
 			into = appendNew(&r.accounts)
 		case "monitoring.coreos.com/v1 ServiceMonitor":
 			into = appendNew(&r.monitors)
+		case "monitoring.coreos.com/v1 PrometheusRule":
+			into = appendNew(&r.rules)
 		default:
 			t.Fatalf("rendered %s %s, which this test does not know how to check\n%s", head.APIVersion, head.Kind, doc)
 		}
@@ -672,4 +675,58 @@ func toFloat(v any) float64 {
 		return float64(x)
 	}
 	return -1
+}
+
+// The alert rules and dashboards the chart installs are the repository's, unchanged.
+func TestChartAlertRulesAndDashboards(t *testing.T) {
+	root := repoRoot(t)
+	if r := render(t, nil); len(r.rules) != 0 {
+		t.Fatal("a PrometheusRule by default, which needs the Prometheus Operator's CRD")
+	}
+	r := render(t, valueSets["production"])
+	if len(r.rules) != 1 {
+		t.Fatalf("%d PrometheusRules, want 1", len(r.rules))
+	}
+	var file struct {
+		Groups []monitoringv1.RuleGroup `json:"groups"`
+	}
+	b, err := os.ReadFile(filepath.Join(root, "deploy", "prometheus", "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, &file); err != nil {
+		t.Fatalf("alerts.yml: %v", err)
+	}
+	got, want := r.rules[0].Spec.Groups, file.Groups
+	if len(want) == 0 || len(got) != len(want) {
+		t.Fatalf("PrometheusRule has %d groups, alerts.yml %d", len(got), len(want))
+	}
+	for i := range want {
+		if len(got[i].Rules) != len(want[i].Rules) {
+			t.Fatalf("group %s: %d rules, alerts.yml %d", want[i].Name, len(got[i].Rules), len(want[i].Rules))
+		}
+		for j, rule := range want[i].Rules {
+			g := got[i].Rules[j]
+			if g.Alert != rule.Alert || g.Expr.String() != rule.Expr.String() || g.Annotations["runbook"] != rule.Annotations["runbook"] {
+				t.Errorf("rule %s differs from alerts.yml", rule.Alert)
+			}
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(root, "deploy", "grafana", "dashboards", "*.json"))
+	n := 0
+	for _, cm := range r.configmaps {
+		if cm.Labels["grafana_dashboard"] != "1" {
+			continue
+		}
+		for name, content := range cm.Data {
+			want, err := os.ReadFile(filepath.Join(root, "deploy", "grafana", "dashboards", name))
+			if err != nil || content != string(want) {
+				t.Errorf("dashboard ConfigMap %s: %s differs from deploy/grafana/dashboards (%v)", cm.Name, name, err)
+			}
+			n++
+		}
+	}
+	if len(files) == 0 || n != len(files) {
+		t.Errorf("%d dashboards in ConfigMaps, %d in deploy/grafana/dashboards", n, len(files))
+	}
 }
