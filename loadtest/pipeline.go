@@ -24,7 +24,9 @@ import (
 
 	"fleetmeter/cdr"
 	"fleetmeter/clickhouse"
+	"fleetmeter/ingest/payload"
 	"fleetmeter/internal/chserver"
+	"fleetmeter/record"
 	"fleetmeter/sim"
 )
 
@@ -239,18 +241,26 @@ func (r *fleetRig) close() {
 	}
 }
 
-// probe is one record whose arrival in ClickHouse is timed.
+// probe is one record whose arrival in ClickHouse is timed: its row is found by the
+// table's primary key (tenant, record_id; a usage row's record_id is its event_id), so
+// polling stays cheap however large the table grows.
 type probe struct {
-	device string
-	start  int64 // start_time_ms of its row
-	sent   time.Time
+	tenant, id string
+	sent       time.Time
 }
 
 // sendTick generates and sends one tick over every protocol at once and returns when
 // every message was acknowledged (PUBACK, 2.04, 202, the CDR file handed over). Every
-// probeEvery-th message of each protocol becomes a latency probe.
-func (r *fleetRig) sendTick(ctx context.Context, probeEvery int) (records int, probes []probe, err error) {
+// probeEvery-th message of each protocol becomes a latency probe (0: none).
+func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Duration) (records int, probes []probe, err error) {
 	now := time.Now()
+	// pace spreads a tick's messages evenly over spread, as a real fleet's reports are
+	// spread over their period rather than sent in one burst.
+	pace := func(j, n int) {
+		if spread > 0 && n > 0 {
+			time.Sleep(time.Until(now.Add(spread * time.Duration(j) / time.Duration(n))))
+		}
+	}
 	b := r.fleet.Tick(r.tick, now)
 	r.tick++
 	ms := now.UnixMilli()
@@ -264,20 +274,30 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int) (records int, p
 		errs = append(errs, err)
 		mu.Unlock()
 	}
-	addProbe := func(dev string, start int64, at time.Time) {
+	addProbe := func(tenant, id string, at time.Time) {
 		mu.Lock()
-		probes = append(probes, probe{device: dev, start: start, sent: at})
+		probes = append(probes, probe{tenant: tenant, id: id, sent: at})
 		mu.Unlock()
+	}
+	// The event id a collector gives a device message: parsed as the collector parses it.
+	msgID := func(d *sim.Device, source string, payload []byte) string {
+		p := payloadParser{}
+		recs, err := p.Parse(payload, d.Tenant, d.ID, source, ms)
+		if err != nil || len(recs) == 0 {
+			return ""
+		}
+		return recs[0].EventID
 	}
 	// MQTT: each client publishes its share, QoS 1, and waits for every PUBACK.
 	for k, c := range r.mq {
 		wg.Go(func() {
 			var toks []paho.Token
 			for j := k; j < len(b.MQTT); j += len(r.mq) {
+				pace(j, len(b.MQTT))
 				m := b.MQTT[j]
 				d := &r.fleet.Devices[m.Device]
-				if j%probeEvery == 0 {
-					addProbe(d.ID, ms, time.Now())
+				if probeEvery > 0 && j%probeEvery == 0 {
+					addProbe(d.Tenant, msgID(d, record.SourceMQTT, m.Payload), time.Now())
 				}
 				toks = append(toks, c.Publish(r.fleet.Topic("fleetmeter", m.Device), 1, false, m.Payload))
 			}
@@ -293,10 +313,11 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int) (records int, p
 	for k, c := range r.coap {
 		wg.Go(func() {
 			for j := k; j < len(b.CoAP); j += len(r.coap) {
+				pace(j, len(b.CoAP))
 				m := b.CoAP[j]
 				d := &r.fleet.Devices[m.Device]
-				if j%probeEvery == 0 {
-					addProbe(d.ID, ms, time.Now())
+				if probeEvery > 0 && j%probeEvery == 0 {
+					addProbe(d.Tenant, msgID(d, record.SourceCoAP, m.Payload), time.Now())
 				}
 				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				resp, err := c.Post(cctx, "/usage/"+d.Tenant+"/"+d.ID, message.AppJSON, bytes.NewReader(m.Payload))
@@ -315,11 +336,19 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int) (records int, p
 	// HTTP: each gateway posts its trucks' JSON Lines; 8 gateways at a time.
 	sem := make(chan struct{}, 8)
 	for j, post := range b.HTTP {
+		pace(j, len(b.HTTP))
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if j%max(1, probeEvery/gatewayLines(post)) == 0 {
-				addProbe(r.fleet.Devices[post.Devices[0]].ID, ms, time.Now())
+			if probeEvery > 0 && j%max(1, probeEvery/gatewayLines(post)) == 0 {
+				line, _, _ := bytes.Cut(post.Body, []byte("\n"))
+				if u, err := record.ParseJSON(line); err == nil {
+					id := u.EventID
+					if ns := "http:" + post.Tenant + ":"; !strings.HasPrefix(id, ns) {
+						id = ns + id // the collector's namespace
+					}
+					addProbe(post.Tenant, id, time.Now())
+				}
 			}
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+r.httpAddr+"/v1/usage", bytes.NewReader(post.Body))
 			req.Header.Set("Authorization", "Bearer "+benchHTTPKey)
@@ -351,13 +380,23 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int) (records int, p
 		if err := os.Rename(tmp, filepath.Join(r.cdrDir, name)); err != nil {
 			return 0, nil, err
 		}
-		addProbe(first[0].Device, first[0].StartTime, time.Now())
+		if probeEvery > 0 {
+			addProbe(first[0].Tenant, first[0].EventID, time.Now())
+		}
 	}
 	wg.Wait()
 	return b.Records, probes, errors.Join(errs...)
 }
 
 func gatewayLines(p sim.Post) int { return max(1, len(p.Devices)) }
+
+// payloadParser parses a device payload as the MQTT and CoAP collectors do.
+type payloadParser struct{}
+
+func (payloadParser) Parse(b []byte, tenant, device, source string, received int64) ([]record.Usage, error) {
+	p := payload.Parser{Limits: payload.DefaultLimits()}
+	return p.Parse(payload.KindAuto, b, payload.Identity{Tenant: tenant, Device: device, Source: source}, received, nil)
+}
 
 // count is the usage rows in ClickHouse (duplicates of a retried insert included).
 func (r *fleetRig) count(ctx context.Context) (uint64, error) {
@@ -406,7 +445,7 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 		return ph, err
 	}
 	cpu0 := r.cpu()
-	pending := map[string][]probe{} // device -> probes
+	pending := map[[2]string]time.Time{} // (tenant, event id) -> sent
 	var mu sync.Mutex
 	var lat []time.Duration
 	pollCtx, stopPoll := context.WithCancel(ctx)
@@ -418,38 +457,28 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 		for pollCtx.Err() == nil {
 			<-t.C
 			mu.Lock()
-			devs := make([]string, 0, len(pending))
-			for dev := range pending {
-				devs = append(devs, "'"+dev+"'")
+			keys := make([]string, 0, len(pending))
+			for k := range pending {
+				keys = append(keys, "("+quote(k[0])+","+quote(k[1])+")")
 			}
 			mu.Unlock()
-			if len(devs) == 0 {
+			if len(keys) == 0 {
 				continue
 			}
-			rows, err := r.store.Conn().Query(pollCtx, "SELECT device, start_time_ms FROM "+benchDatabase+".rated_usage WHERE charge = 'usage' AND device IN ("+strings.Join(devs, ",")+")")
+			rows, err := r.store.Conn().Query(pollCtx, "SELECT tenant, record_id FROM "+benchDatabase+".rated_usage WHERE (tenant, record_id) IN ("+strings.Join(keys, ",")+")")
 			if err != nil {
 				continue
 			}
 			seen := time.Now()
 			for rows.Next() {
-				var dev string
-				var ms uint64
-				if rows.Scan(&dev, &ms) != nil {
+				var k [2]string
+				if rows.Scan(&k[0], &k[1]) != nil {
 					continue
 				}
 				mu.Lock()
-				ps := pending[dev]
-				for i := 0; i < len(ps); i++ {
-					if ps[i].start == int64(ms) {
-						lat = append(lat, seen.Sub(ps[i].sent))
-						ps = append(ps[:i], ps[i+1:]...)
-						i--
-					}
-				}
-				if len(ps) == 0 {
-					delete(pending, dev)
-				} else {
-					pending[dev] = ps
+				if sent, ok := pending[k]; ok {
+					lat = append(lat, seen.Sub(sent))
+					delete(pending, k)
 				}
 				mu.Unlock()
 			}
@@ -459,7 +488,11 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 	start := time.Now()
 	for time.Since(start) < d && ctx.Err() == nil {
 		t0 := time.Now()
-		n, probes, err := r.sendTick(ctx, probeEvery)
+		var spread time.Duration
+		if rate > 0 {
+			spread = time.Duration(float64(r.fleet.TickRecords(r.tick)) / rate * float64(time.Second))
+		}
+		n, probes, err := r.sendTick(ctx, probeEvery, spread)
 		if err != nil {
 			stopPoll()
 			<-pollDone
@@ -468,7 +501,9 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 		ph.Sent += n
 		mu.Lock()
 		for _, p := range probes {
-			pending[p.device] = append(pending[p.device], p)
+			if p.id != "" {
+				pending[[2]string{p.tenant, p.id}] = p.sent
+			}
 		}
 		mu.Unlock()
 		if rate > 0 {
@@ -511,13 +546,16 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 	ph.Seconds = max(sending, landedAt).Seconds()
 	ph.Rate = float64(ph.Landed) / ph.Seconds
 	ph.Latencies = lat
-	for _, ps := range pending {
-		ph.Lost += len(ps)
-	}
+	ph.Lost = len(pending)
 	slices.Sort(ph.Latencies)
 	progress("pipeline %s: sent %d, landed %d in %.1fs (%.0f rows/s), %d probes timed, %d not seen", name, ph.Sent, ph.Landed,
 		ph.Seconds, ph.Rate, len(lat), ph.Lost)
 	return ph, err
+}
+
+// quote is a ClickHouse string literal.
+func quote(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, "'", `\'`).Replace(s) + "'"
 }
 
 func quantile(v []time.Duration, q float64) time.Duration {

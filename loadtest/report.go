@@ -141,11 +141,11 @@ func runFleet(ctx context.Context, root, dir string, cfg ReportConfig, devices i
 	defer rig.close()
 	rep.ChVersion = fmt.Sprint(rig.store.Version())
 	// Warm-up: connections, topics, the first merges.
-	if _, err := rig.runPhase(ctx, "warm-up", maxFor/5, 0, 1<<30, progress); err != nil {
+	if _, err := rig.runPhase(ctx, "warm-up", maxFor/5, 0, 0, progress); err != nil {
 		return err
 	}
 	for round := range cfg.Rounds {
-		ph, err := rig.runPhase(ctx, fmt.Sprintf("max %d", round+1), maxFor, 0, 200, progress)
+		ph, err := rig.runPhase(ctx, fmt.Sprintf("max %d", round+1), maxFor, 0, 0, progress)
 		if err != nil {
 			return err
 		}

@@ -227,9 +227,11 @@ func (f *Fleet) chfRecord(i int, seq uint64, now time.Time) []byte {
 		berInt(9, int64(seq)), berCtx(11, berPrim(2, bcd(first)), berPrim(3, bcd(now)), berInt(7, 10)))
 	muu := berSeq(berUint(0, 10+10*uint64(f.rng.IntN(2))), berCtx(1, container))
 	supi := d.ID[len("imsi-"):]
+	// The CHF numbers its records: with its id, the number names the CDR (and its event ids).
+	f.lrsn++
 	return berCtx(200,
 		berInt(0, 200), berPrim(1, []byte("chf-sim")), berCtx(2, berInt(0, 1), berPrim(1, []byte(supi))),
-		berCtx(5, muu), berPrim(6, bcd(first)), berInt(7, 60), berInt(9, 0), berInt(11, int64(seq)),
+		berCtx(5, muu), berPrim(6, bcd(first)), berInt(7, 60), berInt(9, 0), berInt(11, f.lrsn),
 		berCtx(13, berInt(0, int64(i)), berInt(6, 1), berCtx(7, berInt(0, sst), berPrim(1, []byte{0, 0, byte(sst)})),
 			berInt(12, 10), berPrim(13, []byte(SliceDNN))))
 }

@@ -38,6 +38,7 @@ func TestMixedFleet(t *testing.T) {
 	}
 	now := time.Now().Add(-time.Hour)
 	perTenant := map[string]int{}
+	ids := map[string]bool{} // every event id of the run, to check none repeats
 	var recs []record.Usage
 	total := 0
 	for tick := range 4 {
@@ -86,6 +87,10 @@ func TestMixedFleet(t *testing.T) {
 			t.Fatalf("tick %d: decoded %d records of %d", tick, len(recs), b.Records)
 		}
 		for i := range recs {
+			if ids[recs[i].Tenant+"/"+recs[i].EventID] {
+				t.Fatalf("event id %s repeats", recs[i].EventID)
+			}
+			ids[recs[i].Tenant+"/"+recs[i].EventID] = true
 			if _, err := eng.Rate(st, &recs[i], nil); err != nil {
 				t.Fatalf("rate %+v: %v", recs[i], err)
 			}

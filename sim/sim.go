@@ -47,6 +47,7 @@ type Fleet struct {
 	Devices []Device
 	rng     *rand.Rand
 	mixed   bool
+	lrsn    int64 // the simulated CHF's local record sequence number
 }
 
 // NewFleet builds n devices spread over the tenants, deterministic for seed.
