@@ -190,12 +190,7 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 		// is rated now or on the next start.
 		{Name: "rating", Drain: time.Minute, Components: []lifecycle.Component{
 			{Name: "rater", Run: rater.Run, Ready: rater.Ready},
-			{Name: "tariffs", Run: func(ctx context.Context) error {
-				rules.Watch(ctx, rulesPath, cfg.Reload, engine.SetRules, func(err error) {
-					logger.Error("tariff change refused; the previous tariffs stay in force", "err", err)
-				})
-				return nil
-			}},
+			{Name: "tariffs", Run: pipeline.NewTariffWatch(rulesPath, cfg.Reload, engine, reg, logger).Run},
 		}},
 		// 3. The loader inserts and commits what it holds.
 		{Name: "loading", Drain: time.Minute, Components: []lifecycle.Component{

@@ -19,6 +19,18 @@ type Dashboard struct {
 	UID    string  `json:"uid"`
 	Title  string  `json:"title"`
 	Panels []Panel `json:"panels"`
+	// Templating holds the dashboard's variables.
+	Templating struct {
+		List []Variable `json:"list"`
+	} `json:"templating"`
+}
+
+// Variable is a dashboard variable; a query variable asks its data source for its values.
+type Variable struct {
+	Name       string      `json:"name"`
+	Type       string      `json:"type"`
+	Datasource *Datasource `json:"datasource"`
+	Query      string      `json:"query"`
 }
 
 // Panel is a dashboard panel; a row holds its panels when collapsed.
@@ -84,9 +96,15 @@ type Query struct {
 	Text                    string // PromQL or SQL
 }
 
-// Queries lists every query on the data source of uid, in panel order.
+// Queries lists every query on the data source of uid, the variables' first, then the
+// panels' in order.
 func (d Dashboard) Queries(uid string) []Query {
 	var out []Query
+	for _, v := range d.Templating.List {
+		if v.Type == "query" && v.Datasource != nil && v.Datasource.UID == uid {
+			out = append(out, Query{Dashboard: d.Title, Panel: "variable " + v.Name, Text: v.Query})
+		}
+	}
 	for _, p := range d.AllPanels() {
 		for _, q := range p.Targets {
 			if q.DatasourceUID(p) != uid {
