@@ -2,18 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
-
-	"golang.org/x/sync/errgroup"
+	"time"
 
 	"fleetmeter/clickhouse"
 	"fleetmeter/internal/config"
+	"fleetmeter/internal/lifecycle"
 	"fleetmeter/internal/obs"
 	"fleetmeter/period"
 	"fleetmeter/pipeline"
@@ -49,18 +48,18 @@ func runStream(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return code
 	}
 	obs.SetGCPercent(obs.RaterGCPercent)
-	return serve(logger, func(ctx context.Context, reg *obs.Registry) ([]obs.Check, []func(context.Context) error, error) {
+	return serve(logger, func(ctx context.Context, reg *obs.Registry) ([]lifecycle.Component, error) {
 		set, err := rules.Load(cfg.Rules)
 		if err != nil {
-			return nil, nil, fmt.Errorf("tariffs: %w", err)
+			return nil, fmt.Errorf("tariffs: %w", err)
 		}
 		r, err := pipeline.NewRater(ctx, pipeline.RaterConfig{Kafka: cfg.Kafka, Group: cfg.Group, InstanceID: cfg.Instance},
 			set, reg, logger)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		watch := pipeline.NewTariffWatch(cfg.Rules, cfg.Reload, r.Engine(), reg, logger)
-		return []obs.Check{{Name: "rater", Fn: r.Ready}}, []func(context.Context) error{r.Run, watch.Run}, nil
+		return []lifecycle.Component{{Name: "rater", Run: r.Run, Ready: r.Ready}, {Name: "tariffs", Run: watch.Run}}, nil
 	}, cfg.Listen)
 }
 
@@ -70,36 +69,34 @@ func runLoad(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	var store *clickhouse.Store
-	defer func() {
-		if store != nil {
-			store.Close()
-		}
-	}()
-	return serve(logger, func(ctx context.Context, reg *obs.Registry) ([]obs.Check, []func(context.Context) error, error) {
-		var err error
-		if store, err = clickhouse.Open(ctx, cfg.ClickHouse); err != nil {
-			return nil, nil, err
+	return serve(logger, func(ctx context.Context, reg *obs.Registry) ([]lifecycle.Component, error) {
+		store, err := clickhouse.Open(ctx, cfg.ClickHouse)
+		if err != nil {
+			return nil, err
 		}
 		l, err := pipeline.NewLoader(ctx, pipeline.LoaderConfig{Kafka: cfg.Kafka, Group: cfg.LoadGroup}, store, reg, logger)
 		if err != nil {
-			return nil, nil, err
+			store.Close()
+			return nil, err
 		}
-		loops := []func(context.Context) error{l.Run}
+		components := []lifecycle.Component{{Name: "loader", Run: l.Run, Ready: l.Ready,
+			Close: func(context.Context) error { return store.Close() }}}
 		if cfg.CloseAfter > 0 {
 			set, err := rules.Load(cfg.Rules)
 			if err != nil {
-				return nil, nil, fmt.Errorf("--close-after needs the tariffs: %w", err)
+				store.Close()
+				return nil, fmt.Errorf("--close-after needs the tariffs: %w", err)
 			}
 			engine := rating.NewEngine(set, rating.Options{})
 			watch := pipeline.NewTariffWatch(cfg.Rules, cfg.Reload, engine, reg, logger)
 			closes := period.NewMetrics(reg)
-			loops = append(loops, watch.Run, func(ctx context.Context) error {
-				pipeline.AutoClose(ctx, store, engine, cfg.CloseAfter, cfg.InvoiceNotify, closes, logger)
-				return nil
-			})
+			components = append(components, lifecycle.Component{Name: "tariffs", Run: watch.Run},
+				lifecycle.Component{Name: "period close", Run: func(ctx context.Context) error {
+					pipeline.AutoClose(ctx, store, engine, cfg.CloseAfter, cfg.InvoiceNotify, closes, logger)
+					return nil
+				}})
 		}
-		return []obs.Check{{Name: "loader", Fn: l.Ready}}, loops, nil
+		return components, nil
 	}, cfg.Listen)
 }
 
@@ -148,32 +145,35 @@ func runClose(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// serve builds a stage with setup, serves its checks on listen and runs its loops until
-// SIGTERM. Shutdown: the loops finish the batch in hand (a rater ends or aborts its
-// transaction, a loader inserts and commits) and leave their groups; then the HTTP
-// server stops.
-func serve(logger *slog.Logger, setup func(context.Context, *obs.Registry) ([]obs.Check, []func(context.Context) error, error),
-	listen string) int {
+// serve builds a stage's components with setup and runs them until SIGTERM, with
+// /metrics, /healthz and /readyz on listen.
+func serve(logger *slog.Logger, setup func(context.Context, *obs.Registry) ([]lifecycle.Component, error), listen string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	reg := obs.NewRegistry()
-	checks, loops, err := setup(ctx, reg)
+	components, err := setup(ctx, reg)
 	if err != nil {
 		logger.Error("start", "err", err)
 		return 1
 	}
-	srv, err := obs.Listen(listen, reg, checks...)
+	// Shutdown order, once SIGTERM came:
+	stages := []lifecycle.Stage{
+		// 1. The stage finishes the batch in hand (a rater ends or aborts its transaction,
+		// a loader inserts and commits) and leaves its group.
+		{Name: "stage", Drain: time.Minute, Components: components},
+		// 2. /metrics, /healthz and /readyz, which answered until here. Then the
+		// components' Close: the ClickHouse connections.
+		{Name: "observability", Drain: 5 * time.Second},
+	}
+	srv, err := obs.Listen(listen, reg, lifecycle.Checks(stages...)...)
 	if err != nil {
 		logger.Error("listen", "err", err)
+		_ = lifecycle.Close(stages...)
 		return 1
 	}
+	stages[1].Components = []lifecycle.Component{{Name: "metrics", Run: srv.Run}}
 	logger.Info("running", "listen", srv.Addr())
-	g, gctx := errgroup.WithContext(ctx)
-	for _, loop := range loops {
-		g.Go(func() error { return loop(gctx) })
-	}
-	g.Go(func() error { return srv.Run(gctx) })
-	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+	if err := lifecycle.Run(ctx, logger, stages...); err != nil {
 		logger.Error("stopped", "err", err)
 		return 1
 	}
