@@ -93,7 +93,10 @@ const lagTimeout = 3 * time.Second
 // lagCollector reports a consumer group's lag at scrape time: per partition of its
 // topics, the newest committed (stable) offset minus the group's committed offset (or
 // the partition's start, before the group's first commit). It asks Kafka, so it keeps
-// reporting while the group's members are stalled or gone.
+// reporting while the group's members are stalled or gone. Offsets count a transaction's
+// commit marker too, and a consumer never receives (so never commits past) it: a
+// caught-up group reads 1 on a partition whose newest write was a transaction (the
+// rater's outputs), as Kafka's own tools do.
 type lagCollector struct {
 	adm    *kadm.Client
 	group  string
@@ -105,7 +108,7 @@ type lagCollector struct {
 func newLagCollector(adm *kadm.Client, group string, topics []string, logger *slog.Logger) *lagCollector {
 	return &lagCollector{adm: adm, group: group, topics: topics, logger: logger,
 		desc: prometheus.NewDesc("fleetmeter_kafka_consumer_lag",
-			"Records of a partition the consumer group has not committed yet (read committed).",
+			"Offsets of a partition the consumer group has not committed yet, read committed: a caught-up group shows 1 after a transaction commit marker.",
 			[]string{"topic", "partition"}, prometheus.Labels{"group": group})}
 }
 
