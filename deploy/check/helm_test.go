@@ -625,8 +625,16 @@ func TestChartMediatorScalesAndDisruptionBudgets(t *testing.T) {
 				t.Errorf("%s: %d PodDisruptionBudgets select its pods, want 1", component, n)
 			}
 		}
-		// Every Service selects the pods of exactly one component.
+		// Every Service selects the pods of exactly one component, and one exposed
+		// outside the cluster carries no /metrics (except the api's, on its one port).
 		for _, s := range r.services {
+			if s.Spec.Type == corev1.ServiceTypeLoadBalancer || s.Spec.Type == corev1.ServiceTypeNodePort {
+				for _, p := range s.Spec.Ports {
+					if p.Name == "metrics" {
+						t.Errorf("Service %s of type %s exposes its metrics port", s.Name, s.Spec.Type)
+					}
+				}
+			}
 			n := 0
 			for _, pod := range r.podSpecs() {
 				if labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(pod.Labels)) {
