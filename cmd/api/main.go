@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,9 +15,11 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"fleetmeter/api"
 	"fleetmeter/internal/config"
+	"fleetmeter/internal/lifecycle"
 	"fleetmeter/internal/obs"
 )
 
@@ -24,46 +27,76 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// apiSpec is api's command line: every key of api.Config is a flag and a FLEETMETER_*
+// variable, but keys, whose flag takes the shorter TENANT=SHA256 list.
+func apiSpec(cfg *api.Config) config.Spec {
+	return config.Spec{
+		Name:    "api",
+		Summary: "Serve tenants' usage (REST JSON/CSV, the OpenAPI file, the web page) and, with billing.cursor_key, the billing export and invoices, until SIGTERM.",
+		Skip:    []string{"keys"},
+		Secrets: []string{"clickhouse.password", "billing.cursor_key", "billing.notify.url"},
+		Help:    apiHelp,
+		Extra: func(fs *flag.FlagSet) {
+			fs.Var(keysFlag{&cfg.Keys}, "keys", "API keys as TENANT=SHA256 (operator keys: *=SHA256), comma-separated; replaces the file's keys")
+		},
+		Validate: func() error {
+			var errs []error
+			if _, err := obs.ParseLogger(cfg.LogLevel); err != nil {
+				errs = append(errs, fmt.Errorf("log_level: must be debug, info, warn or error, got %q", cfg.LogLevel))
+			}
+			return errors.Join(append(errs, cfg.Validate())...)
+		},
+	}
+}
+
+var apiHelp = map[string]string{
+	"listen":                     "address of the API, the web page, /metrics, /healthz and /readyz",
+	"clickhouse.addr":            "ClickHouse native addresses (host:9000), comma-separated",
+	"rules":                      "tariff directory or file: device_fee tiers shown per period (empty: none)",
+	"limits.max_range_days":      "longest from..to, days",
+	"limits.max_buckets":         "most time buckets per answer",
+	"limits.max_rows":            "most rows per usage answer",
+	"limits.max_page":            "most rows per page (devices, timeline)",
+	"limits.query_timeout":       "ClickHouse max_execution_time per query",
+	"limits.query_memory":        "ClickHouse max_memory_usage per query, bytes",
+	"limits.query_threads":       "ClickHouse max_threads per query",
+	"billing.cursor_key":         "key signing billing cursors, at least 32 bytes (empty: billing off; prefer billing.cursor_key_file)",
+	"billing.lag":                "billing reads this far behind ClickHouse's clock (longer than any INSERT)",
+	"billing.max_limit":          "most records per billing export page",
+	"billing.notify.url":         "AMQP URL to publish invoice.finalized to (empty: off)",
+	"billing.notify.exchange":    "AMQP exchange of invoice.finalized (declared durable, type topic)",
+	"billing.notify.routing_key": "routing key of invoice.finalized",
+	"billing.notify.timeout":     "bound of each connect, publish and confirm attempt",
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 2 && args[0] == "hash-key" {
 		fmt.Fprintln(stdout, api.HashKey(args[1]))
 		return 0
 	}
+	if len(args) > 0 && config.IsVersion(args[0]) {
+		fmt.Fprint(stdout, config.Version("api"))
+		return 0
+	}
 	cfg := api.DefaultConfig()
-	fs := flag.NewFlagSet("api", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	_, err := config.Load(fs, args, &cfg, func(fs *flag.FlagSet) {
-		fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of the API, the web page, /metrics, /healthz and /readyz")
-		fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
-		fs.Var(config.StringList{P: &cfg.ClickHouse.Addr}, "clickhouse.addr", "ClickHouse native addresses (host:9000), comma-separated")
-		fs.StringVar(&cfg.ClickHouse.Database, "clickhouse.database", cfg.ClickHouse.Database, "ClickHouse database")
-		fs.StringVar(&cfg.Rules, "rules", cfg.Rules, "tariff directory or file: device_fee tiers shown per period (empty: none)")
-		fs.Var(keysFlag{&cfg.Keys}, "keys", "API keys as TENANT=SHA256 (operator keys: *=SHA256), comma-separated; replaces the file's keys")
-		fs.IntVar(&cfg.Limit.MaxBuckets, "limits.max-buckets", cfg.Limit.MaxBuckets, "most time buckets per answer")
-		fs.IntVar(&cfg.Limit.MaxRangeDays, "limits.max-range-days", cfg.Limit.MaxRangeDays, "longest from..to, days")
-		fs.DurationVar(&cfg.Limit.QueryTimeout, "limits.query-timeout", cfg.Limit.QueryTimeout, "ClickHouse max_execution_time per query")
-		fs.StringVar(&cfg.Billing.CursorKey, "billing.cursor-key", cfg.Billing.CursorKey, "key signing billing cursors, at least 32 bytes (empty: billing off)")
-		fs.DurationVar(&cfg.Billing.Lag, "billing.lag", cfg.Billing.Lag, "billing reads this far behind ClickHouse's clock (longer than any INSERT)")
-		fs.StringVar(&cfg.Billing.Notify.URL, "billing.notify.url", cfg.Billing.Notify.URL, "RabbitMQ URL for invoice.finalized events (empty: off)")
-	})
-	if err != nil {
-		return 2
+	spec := apiSpec(&cfg)
+	if _, err := config.Parse(spec, &cfg, args); err != nil {
+		return config.Exit(spec.Name, err, stdout, stderr)
 	}
 	logger, err := obs.ParseLogger(cfg.LogLevel)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(stderr, "api: "+err.Error())
-		return 2
+		return config.Exit(spec.Name, err, stdout, stderr)
 	}
 	if len(cfg.Keys) == 0 {
 		logger.Warn("no API keys configured: every API request will be refused")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := api.Run(ctx, cfg, logger, nil); err != nil {
+	// One stage: the server answers the requests in hand, then its ClickHouse
+	// connection closes (api.Run does both).
+	err = lifecycle.Run(ctx, logger, lifecycle.Stage{Name: "api", Drain: 30 * time.Second, Components: []lifecycle.Component{
+		{Name: "api", Run: func(ctx context.Context) error { return api.Run(ctx, cfg, logger, nil) }}}})
+	if err != nil {
 		logger.Error("api stopped", "err", err)
 		return 1
 	}
@@ -74,7 +107,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 type keysFlag struct{ p *[]api.KeyConfig }
 
 func (k keysFlag) String() string {
-	if k.p == nil {
+	if k.p == nil || len(*k.p) == 0 {
 		return ""
 	}
 	return fmt.Sprintf("%d keys", len(*k.p))
