@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"fleetmeter/api"
@@ -84,20 +85,31 @@ func TestMetricsPassPromlint(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	for _, f := range families {
-		names[f.GetName()] = true
-	}
-	for _, want := range []string{"fleetmeter_build_info", "fleetmeter_ready", "fleetmeter_mediator_accepted_total",
-		"fleetmeter_rater_tenant_records_total", "fleetmeter_loader_insert_seconds", "fleetmeter_kafka_consumer_lag",
-		"fleetmeter_kafka_connects_total", "fleetmeter_tariff_info", "fleetmeter_period_close_overdue"} {
-		if !names[want] {
-			t.Errorf("%s not gathered", want)
+	// The consumer lag is reported once the groups' coordinator answers.
+	var families []*dto.MetricFamily
+	var missing []string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if families, err = reg.Gather(); err != nil {
+			t.Fatal(err)
 		}
+		names := map[string]bool{}
+		for _, f := range families {
+			names[f.GetName()] = true
+		}
+		missing = missing[:0]
+		for _, want := range []string{"fleetmeter_build_info", "fleetmeter_ready", "fleetmeter_mediator_accepted_total",
+			"fleetmeter_rater_tenant_records_total", "fleetmeter_loader_insert_seconds", "fleetmeter_kafka_consumer_lag",
+			"fleetmeter_kafka_connects_total", "fleetmeter_tariff_info", "fleetmeter_period_close_overdue"} {
+			if !names[want] {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("not gathered: %v", missing)
 	}
 	problems, err := promlint.NewWithMetricFamilies(families).Lint()
 	if err != nil {
