@@ -114,6 +114,11 @@ kafka:
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FLEETMETER_CLICKHOUSE_PASSWORD_FILE", pw)
 	cfg := defaultStandalone()
 	spec := standaloneSpec(&cfg)
 	spec.Validate = nil // the files named do not exist here
@@ -128,6 +133,27 @@ kafka:
 		"/etc/fleetmeter/devices.yaml 0.0.0.0:8480 [k1:9092 k2:9092] [ch:9000] 6"
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	if cfg.ClickHouse.Password != "s3cret" {
+		t.Fatalf("FLEETMETER_CLICKHOUSE_PASSWORD_FILE: password %q", cfg.ClickHouse.Password)
+	}
+}
+
+// Each subcommand lists its own flags: the standalone's keys (and the old flags) but not
+// the load test's, and the other way round.
+func TestStandaloneHelpListsItsFlags(t *testing.T) {
+	_, standalone, _ := dispatch("standalone", "--help")
+	_, load, _ := dispatch("load", "--help")
+	for _, s := range []string{"--http.keys yaml", "--mqtt.registry-file", "--registry string", "--coap.dtls-listen",
+		"--clickhouse.password-file FILE", "env FLEETMETER_CLICKHOUSE_PASSWORD", "--api.keys"} {
+		if !strings.Contains(standalone, s) {
+			t.Errorf("standalone --help lacks %q", s)
+		}
+	}
+	for _, s := range []string{"-records", "-overlap"} {
+		if strings.Contains(standalone, s) || !strings.Contains(load, s) {
+			t.Errorf("%s: in standalone --help, or missing from load --help", s)
+		}
 	}
 }
 
