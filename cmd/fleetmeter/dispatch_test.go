@@ -150,7 +150,7 @@ func TestStandaloneHelpListsItsFlags(t *testing.T) {
 			t.Errorf("standalone --help lacks %q", s)
 		}
 	}
-	for _, s := range []string{"-records", "-overlap"} {
+	for _, s := range []string{"-cpuprofile", "-overlap"} {
 		if strings.Contains(standalone, s) || !strings.Contains(load, s) {
 			t.Errorf("%s: in standalone --help, or missing from load --help", s)
 		}
