@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,10 +31,10 @@ func TestDashboardQueriesOnStandalone(t *testing.T) {
 	}
 	promBin := tool(t, "prometheus")
 	dir := t.TempDir()
-	_, ready := startStandalone(t, "--data", filepath.Join(dir, "data"), "--simulate", "6", "--interval", "500ms",
+	p, ready := startStandalone(t, "--data", filepath.Join(dir, "data"), "--simulate", "6", "--interval", "500ms",
 		"--log-level", "warn")
-	if ready["metrics"] == "" {
-		t.Fatalf("ready line names no metrics address: %v", ready)
+	if ready["metrics"] == "" || ready["api"] == "" {
+		t.Fatalf("ready line names no metrics or api address: %v", ready)
 	}
 
 	// One input refused, so the rejection panels have something to show.
@@ -48,15 +47,21 @@ func TestDashboardQueriesOnStandalone(t *testing.T) {
 		t.Fatalf("unauthenticated ingest: status %d, want 401", resp.StatusCode)
 	}
 
+	// One usage API query, so its panels have something to show.
+	now := time.Now().UTC()
+	apiQuery(t, p, ready["api"], "/v1/periods?from="+now.Add(-time.Hour).Format(time.RFC3339)+"&to="+
+		now.Add(time.Hour).Format(time.RFC3339))
+
 	lintExposition(t, "http://"+ready["metrics"]+"/metrics")
+	lintExposition(t, "http://"+ready["api"]+"/metrics")
 
 	port := freePort(t)
 	cfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:
   - job_name: fleetmeter
-    static_configs: [{targets: [%q]}]
-`, ready["metrics"])), 0o644); err != nil {
+    static_configs: [{targets: [%q, %q]}]
+`, ready["metrics"], ready["api"])), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	promAddr := addr(port)
@@ -67,13 +72,11 @@ scrape_configs:
 
 	// A few scrapes, so rates over them have two samples and more.
 	for {
-		if n, err := promQuery(ctx, promAddr, `count_over_time(up{job="fleetmeter"}[1m])`); err == nil && n == 1 {
-			if v, _ := promValue(ctx, promAddr, `count_over_time(up{job="fleetmeter"}[1m])`); v >= 4 {
-				break
-			}
+		if n, err := promQuery(ctx, promAddr, `count_over_time(up{job="fleetmeter"}[1m]) >= 4`); err == nil && n == 2 {
+			break
 		}
 		if ctx.Err() != nil {
-			t.Fatal("prometheus did not scrape the standalone 4 times")
+			t.Fatal("prometheus did not scrape the standalone and its api 4 times each")
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -124,6 +127,35 @@ scrape_configs:
 	chctx, chcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer chcancel()
 	checkClickHouseQueries(t, chctx, ready["clickhouse"], password, all)
+}
+
+// apiQuery asks the usage API for path with the first simulated tenant's key, which the
+// standalone printed.
+func apiQuery(t *testing.T, p *proc, apiAddr, path string) {
+	t.Helper()
+	prefix := "api key " + sim.Tenants[0] + ": "
+	var key string
+	for _, line := range strings.Split(p.output(), "\n") {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			key, _, _ = strings.Cut(rest, " ")
+		}
+	}
+	if key == "" {
+		t.Fatalf("the standalone printed no api key for %s", sim.Tenants[0])
+	}
+	req, err := http.NewRequest(http.MethodGet, "http://"+apiAddr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("api %s: status %d", path, resp.StatusCode)
+	}
 }
 
 // lintExposition runs promlint over everything url exposes.
@@ -182,16 +214,6 @@ func promQuery(ctx context.Context, promAddr, query string) (int, error) {
 		return 0, err
 	}
 	return len(r.Data.Result), nil
-}
-
-// promValue returns the value of the first series query yields.
-func promValue(ctx context.Context, promAddr, query string) (float64, error) {
-	r, err := promGet(ctx, promAddr, query)
-	if err != nil || len(r.Data.Result) == 0 {
-		return 0, err
-	}
-	s, _ := r.Data.Result[0].Value[1].(string)
-	return strconv.ParseFloat(s, 64)
 }
 
 // checkClickHouseQueries runs every ClickHouse query of the dashboards, with the
