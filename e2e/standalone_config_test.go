@@ -31,11 +31,12 @@ func standaloneClickHouse(t testing.TB, ready map[string]string) clickhouse.Conf
 }
 
 // TestStandaloneConfigFile runs `fleetmeter standalone --config FILE` as a small
-// deployment: the tenants' own HTTP keys, a device registry, fixed ports (one given by an
-// environment variable). It must listen where told, accept a configured key and refuse
-// the demo keys, admit a registered device and refuse a wrong password, and its ClickHouse
-// must refuse a client without the generated password and serve one with it, which finds
-// the posted record rated.
+// deployment: the tenants' own HTTP keys, a device registry, CoAP over DTLS without dev
+// mode, fixed ports (one given by an environment variable). It must listen where told,
+// accept a configured key and refuse the demo keys, admit a registered MQTT device and
+// refuse a wrong password, take a DTLS device's report, and its ClickHouse must refuse a
+// client without the generated password and serve one with it, which finds the posted
+// record rated.
 func TestStandaloneConfigFile(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -49,7 +50,12 @@ func TestStandaloneConfigFile(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	httpAddr, mqttAddr, coapAddr, apiAddr := addr(freePort(t)), addr(freePort(t)), addr(freeUDPPorts(t, 1)[0]), addr(freePort(t))
+	const pskIdentity, psk = "meter-1@config-test", "s3cret-meter-1"
+	coapReg := filepath.Join(dir, "coap-devices.yaml")
+	writeFile(t, coapReg, []byte(fmt.Sprintf("strict: true\ndevices:\n  - {tenant: %s, device: meter-1, coap_psk_identity: %q, coap_psk: %q}\n",
+		dev.Tenant, pskIdentity, psk)))
+	udp := freeUDPPorts(t, 2)
+	httpAddr, mqttAddr, coapAddr, dtlsAddr, apiAddr := addr(freePort(t)), addr(freePort(t)), addr(udp[0]), addr(udp[1]), addr(freePort(t))
 	conf := filepath.Join(dir, "fleetmeter.yaml")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`data: %s
 log_level: warn
@@ -62,7 +68,10 @@ mqtt:
   registry_file: %s
 coap:
   listen: %s
-`, filepath.Join(dir, "data"), httpAddr, keyFile, dev.Tenant, mqttAddr, regFile, coapAddr)), 0o600); err != nil {
+  dtls_listen: %s
+  registry_file: %s
+  dev_mode: false
+`, filepath.Join(dir, "data"), httpAddr, keyFile, dev.Tenant, mqttAddr, regFile, coapAddr, dtlsAddr, coapReg)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("FLEETMETER_API_LISTEN", apiAddr)
@@ -100,6 +109,12 @@ coap:
 	if tok := paho.NewClient(opts).Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
 		t.Error("MQTT: a wrong password was admitted")
 	}
+
+	// CoAP over DTLS: the PSK identity names the device; 2.04 once Kafka has the record.
+	now := time.Now().UTC()
+	wantCoAP(t, ctx, tool(t, "coap-client-openssl"), "2.04", "-u", pskIdentity, "-k", psk, "-m", "post", "-t", "50", "-e",
+		fmt.Sprintf(`{"id":"d-1","ts":%q,"end":%q,"bytes_up":77,"duration_ms":30000}`, now.Format(time.RFC3339), now.Format(time.RFC3339)),
+		"coaps://"+dtlsAddr+"/usage")
 
 	chcfg := standaloneClickHouse(t, ready)
 	anon := chcfg
