@@ -44,6 +44,7 @@ type Report struct {
 
 type scalePoint struct {
 	X                 float64
+	Records           int
 	Pipeline, Raw     []float64
 	RaterRSS, Devices []float64
 }
@@ -96,15 +97,22 @@ func RunReport(ctx context.Context, cfg ReportConfig) (*Report, error) {
 	}
 
 	// 3. Scale: `fleetmeter load` (rater state and loader at scale) by devices, by partitions.
-	devs, parts, records := []int{10_000, 100_000, 1_000_000}, []int32{1, 4, 8, 32}, 1_000_000
+	devs, parts, records := []int{10_000, 100_000, 1_000_000}, []int32{1, 4, 32}, 1_000_000
 	scaleRounds := cfg.Rounds
 	if cfg.Short {
 		devs, parts, records = []int{1_000, 5_000}, []int32{1, 4}, 10_000
 	}
+	// One ClickHouse for every scale run (each drops and recreates its databases).
+	ch, err := StartClickHouse(ctx, filepath.Join(work, "scale-clickhouse"), logger)
+	if err != nil {
+		return nil, err
+	}
+	defer ch.Stop()
+	chAddr := ch.NativeAddr()
 	for _, d := range devs {
 		pt := scalePoint{X: float64(d)}
 		for range scaleRounds {
-			if err := scaleRun(ctx, cfg, filepath.Join(work, "scale"), max(records, d), d, 4, logger, &pt, progress); err != nil {
+			if err := scaleRun(ctx, cfg, filepath.Join(work, "scale"), chAddr, max(records, d), d, 4, logger, &pt, progress); err != nil {
 				return nil, err
 			}
 		}
@@ -113,7 +121,7 @@ func RunReport(ctx context.Context, cfg ReportConfig) (*Report, error) {
 	for _, p := range parts {
 		pt := scalePoint{X: float64(p)}
 		for range scaleRounds {
-			if err := scaleRun(ctx, cfg, filepath.Join(work, "scale"), records/2, 10_000, p, logger, &pt, progress); err != nil {
+			if err := scaleRun(ctx, cfg, filepath.Join(work, "scale"), chAddr, records/2, 10_000, p, logger, &pt, progress); err != nil {
 				return nil, err
 			}
 		}
@@ -167,11 +175,12 @@ func runFleet(ctx context.Context, root, dir string, cfg ReportConfig, devices i
 	return nil
 }
 
-func scaleRun(ctx context.Context, cfg ReportConfig, dir string, records, devices int, partitions int32, logger *slog.Logger,
+func scaleRun(ctx context.Context, cfg ReportConfig, dir, chAddr string, records, devices int, partitions int32, logger *slog.Logger,
 	pt *scalePoint, progress func(string, ...any)) error {
 	_ = os.RemoveAll(dir)
 	lc := DefaultLoad()
 	lc.Records, lc.Devices, lc.Partitions, lc.Data, lc.Stall = records, devices, partitions, dir, 90*time.Second
+	lc.ClickHouse = chAddr
 	if len(cfg.Self) > 0 {
 		lc.RaterCommand = append(slices.Clone(cfg.Self), "load-rater")
 	}
@@ -181,6 +190,7 @@ func scaleRun(ctx context.Context, cfg ReportConfig, dir string, records, device
 	}
 	raw, _ := res.Stage("raw insert")
 	pipe, _ := res.Stage("rater+loader")
+	pt.Records = records
 	pt.Pipeline = append(pt.Pipeline, pipe.Rate())
 	pt.Raw = append(pt.Raw, raw.Rate())
 	pt.RaterRSS = append(pt.RaterRSS, float64(res.Rater.PeakRSS))

@@ -201,13 +201,13 @@ func (r *Report) write(cfg ReportConfig) error {
 	w("| devices | records | pipeline records/s | raw insert records/s | ratio | rater peak RSS |\n|---|---|---|---|---|---|\n")
 	for _, p := range r.Devices {
 		pp, rr := summarize(p.Pipeline), summarize(p.Raw)
-		w("| %.0f | %s | %s | %s | %.2f | %.0f MB |\n", p.X, "≥ devices", fmtStats(pp, ""), fmtStats(rr, ""), pp.Med/rr.Med, summarize(p.RaterRSS).Med/1e6)
+		w("| %.0f | %d | %s | %s | %.2f | %.0f MB |\n", p.X, p.Records, fmtStats(pp, ""), fmtStats(rr, ""), pp.Med/rr.Med, summarize(p.RaterRSS).Med/1e6)
 	}
 	w("\n![throughput vs partitions](%s)\n\n", rel("partitions.svg"))
-	w("| partitions | pipeline records/s | raw insert records/s | ratio |\n|---|---|---|---|\n")
+	w("| partitions | records | pipeline records/s | raw insert records/s | ratio |\n|---|---|---|---|---|\n")
 	for _, p := range r.Partitions {
 		pp, rr := summarize(p.Pipeline), summarize(p.Raw)
-		w("| %.0f | %s | %s | %.2f |\n", p.X, fmtStats(pp, ""), fmtStats(rr, ""), pp.Med/rr.Med)
+		w("| %.0f | %d | %s | %s | %.2f |\n", p.X, p.Records, fmtStats(pp, ""), fmtStats(rr, ""), pp.Med/rr.Med)
 	}
 	w("\n")
 	r.writeComparison(&b)
