@@ -41,8 +41,8 @@ const CloseTimeout = 30 * time.Second
 
 // Run starts every component at once and runs them until ctx ends or one of them
 // returns. Then it stops the stages in the order given, each after the one before has
-// returned, and calls every Close in the same order. It returns the first error of a
-// component (a drain deadline missed is one), or nil.
+// returned, and calls every Close in the same order. It returns the errors of the
+// components (a drain deadline missed is one) and of the Closes, joined, or nil.
 func Run(ctx context.Context, logger *slog.Logger, stages ...Stage) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
