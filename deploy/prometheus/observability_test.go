@@ -169,3 +169,24 @@ func checkNames(t *testing.T, where, expr string) {
 		}
 	}
 }
+
+var definedName = regexp.MustCompile(`(?:Name:\s*|NewDesc\(\s*)"(fleetmeter_[a-z_]+)"`)
+
+// Every metric the code defines is in the README's table, so operators find them all.
+func TestREADMEListsEveryMetric(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	found := 0
+	for _, m := range definedName.FindAllStringSubmatch(sources, -1) {
+		found++
+		if !strings.Contains(readme, "`"+m[1]+"`") {
+			t.Errorf("README.md does not list %s", m[1])
+		}
+	}
+	if found < 20 {
+		t.Fatalf("only %d metric definitions found in the code", found)
+	}
+}
