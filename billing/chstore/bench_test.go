@@ -60,7 +60,7 @@ func benchStore(b *testing.B) (*chstore.Store, string, int) {
 			return
 		}
 		n := benchRowCount()
-		benchOnce.st, benchOnce.cs, benchOnce.db, benchOnce.n = st, chstore.New(st.Conn(), cfg.Database), cfg.Database, n
+		benchOnce.st, benchOnce.cs, benchOnce.db, benchOnce.n = st, chstore.New(st.Conn(), cfg.Database).Final(true), cfg.Database, n
 		if keep {
 			var have uint64
 			if err := st.Conn().QueryRow(ctx, "SELECT count() FROM "+db+".rated_seen").Scan(&have); err != nil {

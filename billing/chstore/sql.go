@@ -39,25 +39,36 @@ const never = "toUInt32(4294967295)"
 // the second its first copy was stored, and for a device_fee the later of that and its
 // period's adjustment's (never while there is none). Both are minima over rows that are
 // only ever added, so e does not change once what it depends on is stored.
-func seenSQL(db, where, tenant string) string {
+//
+// With final, the copies of a key are collapsed by FINAL (rated_seen keeps the least seen
+// of equal keys) rather than GROUP BY: twice as fast, and exact where every copy of a key
+// lies in one table (a single node; see Store.Final). where must then hold only
+// conditions that are the same for every copy of a key (of tenant, record_id and what the
+// view derives from them: charge, period), so filtering before the merge equals after it.
+func seenSQL(db, where, tenant string, final bool) string {
 	adjWhere := "charge = 'adjustment'"
 	if tenant != "" {
 		adjWhere += " AND tenant = " + quote(tenant)
 	}
 	// The aggregates are renamed (k_*): an alias equal to a column name would replace the
 	// column in where.
-	return "SELECT tenant, record_id, if(k_charge = 'device_fee', if(adj_found = 1, greatest(first, adj_first), " + never + "), first) AS e\n" +
-		"FROM (\n" +
-		"SELECT tenant, record_id, any(charge) AS k_charge, any(period) AS k_period, min(toUInt32(seen)) AS first\n" +
+	first := "SELECT tenant, record_id, any(charge) AS k_charge, any(period) AS k_period, min(toUInt32(seen)) AS first\n" +
 		"FROM " + db + ".rated_seen\n" +
 		"WHERE " + where + "\n" +
-		"GROUP BY tenant, record_id\n" +
-		") ANY LEFT JOIN (\n" +
+		"GROUP BY tenant, record_id\n"
+	if final {
+		first = "SELECT tenant, record_id, charge AS k_charge, period AS k_period, toUInt32(seen) AS first\n" +
+			"FROM " + db + ".rated_seen FINAL\n" +
+			"WHERE " + where + "\n"
+	}
+	return "SELECT tenant, record_id, if(k_charge = 'device_fee', if(adj_found = 1, greatest(first, adj_first), " + never + "), first) AS e\n" +
+		"FROM (\n" + first +
+		") AS k ANY LEFT JOIN (\n" +
 		"SELECT tenant, period AS k_period, min(toUInt32(seen)) AS adj_first, toUInt8(1) AS adj_found\n" +
 		"FROM " + db + ".rated_seen\n" +
 		"WHERE " + adjWhere + "\n" +
 		"GROUP BY tenant, period\n" +
-		") USING (tenant, k_period)"
+		") AS a USING (tenant, k_period)"
 }
 
 // ExportSpanQuery counts stored copies per second of seen in [After.Seen, UpTo]: the
@@ -75,6 +86,52 @@ func ExportSpanQuery(db string, req billing.ExportRequest) string {
 		") ORDER BY s"
 }
 
+// ExportBoundsQuery returns the least and greatest record_id of the copies stored in
+// [After.Seen, UpTo] and how many of them are adjustments. The page's keys query and data
+// read are narrowed to that range of record_id (and FeeBoundsQuery's): every key whose e
+// lies in the range has a copy stored in it (or is a fee of an adjustment stored in it),
+// and all copies of a key share its record_id. The range lets ClickHouse skip the granules
+// of rated_seen and rated_usage (sorted by tenant, record_id) outside it; where record_ids
+// grow with time (sequences, time-ordered ids) a page reads about its own rows, else it
+// still scans the keys of the whole table.
+func ExportBoundsQuery(db string, req billing.ExportRequest) string {
+	scope := ""
+	if req.Tenant != "" {
+		scope = "tenant = " + quote(req.Tenant) + " AND "
+	}
+	return "SELECT min(record_id), max(record_id), countIf(charge = 'adjustment') FROM " + db + ".rated_seen\n" +
+		"WHERE " + scope + "toUInt32(seen) >= " + num(req.After.Seen) + " AND toUInt32(seen) <= " + num(req.UpTo)
+}
+
+// FeeBoundsQuery returns the least and greatest record_id of the device fees whose
+// period's adjustment has a copy stored in [After.Seen, UpTo] (asked only when there is
+// one: ExportBoundsQuery counts them).
+func FeeBoundsQuery(db string, req billing.ExportRequest) string {
+	scope := ""
+	if req.Tenant != "" {
+		scope = "tenant = " + quote(req.Tenant) + " AND "
+	}
+	return "SELECT min(record_id), max(record_id) FROM " + db + ".rated_seen\n" +
+		"WHERE " + scope + "charge = 'device_fee' AND (tenant, period) IN (SELECT tenant, period FROM " + db + ".rated_seen WHERE " +
+		scope + "charge = 'adjustment' AND toUInt32(seen) >= " + num(req.After.Seen) + " AND toUInt32(seen) <= " + num(req.UpTo) + ")"
+}
+
+// KeyRange is where a page's record_ids lie: [Lo, Hi], or also [FeeLo, FeeHi] when
+// HasFees. The zero KeyRange admits only record_id ''.
+type KeyRange struct {
+	Lo, Hi       string
+	FeeLo, FeeHi string
+	HasFees      bool
+}
+
+func (k KeyRange) sql() string {
+	c := "record_id >= " + quote(k.Lo) + " AND record_id <= " + quote(k.Hi)
+	if k.HasFees {
+		c = "(" + c + " OR record_id >= " + quote(k.FeeLo) + " AND record_id <= " + quote(k.FeeHi) + ")"
+	}
+	return c
+}
+
 // keyHash is a record's key as one UInt64. The export's sets of keys hold it rather than
 // the (tenant, record_id) strings: a set of a million string tuples costs ClickHouse
 // seconds to build and probe, one of UInt64 a fraction of the read. A set of hashes only
@@ -87,12 +144,13 @@ const keyHash = "cityHash64(tenant, record_id)"
 // range: e cannot land there otherwise (when the range is all there is, every record is a
 // candidate: whole). The candidates are chosen by hash, so a few more may be grouped; e,
 // computed over all their copies, decides.
-func ExportKeysQuery(db string, req billing.ExportRequest, whole bool) string {
+func ExportKeysQuery(db string, req billing.ExportRequest, whole bool, keys KeyRange, final bool) string {
 	a, w := num(req.After.Seen), num(req.UpTo)
 	scope := ""
 	if req.Tenant != "" {
 		scope = "tenant = " + quote(req.Tenant) + " AND "
 	}
+	scope += keys.sql() + " AND "
 	cand := scope + "1"
 	if !whole {
 		inRange := "toUInt32(seen) >= " + a + " AND toUInt32(seen) <= " + w
@@ -101,7 +159,7 @@ func ExportKeysQuery(db string, req billing.ExportRequest, whole bool) string {
 			scope + "charge = 'adjustment' AND " + inRange + ")))"
 	}
 	t, r := quote(req.After.Tenant), quote(req.After.RecordID)
-	return "SELECT tenant, record_id, e, " + keyHash + " AS h FROM (\n" + seenSQL(db, cand, req.Tenant) + "\n)\n" +
+	return "SELECT tenant, record_id, e, " + keyHash + " AS h FROM (\n" + seenSQL(db, cand, req.Tenant, final) + "\n)\n" +
 		"WHERE e <= " + w + " AND (e > " + a + " OR e = " + a + " AND (tenant > " + t + " OR tenant = " + t + " AND record_id > " + r + "))\n" +
 		"ORDER BY e, tenant, record_id\n" +
 		"LIMIT " + strconv.Itoa(req.Limit)
@@ -113,10 +171,10 @@ func ExportKeysQuery(db string, req billing.ExportRequest, whole bool) string {
 // (least rated_time_ms, as clickhouse.RecordsQuery's LIMIT 1 BY). Copies are few, and
 // choosing in Go spares the server a sort or GROUP BY of whole rows (ten times the cost
 // of the read here).
-func ExportDataQuery(db, tenant, keys string) string {
-	scope := ""
+func ExportDataQuery(db, tenant string, keyRange KeyRange, keys string) string {
+	scope := keyRange.sql() + " AND "
 	if tenant != "" {
-		scope = "tenant = " + quote(tenant) + " AND "
+		scope = "tenant = " + quote(tenant) + " AND " + scope
 	}
 	return "SELECT " + strings.Join(clickhouse.RecordColumns, ", ") + ", " + keyHash + " AS h\n" +
 		"FROM " + db + ".rated_usage\n" +
@@ -147,7 +205,7 @@ func LinesQuery(db, tenant, period string, start, end, after, upTo int64) string
 		"WHERE tenant = " + ten + " AND start_time >= toDateTime(" + num(start/1000) + ") AND start_time < toDateTime(" + num((end+999)/1000) + ")" +
 		" AND start_time_ms >= " + num(start) + " AND start_time_ms < " + num(end) + "\n" +
 		"GROUP BY tenant, record_id\n" +
-		") ANY INNER JOIN (\n" + seenSQL(db, seenWhere, tenant) + "\n) USING (tenant, record_id)\n" +
+		") AS r ANY INNER JOIN (\n" + seenSQL(db, seenWhere, tenant, false) + "\n) AS s USING (tenant, record_id)\n" +
 		"WHERE e > " + num(after) + " AND e <= " + num(upTo) + "\n" +
 		"GROUP BY charge, tariff, zone, mobility, offer, currency, dim, unit_fee\n" +
 		"ORDER BY charge = 'adjustment', charge = 'device_fee', tariff, zone, mobility, offer, currency, dim, unit_fee"

@@ -24,7 +24,7 @@ func NewHandler(st *clickhouse.Store, cfg billing.Config, caller billing.CallerF
 	if err != nil {
 		return nil, err
 	}
-	cs := New(st.Conn(), st.Schema().Database)
+	cs := New(st.Conn(), st.Schema().Database).Final(st.Schema().Cluster == "")
 	return billing.NewHandler(billing.NewExporter(cs, signer, cfg.Lag, cfg.MaxLimit), inv, caller, log), nil
 }
 
