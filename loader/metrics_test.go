@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -70,4 +71,38 @@ func (d *dtoMetric) histCount(t *testing.T, m prometheus.Metric) uint64 {
 	}
 	d.sum = pb.GetHistogram().GetSampleSum()
 	return pb.GetHistogram().GetSampleCount()
+}
+
+// BenchmarkPerRecord compares what the delay histogram adds per loaded record with the
+// decoding every record already costs (run together: the ratio is what to read).
+func BenchmarkPerRecord(b *testing.B) {
+	const n = 5000
+	var recs []record.Rated
+	now := time.Now().UnixMilli()
+	for i := range n {
+		recs = append(recs, record.Rated{Usage: record.Usage{EventID: fmt.Sprintf("e%d", i), Tenant: "t", Device: "d",
+			Source: "mqtt", ReceivedTime: now - int64(i)}, RecordID: fmt.Sprintf("e%d", i), Charge: record.ChargeUsage,
+			Currency: "EUR", Amount: 1, RatedTime: 1})
+	}
+	buf, err := record.NewRatedEncoder().Encode(nil, recs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("step=decode", func(b *testing.B) {
+		var into []record.Rated
+		for b.Loop() {
+			if into, err = record.DecodeRated(buf, into[:0]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+	})
+	b.Run("step=observe_delay", func(b *testing.B) {
+		l := New(nil, nil, nil, nil)
+		b.ReportAllocs()
+		for b.Loop() {
+			l.observeDelay(recs)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+	})
 }

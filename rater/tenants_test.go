@@ -75,3 +75,31 @@ func TestTenantLabelsBounded(t *testing.T) {
 		t.Fatalf("t000: %v records, want 2", got)
 	}
 }
+
+// BenchmarkTenantSums is the per-record cost of the per-tenant sums, beside rating the
+// same records (run together: the ratio is what to read).
+func BenchmarkTenantSums(b *testing.B) {
+	_, us := genUsage(3, 200, 5000, 1)
+	e := rating.NewEngine(testSet(b), rating.Options{Now: func() int64 { return 1 }})
+	out := e.RateBatch(rating.NewState(), us, nil, nil)
+	b.Run("step=rate", func(b *testing.B) {
+		var into []record.Rated
+		for b.Loop() {
+			st := rating.NewState()
+			into = e.RateBatch(st, us, into[:0], nil)
+			st.Release()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(us)), "ns/record")
+	})
+	b.Run("step=tenant_sums", func(b *testing.B) {
+		var s tenantSums
+		b.ReportAllocs()
+		for b.Loop() {
+			s.reset()
+			for i := range out {
+				s.add(&out[i])
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(out)), "ns/record")
+	})
+}
