@@ -117,7 +117,7 @@ func FeeBoundsQuery(db string, req billing.ExportRequest) string {
 }
 
 // KeyRange is where a page's record_ids lie: [Lo, Hi], or also [FeeLo, FeeHi] when
-// HasFees. The zero KeyRange admits only record_id ”.
+// HasFees. The zero KeyRange admits only the empty record_id.
 type KeyRange struct {
 	Lo, Hi       string
 	FeeLo, FeeHi string
