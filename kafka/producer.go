@@ -51,8 +51,6 @@ type Producer struct {
 	closed  bool
 
 	failed sync.WaitGroup // completions of chunks that failed before they were produced
-	stop   chan struct{}
-	done   chan struct{}
 	// ctx is what every Produce call runs under. kgo's Produce blocks while its buffer is
 	// full (Kafka unreachable), and a flush does so holding mu; Close cancels ctx once its
 	// own deadline passes, which fails the blocked records (their callers acknowledge
@@ -67,6 +65,10 @@ type partBuf struct {
 	waiters []span
 	bytes   int // estimated encoded size of recs: decides when to flush, bounds nothing
 	first   time.Time
+	// linger flushes the buffer Config.Linger after its first record came in: one timer
+	// per partition, armed by the record that finds the buffer empty, so a record waits
+	// the linger and no longer, and an idle producer does not wake up.
+	linger *time.Timer
 }
 
 // span is one waiter's records in a partition buffer: from start up to the next span's
@@ -119,7 +121,7 @@ func (w *waiter) finish(err error) {
 	}
 }
 
-// NewProducer connects, creates the topics if absent and starts the linger loop.
+// NewProducer connects and creates the topics if absent.
 func NewProducer(ctx context.Context, cfg Config, logger *slog.Logger) (*Producer, error) {
 	return newProducer(ctx, cfg, logger, MaxMessageBytes)
 }
@@ -151,10 +153,9 @@ func newProducer(ctx context.Context, cfg Config, logger *slog.Logger, maxBytes 
 		return nil, err
 	}
 	p := &Producer{cl: cl, cfg: cfg, parts: counts[TopicUsage], rparts: counts[TopicRejected], maxBytes: maxBytes,
-		logger: logger, enc: record.NewUsageEncoder(), stop: make(chan struct{}), done: make(chan struct{})}
+		logger: logger, enc: record.NewUsageEncoder()}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.bufs = make([]partBuf, p.parts)
-	go p.lingerLoop()
 	return p, nil
 }
 
@@ -186,6 +187,7 @@ func (p *Producer) Enqueue(recs []record.Usage, done func(error)) {
 		b := &p.bufs[part]
 		if len(b.recs) == 0 {
 			b.first = time.Now()
+			p.armLocked(part)
 		}
 		if n := len(b.waiters); n == 0 || b.waiters[n-1].w != w {
 			b.waiters = append(b.waiters, span{w: w, start: len(b.recs)})
@@ -285,24 +287,31 @@ func finishAll(spans []span, err error) {
 	}
 }
 
-func (p *Producer) lingerLoop() {
-	defer close(p.done)
-	tick := time.NewTicker(max(p.cfg.Linger/2, time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case now := <-tick.C:
-			p.mu.Lock()
-			for part := range p.bufs {
-				if b := &p.bufs[part]; len(b.recs) > 0 && now.Sub(b.first) >= p.cfg.Linger {
-					p.flushLocked(int32(part))
-				}
-			}
-			p.mu.Unlock()
-		}
+// armLocked starts the linger of partition part's buffer, which just took its first record.
+func (p *Producer) armLocked(part int32) {
+	b := &p.bufs[part]
+	if b.linger == nil {
+		b.linger = time.AfterFunc(p.cfg.Linger, func() { p.lingerDone(part) })
+		return
 	}
+	b.linger.Reset(p.cfg.Linger)
+}
+
+// lingerDone flushes partition part's buffer once its first record has waited
+// Config.Linger. The timer may be late for a buffer flushed meanwhile (full) and filled
+// again: then it waits out the new first record's linger.
+func (p *Producer) lingerDone(part int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := &p.bufs[part]
+	if len(b.recs) == 0 {
+		return
+	}
+	if wait := p.cfg.Linger - time.Since(b.first); wait > 0 {
+		b.linger.Reset(wait)
+		return
+	}
+	p.flushLocked(part)
 }
 
 // EnqueueRejects writes rejections to topic rejected, one JSON object per message keyed
@@ -348,10 +357,11 @@ func (p *Producer) Close(ctx context.Context) error {
 	p.closed = true
 	for part := range p.bufs {
 		p.flushLocked(int32(part))
+		if b := &p.bufs[part]; b.linger != nil {
+			b.linger.Stop() // one already running finds the buffer empty
+		}
 	}
 	p.mu.Unlock()
-	close(p.stop)
-	<-p.done
 	err := p.cl.Flush(ctx)
 	p.failed.Wait()
 	p.cl.Close() // fails whatever kgo still holds: unacknowledged, so no caller acknowledges it

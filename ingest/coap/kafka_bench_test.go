@@ -1,0 +1,184 @@
+package coap
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	coapNet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"fleetmeter/kafka"
+)
+
+// BenchmarkCoAPKafka is BenchmarkCoAP end to end: the collector's sink is the real Kafka
+// producer (package kafka, default configuration) on an in-process kfake broker, so a
+// device gets its 2.04 only after Kafka acknowledged its record. Beside it, bare go-coap
+// answering 2.04 at once. The two take turns in rounds of a few thousand requests, so
+// both see the same machine load: ratio is the collector's req/s over the bare server's,
+// cpu-ratio the same from the CPU time the process spent per request (clients, servers,
+// the broker, GC), which other load on the machine does not change. records/message is
+// how many records the sink put in a Kafka message. b.N counts the requests of each.
+//
+// Each client waits for its answer before it sends again, so with few clients the
+// collector's rate is clients / acknowledgement latency, and that latency holds the
+// sink's linger (kafka.linger, 2 ms by default, which is what makes batches): 64 clients
+// measure the latency, 512 the capacity. A fleet is many devices each sending now and
+// then; 512 concurrent devices are still a small one.
+//
+//	go test -run '^$' -bench CoAPKafka -benchtime 20000x -count 5 ./ingest/coap/
+func BenchmarkCoAPKafka(b *testing.B) {
+	for _, clients := range []int{benchClients, 128, 256} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) { benchCoAPKafka(b, clients) })
+	}
+}
+
+func benchCoAPKafka(b *testing.B, clients int) {
+	l, err := coapNet.NewListenUDP("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := udp.NewServer(options.WithHandlerFunc(func(w *responseWriter, _ *pool.Message) {
+		_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
+	}))
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Stop()
+
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cluster.Close()
+	kcfg := kafka.DefaultConfig()
+	kcfg.Brokers = cluster.ListenAddrs()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	prod, err := kafka.NewProducer(ctx, kcfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prod.Close(context.Background())
+	col, err := New(devConfig(), prod, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- col.Run(ctx) }()
+	<-col.Ready()
+	defer func() { cancel(); <-done }()
+
+	loads := []*coapLoad{newCoAPLoad(b, col.Addr(), clients), newCoAPLoad(b, l.LocalAddr().String(), clients)}
+	wall := make([]time.Duration, 2)
+	cpu := make([]time.Duration, 2)
+	round := 32 * clients
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n += round {
+		k := min(round, b.N-n)
+		for i, ld := range loads {
+			c0 := processCPU(b)
+			wall[i] += ld.run(k)
+			cpu[i] += processCPU(b) - c0
+		}
+	}
+	b.StopTimer()
+	for i, ld := range loads {
+		if f := ld.failed.Load(); f > 0 {
+			b.Fatalf("%s: %d requests failed, the first: %v", []string{"collector", "bare"}[i], f, ld.first.Load())
+		}
+	}
+	// Records per Kafka message: how much the sink batched.
+	if err := prod.Close(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kcfg.Brokers...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), kafka.TopicUsage)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var msgs int64
+	ends.Each(func(o kadm.ListedOffset) { msgs += o.Offset })
+	b.ReportMetric(float64(b.N)/float64(max(msgs, 1)), "records/message")
+	b.ReportMetric(float64(b.N)/wall[0].Seconds(), "req/s")
+	b.ReportMetric(float64(b.N)/wall[1].Seconds(), "bare-req/s")
+	b.ReportMetric(wall[1].Seconds()/wall[0].Seconds(), "ratio")
+	b.ReportMetric(cpu[1].Seconds()/cpu[0].Seconds(), "cpu-ratio")
+}
+
+// coapLoad is go-coap clients, one socket each, posting a JSON usage message as device
+// dev-NN of tenant bench.
+type coapLoad struct {
+	clients []*udpClient.Conn
+	bodies  [][]byte
+	paths   []string
+	failed  atomic.Int64
+	first   atomic.Value // the first failure
+}
+
+func newCoAPLoad(b *testing.B, addr string, clients int) *coapLoad {
+	ld := &coapLoad{}
+	ts := time.Now().Add(-time.Hour).UnixMilli()
+	for i := range clients {
+		cc, err := udp.Dial(addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { cc.Close() })
+		ld.clients = append(ld.clients, cc)
+		ld.bodies = append(ld.bodies, fmt.Appendf(nil, `{"seq":%d,"ts":%d,"bytes_up":1200,"bytes_down":34000,"events":3,"plmn":"262-01","rat":"NB-IoT"}`, i, ts))
+		ld.paths = append(ld.paths, fmt.Sprintf("/usage/bench/dev-%03d", i))
+	}
+	return ld
+}
+
+// run posts n messages and returns how long they took, the last answer included.
+func (ld *coapLoad) run(n int) time.Duration {
+	var next atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, cc := range ld.clients {
+		wg.Go(func() {
+			for next.Add(1) <= int64(n) {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				resp, err := cc.Post(ctx, ld.paths[i], message.AppJSON, bytes.NewReader(ld.bodies[i]))
+				cancel()
+				if err != nil || resp.Code() != codes.Changed {
+					if ld.failed.Add(1) == 1 {
+						if err == nil {
+							err = fmt.Errorf("answered %v", resp.Code())
+						}
+						ld.first.Store(err.Error())
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// processCPU is the CPU time (user and system) the process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
