@@ -220,8 +220,7 @@ func newArrowWriter(w io.Writer, parquetOut bool) (*arrowWriter, error) {
 func (a *arrowWriter) Write(recs []Exported) error {
 	for len(recs) > 0 {
 		n := min(len(recs), arrowBatch)
-		a.append(recs[:n])
-		rec := a.b.NewRecordBatch()
+		rec := a.batch(recs[:n])
 		var err error
 		if a.ipc != nil {
 			err = a.ipc.Write(rec)
@@ -237,12 +236,60 @@ func (a *arrowWriter) Write(recs []Exported) error {
 	return nil
 }
 
+// exportStrings are the string columns of ExportSchema, by index, with their fields.
+var exportStrings = []struct {
+	col   int
+	field func(*record.Rated) string
+}{
+	{0, func(r *record.Rated) string { return r.EventID }}, {1, func(r *record.Rated) string { return r.Tenant }},
+	{2, func(r *record.Rated) string { return r.Device }}, {3, func(r *record.Rated) string { return r.Source }},
+	{12, func(r *record.Rated) string { return r.PLMN }}, {13, func(r *record.Rated) string { return r.Cell }},
+	{16, func(r *record.Rated) string { return r.RAT }}, {18, func(r *record.Rated) string { return r.SliceSD }},
+	{19, func(r *record.Rated) string { return r.RecordID }}, {20, func(r *record.Rated) string { return r.Charge }},
+	{21, func(r *record.Rated) string { return r.Zone }}, {22, func(r *record.Rated) string { return r.Mobility }},
+	{23, func(r *record.Rated) string { return r.Tariff }}, {24, func(r *record.Rated) string { return r.TariffVersion }},
+	{25, func(r *record.Rated) string { return r.Offer }}, {27, func(r *record.Rated) string { return r.Currency }},
+}
+
+// batch builds one record batch of recs. String columns are laid out directly (offsets,
+// then bytes): the builder's per-value Append was half the encoding.
+func (a *arrowWriter) batch(recs []Exported) arrow.RecordBatch {
+	a.append(recs)
+	cols := make([]arrow.Array, len(ExportSchema.Fields()))
+	for _, sc := range exportStrings {
+		size := 0
+		for i := range recs {
+			size += len(sc.field(&recs[i].Rec))
+		}
+		offsets := make([]int32, len(recs)+1)
+		data := make([]byte, 0, size)
+		for i := range recs {
+			data = append(data, sc.field(&recs[i].Rec)...)
+			offsets[i+1] = int32(len(data))
+		}
+		cols[sc.col] = array.NewStringData(array.NewData(arrow.BinaryTypes.String, len(recs),
+			[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(offsets)), memory.NewBufferBytes(data)}, nil, 0, 0))
+	}
+	for i, f := range a.b.Fields() {
+		if cols[i] == nil {
+			cols[i] = f.NewArray()
+		}
+	}
+	rec := array.NewRecordBatch(ExportSchema, cols, int64(len(recs)))
+	for _, c := range cols {
+		c.Release()
+	}
+	return rec
+}
+
+// append appends the columns of recs other than the strings (batch lays those out).
 func (a *arrowWriter) append(recs []Exported) {
 	fs := a.b.Fields()
 	for _, f := range fs {
-		f.Reserve(len(recs))
+		if _, ok := f.(*array.StringBuilder); !ok {
+			f.Reserve(len(recs))
+		}
 	}
-	str := func(i int) *array.StringBuilder { return fs[i].(*array.StringBuilder) }
 	u64 := func(i int) *array.Uint64Builder { return fs[i].(*array.Uint64Builder) }
 	tsb := func(i int) *array.TimestampBuilder { return fs[i].(*array.TimestampBuilder) }
 	lat, lon := fs[14].(*array.Float64Builder), fs[15].(*array.Float64Builder)
@@ -251,10 +298,6 @@ func (a *arrowWriter) append(recs []Exported) {
 	amt := fs[28].(*array.Decimal128Builder)
 	for i := range recs {
 		r := &recs[i].Rec
-		str(0).Append(r.EventID)
-		str(1).Append(r.Tenant)
-		str(2).Append(r.Device)
-		str(3).Append(r.Source)
 		tsb(4).UnsafeAppend(arrow.Timestamp(r.StartTime))
 		tsb(5).UnsafeAppend(arrow.Timestamp(r.EndTime))
 		tsb(6).UnsafeAppend(arrow.Timestamp(r.ReceivedTime))
@@ -263,8 +306,6 @@ func (a *arrowWriter) append(recs []Exported) {
 		u64(9).UnsafeAppend(r.DurationMs)
 		u64(10).UnsafeAppend(r.Events)
 		rg.UnsafeAppend(r.RatingGroup)
-		str(12).Append(r.PLMN)
-		str(13).Append(r.Cell)
 		if r.HasPos {
 			lat.UnsafeAppend(r.Lat)
 			lon.UnsafeAppend(r.Lon)
@@ -272,22 +313,12 @@ func (a *arrowWriter) append(recs []Exported) {
 			lat.AppendNull()
 			lon.AppendNull()
 		}
-		str(16).Append(r.RAT)
 		if r.HasSlice {
 			sst.UnsafeAppend(r.SliceSST)
 		} else {
 			sst.AppendNull()
 		}
-		str(18).Append(r.SliceSD)
-		str(19).Append(r.RecordID)
-		str(20).Append(r.Charge)
-		str(21).Append(r.Zone)
-		str(22).Append(r.Mobility)
-		str(23).Append(r.Tariff)
-		str(24).Append(r.TariffVersion)
-		str(25).Append(r.Offer)
 		u64(26).UnsafeAppend(r.ActiveDevices)
-		str(27).Append(r.Currency)
 		amt.UnsafeAppend(decimal128.FromI64(int64(r.Amount)))
 		tsb(29).UnsafeAppend(arrow.Timestamp(r.RatedTime))
 	}
