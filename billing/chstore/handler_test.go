@@ -138,9 +138,13 @@ func TestRecordsFormats(t *testing.T) {
 	for rd.Next() {
 		b := rd.RecordBatch()
 		amt := b.Column(28).(*array.Decimal128)
+		ids, devs := b.Column(19).(*array.String), b.Column(2).(*array.String)
 		for i := range int(b.NumRows()) {
 			if got := amt.Value(i).ToString(6); got != want[n].Amount.String() {
 				t.Errorf("arrow row %d amount %s, want %s", n, got, want[n].Amount)
+			}
+			if ids.Value(i) != want[n].RecordID || devs.Value(i) != want[n].Device {
+				t.Errorf("arrow row %d: record_id %q device %q, want %q %q", n, ids.Value(i), devs.Value(i), want[n].RecordID, want[n].Device)
 			}
 			n++
 		}
