@@ -490,7 +490,8 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 		t0 := time.Now()
 		var spread time.Duration
 		if rate > 0 {
-			spread = time.Duration(float64(r.fleet.TickRecords(r.tick)) / rate * float64(time.Second))
+			// Over most of the tick's interval, leaving room for the last acknowledgements.
+			spread = time.Duration(0.8 * float64(r.fleet.TickRecords(r.tick)) / rate * float64(time.Second))
 		}
 		n, probes, err := r.sendTick(ctx, probeEvery, spread)
 		if err != nil {

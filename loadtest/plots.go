@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -66,7 +68,7 @@ func linePlot(path, title, xlabel, ylabel string, logX bool, ss []series) error 
 			p.Y.Max = max * 1.15
 		}
 	}
-	return p.Save(7*vg.Inch, 4*vg.Inch, path)
+	return save(p, 7*vg.Inch, 4*vg.Inch, path)
 }
 
 func maxY(s series) float64 {
@@ -107,7 +109,7 @@ func latencyPlot(path string, phases []phase) error {
 		p.Add(line)
 		p.Legend.Add(fmt.Sprintf("%s (p99 %d ms)", ph.Name, quantile(ph.Latencies, 0.99).Milliseconds()), line)
 	}
-	return p.Save(7*vg.Inch, 4*vg.Inch, path)
+	return save(p, 7*vg.Inch, 4*vg.Inch, path)
 }
 
 // ratioPlot is a horizontal-ish bar chart of each stage's ratio to its ceiling.
@@ -138,7 +140,7 @@ func ratioPlot(path string, res []pairResult) error {
 	p.NominalX(names...)
 	p.X.Tick.Label.Rotation = 0.5
 	p.X.Tick.Label.XAlign = draw.XRight
-	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+	return save(p, 8*vg.Inch, 5*vg.Inch, path)
 }
 
 func shortName(s string) string {
@@ -146,4 +148,12 @@ func shortName(s string) string {
 		return s[:25] + "…"
 	}
 	return s
+}
+
+// save writes the plot to path (SVG) and beside it as PNG, the form to look at it in.
+func save(p *plot.Plot, w, h vg.Length, path string) error {
+	if err := p.Save(w, h, path); err != nil {
+		return err
+	}
+	return p.Save(w, h, strings.TrimSuffix(path, filepath.Ext(path))+".png")
 }

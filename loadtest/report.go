@@ -233,6 +233,9 @@ func memTotal() string {
 }
 
 func toolVersion(name string, args ...string) string {
+	if name == "" {
+		return "not found"
+	}
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
 		return "not found"

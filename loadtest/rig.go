@@ -159,13 +159,7 @@ func findPid(s string) int {
 // StartMosquitto runs Mosquitto on a free loopback port with unbounded queues (a
 // persistent session never drops QoS 1 messages). It returns the process and host:port.
 func StartMosquitto(dir string) (*Process, string, error) {
-	bin := ""
-	for _, p := range []string{"mosquitto", "/usr/sbin/mosquitto", "/usr/bin/mosquitto"} {
-		if path, err := exec.LookPath(p); err == nil {
-			bin = path
-			break
-		}
-	}
+	bin := mosquittoPath()
 	if bin == "" {
 		return nil, "", fmt.Errorf("mosquitto is not installed: run `make deps`")
 	}
@@ -212,4 +206,15 @@ func freeUDPPort() (int, error) {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port, nil
+}
+
+// mosquittoPath finds the mosquitto binary (Debian installs it in /usr/sbin, often not
+// on PATH); "" when it is not installed.
+func mosquittoPath() string {
+	for _, p := range []string{"mosquitto", "/usr/sbin/mosquitto", "/usr/bin/mosquitto"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	return ""
 }

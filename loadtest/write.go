@@ -63,7 +63,7 @@ func (r *Report) write(cfg ReportConfig) error {
 	w("| load on the machine | at the start: %s |\n", r.Load)
 	w("| Go | %s |\n", runtime.Version())
 	w("| ClickHouse | %s |\n", r.ChVersion)
-	w("| Mosquitto | %s |\n", toolVersion("mosquitto", "-h"))
+	w("| Mosquitto | %s |\n", toolVersion(mosquittoPath(), "-h"))
 	mv := moduleVersions()
 	for _, m := range []string{"github.com/eclipse/paho.mqtt.golang", "github.com/plgd-dev/go-coap/v3", "github.com/twmb/franz-go",
 		"github.com/twmb/franz-go/pkg/kfake", "github.com/ClickHouse/clickhouse-go/v2", "github.com/apache/arrow-go/v18", "gonum.org/v1/plot"} {
@@ -78,7 +78,8 @@ func (r *Report) write(cfg ReportConfig) error {
 	w("Each side of a pair is a Go benchmark run in a process of its own (`go test -c` binaries), %d round(s), raw and\n", max(1, len(r.Pairs[0].Impl)))
 	w("stage alternating. Rates are min / **median** / max over the rounds; the ratio is the median of the per-round\n")
 	w("ratios. CPU seconds and peak RSS are the whole benchmark process's (its set-up included; children it reaped\n")
-	w("included, e.g. the ClickHouse server of the insert benchmark).\n\n")
+	w("included: the ClickHouse server of the insert benchmark; for MQTT, the e2e package builds the binaries and\n")
+	w("runs Mosquitto in the same process tree, so its CPU and RSS are mostly not the collector's).\n\n")
 	w("![stage ratios](%s)\n\n", rel("stages.svg"))
 	w("| stage | rate (min / median / max) | ceiling | ceiling rate | ratio | aim | CPU s | peak RSS |\n|---|---|---|---|---|---|---|---|\n")
 	for _, p := range r.Pairs {
