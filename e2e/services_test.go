@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"fleetmeter/loadtest"
 )
 
 // binDir holds the project's binaries, built once per test run.
@@ -153,21 +155,22 @@ func (p *proc) stop() {
 	}
 }
 
-// startMosquitto runs a real Mosquitto on a free loopback port. Queues are unbounded so a
-// persistent session never drops QoS 1 messages while the mediator is away.
+// startMosquitto runs a real Mosquitto on a free loopback port (loadtest's start-up, which
+// the benchmark report shares). Queues are unbounded so a persistent session never drops
+// QoS 1 messages while the mediator is away.
 func startMosquitto(t testing.TB) string {
 	t.Helper()
-	bin := tool(t, "mosquitto")
-	port := freePort(t)
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "mosquitto.conf")
-	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n", port)
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+	p, a, err := loadtest.StartMosquitto(t.TempDir(), freePort(t))
+	if err != nil {
 		t.Fatal(err)
 	}
-	p := start(t, bin, "-c", conf)
-	waitTCP(t, addr(port), p)
-	return addr(port)
+	t.Cleanup(func() {
+		p.Stop(15 * time.Second)
+		if t.Failed() {
+			t.Logf("--- output of mosquitto:\n%s", p.Output())
+		}
+	})
+	return a
 }
 
 func waitTCP(t testing.TB, a string, p *proc) {

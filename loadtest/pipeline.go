@@ -71,7 +71,7 @@ func startFleetRig(ctx context.Context, root, dir string, self []string, devices
 	if err := os.MkdirAll(r.cdrDir, 0o700); err != nil {
 		return nil, err
 	}
-	mosq, mqttAddr, err := StartMosquitto(dir)
+	mosq, mqttAddr, err := StartMosquitto(dir, 0)
 	if err != nil {
 		return nil, err
 	}

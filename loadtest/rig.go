@@ -156,16 +156,19 @@ func findPid(s string) int {
 	return 0
 }
 
-// StartMosquitto runs Mosquitto on a free loopback port with unbounded queues (a
-// persistent session never drops QoS 1 messages). It returns the process and host:port.
-func StartMosquitto(dir string) (*Process, string, error) {
+// StartMosquitto runs Mosquitto on loopback port (0: a free one) with unbounded queues (a
+// persistent session never drops QoS 1 messages), its configuration and log in dir. It
+// returns the process and host:port once it accepts connections.
+func StartMosquitto(dir string, port int) (*Process, string, error) {
 	bin := mosquittoPath()
 	if bin == "" {
-		return nil, "", fmt.Errorf("mosquitto is not installed: run `make deps`")
+		return nil, "", fmt.Errorf("mosquitto is not installed: run `make deps` (scripts/deps.sh)")
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, "", err
+	if port == 0 {
+		var err error
+		if port, err = FreePort(); err != nil {
+			return nil, "", err
+		}
 	}
 	conf := filepath.Join(dir, "mosquitto.conf")
 	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n", port)
