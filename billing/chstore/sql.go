@@ -144,7 +144,10 @@ const keyHash = "cityHash64(tenant, record_id)"
 // range: e cannot land there otherwise (when the range is all there is, every record is a
 // candidate: whole). The candidates are chosen by hash, so a few more may be grouped; e,
 // computed over all their copies, decides.
-func ExportKeysQuery(db string, req billing.ExportRequest, whole bool, keys KeyRange, final bool) string {
+//
+// Unordered (!ordered), the keys come in no particular order and LIMIT only bounds how
+// many: the caller orders them (Store.pageKeys).
+func ExportKeysQuery(db string, req billing.ExportRequest, whole bool, keys KeyRange, final, ordered bool) string {
 	a, w := num(req.After.Seen), num(req.UpTo)
 	scope := ""
 	if req.Tenant != "" {
@@ -159,9 +162,13 @@ func ExportKeysQuery(db string, req billing.ExportRequest, whole bool, keys KeyR
 			scope + "charge = 'adjustment' AND " + inRange + ")))"
 	}
 	t, r := quote(req.After.Tenant), quote(req.After.RecordID)
+	order := ""
+	if ordered {
+		order = "ORDER BY e, tenant, record_id\n"
+	}
 	return "SELECT tenant, record_id, e, " + keyHash + " AS h FROM (\n" + seenSQL(db, cand, req.Tenant, final) + "\n)\n" +
 		"WHERE e <= " + w + " AND (e > " + a + " OR e = " + a + " AND (tenant > " + t + " OR tenant = " + t + " AND record_id > " + r + "))\n" +
-		"ORDER BY e, tenant, record_id\n" +
+		order +
 		"LIMIT " + strconv.Itoa(req.Limit)
 }
 

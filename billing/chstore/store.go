@@ -3,6 +3,7 @@ package chstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -131,57 +132,23 @@ func (x *pageIndex) find(h uint64, page []billing.Exported, tenant, recordID str
 }
 
 func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole bool, keyRange KeyRange, sizeHint int, into []billing.Exported) ([]billing.Exported, error) {
-	rows, err := s.conn.Query(ctx, ExportKeysQuery(s.db, req, whole, keyRange, s.final))
-	if err != nil {
-		return into, fmt.Errorf("billing export keys: %w", err)
+	page, err := s.pageKeys(ctx, req, whole, keyRange, sizeHint)
+	if err != nil || len(page) == 0 {
+		return into, err
 	}
 	keys, err := ext.NewTable("page_keys", ext.Column("h", "UInt64"))
 	if err != nil {
-		rows.Close()
 		return into, err
 	}
 	base := len(into)
-	into = slices.Grow(into, sizeHint)
-	index := pageIndex{byHash: make(map[uint64]int, sizeHint)}
-	kc := clickhouse.NewCursor(rows)
-	tenant, recordID, seen, hash := kc.Str(0), kc.Str(1), clickhouse.Num[uint32](kc, 2), clickhouse.Num[uint64](kc, 3)
-	for kc.Next() {
-		var p billing.Position
-		var e uint32
-		var h uint64
-		var err error
-		if kc.Fast() {
-			p.Tenant, err = tenant.Get()
-			if err == nil {
-				p.RecordID, err = recordID.Get()
-			}
-			if err == nil {
-				e, _, err = seen.Get()
-			}
-			if err == nil {
-				h, _, err = hash.Get()
-			}
-		} else {
-			err = rows.Scan(&p.Tenant, &p.RecordID, &e, &h)
-		}
-		if err != nil {
-			rows.Close()
-			return into[:base], fmt.Errorf("billing export keys: %w", err)
-		}
-		p.Seen = int64(e)
-		index.add(h, p, len(into))
-		into = append(into, billing.Exported{Pos: p})
-		if err := keys.Append(h); err != nil {
-			rows.Close()
+	into = slices.Grow(into, len(page))
+	index := pageIndex{byHash: make(map[uint64]int, len(page))}
+	for _, k := range page {
+		index.add(k.h, k.pos, len(into))
+		into = append(into, billing.Exported{Pos: k.pos})
+		if err := keys.Append(k.h); err != nil {
 			return into[:base], err
 		}
-	}
-	rows.Close()
-	if err := kc.Err(); err != nil {
-		return into[:base], fmt.Errorf("billing export keys: %w", err)
-	}
-	if len(into) == base {
-		return into, nil
 	}
 	drows, err := s.conn.Query(ch.Context(ctx, ch.WithExternalTable(keys)), ExportDataQuery(s.db, req.Tenant, keyRange, "page_keys"))
 	if err != nil {
@@ -225,6 +192,113 @@ func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole boo
 		return into[:base], fmt.Errorf("billing export: %d of %d records of the page missing from rated_usage", len(into)-base-found, len(into)-base)
 	}
 	return into, nil
+}
+
+// keyRow is a page key as ExportKeysQuery returns it.
+type keyRow struct {
+	pos billing.Position
+	h   uint64
+}
+
+// pageKeys returns the page's keys in position order. On a single node (final) it asks
+// for the keys unordered, up to twice the limit, and orders them here: the FINAL read
+// returns them by (tenant, record_id), so a stable bucketing by e is the whole sort (a
+// sort of a million rows by e, tenant, record_id was a third of the keys query on the
+// server). Past twice the limit (a second holding many records: fees of a close, a
+// back-fill at Seen 0) the server sorts and cuts, as on a cluster.
+func (s *Store) pageKeys(ctx context.Context, req billing.ExportRequest, whole bool, keyRange KeyRange, sizeHint int) ([]keyRow, error) {
+	if s.final {
+		bound := 2 * req.Limit
+		q := req
+		q.Limit = bound + 1
+		page, err := s.readKeys(ctx, ExportKeysQuery(s.db, q, whole, keyRange, true, false), sizeHint)
+		if err != nil || len(page) <= bound {
+			return orderKeys(page, req.Limit), err
+		}
+	}
+	return s.readKeys(ctx, ExportKeysQuery(s.db, req, whole, keyRange, s.final, true), sizeHint)
+}
+
+func (s *Store) readKeys(ctx context.Context, query string, sizeHint int) ([]keyRow, error) {
+	rows, err := s.conn.Query(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("billing export keys: %w", err)
+	}
+	defer rows.Close()
+	page := make([]keyRow, 0, sizeHint)
+	kc := clickhouse.NewCursor(rows)
+	tenant, recordID, seen, hash := kc.Str(0), kc.Str(1), clickhouse.Num[uint32](kc, 2), clickhouse.Num[uint64](kc, 3)
+	for kc.Next() {
+		var k keyRow
+		var e uint32
+		var err error
+		if kc.Fast() {
+			k.pos.Tenant, err = tenant.Get()
+			if err == nil {
+				k.pos.RecordID, err = recordID.Get()
+			}
+			if err == nil {
+				e, _, err = seen.Get()
+			}
+			if err == nil {
+				k.h, _, err = hash.Get()
+			}
+		} else {
+			err = rows.Scan(&k.pos.Tenant, &k.pos.RecordID, &e, &k.h)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("billing export keys: %w", err)
+		}
+		k.pos.Seen = int64(e)
+		page = append(page, k)
+	}
+	if err := kc.Err(); err != nil {
+		return nil, fmt.Errorf("billing export keys: %w", err)
+	}
+	return page, nil
+}
+
+// orderKeys sorts keys by position and keeps the first limit. Keys in (tenant, record_id)
+// order are bucketed by Seen, keeping that order within a second; any other order is
+// sorted whole.
+func orderKeys(keys []keyRow, limit int) []keyRow {
+	byKey := true
+	seconds := map[int64]int{}
+	for i := range keys {
+		seconds[keys[i].pos.Seen]++
+		if i > 0 && byKey {
+			a, b := &keys[i-1].pos, &keys[i].pos
+			byKey = a.Tenant < b.Tenant || a.Tenant == b.Tenant && a.RecordID < b.RecordID
+		}
+	}
+	if !byKey {
+		slices.SortFunc(keys, func(a, b keyRow) int {
+			if a.pos.Less(b.pos) {
+				return -1
+			}
+			if b.pos.Less(a.pos) {
+				return 1
+			}
+			return 0
+		})
+		return keys[:min(len(keys), limit)]
+	}
+	if len(seconds) > 1 {
+		order := slices.Sorted(maps.Keys(seconds))
+		at := make(map[int64]int, len(order))
+		n := 0
+		for _, sec := range order {
+			at[sec] = n
+			n += seconds[sec]
+		}
+		sorted := make([]keyRow, len(keys))
+		for _, k := range keys {
+			sorted[at[k.pos.Seen]] = k
+			at[k.pos.Seen]++
+		}
+		keys = sorted
+	}
+	return keys[:min(len(keys), limit)]
 }
 
 // Lines runs LinesQuery.
