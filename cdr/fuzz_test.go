@@ -1,6 +1,7 @@
 package cdr
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -64,4 +65,31 @@ func isPrefix(part, full []record.Usage) bool {
 		}
 	}
 	return true
+}
+
+// FuzzLocation: where the template fast path reads a ULI, the JSON walk reads it too,
+// to the same six values.
+func FuzzLocation(f *testing.F) {
+	for _, s := range []string{
+		`{"nrLocation":{"tai":{"plmnId":{"mcc":"208","mnc":"93"},"tac":"000007"},"ncgi":{"plmnId":{"mcc":"208","mnc":"93"},"nrCellId":"000000016"}}}`,
+		`{"eutraLocation":{"tai":{"plmnId":{"mcc":"208","mnc":"93"},"tac":"000008"},"ecgi":{"plmnId":{"mcc":"208","mnc":"93"},"eutraCellId":"0000107"}}}`,
+		`{"nrLocation":{"tai":{"plmnId":{"mcc":"","mnc":"93"},"tac":"0"},"ncgi":{"plmnId":{"mcc":"2\"8","mnc":"93"},"nrCellId":"x"}}}`,
+		`{"nrLocation":{"tai":{"plmnId":{"mcc":"208","mnc":"93"},"tac":"000007"},"ncgi":{"plmnId":{"mcc":"208","mnc":"93"},"nrCellId":"000000016"}}} `,
+	} {
+		f.Add([]byte(s))
+	}
+	same := func(a, b []byte) bool { return (a == nil) == (b == nil) && bytes.Equal(a, b) }
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fast, walk location
+		if !templateLocation(b, &fast) {
+			return
+		}
+		if !walkLocation(b, &walk) {
+			t.Fatalf("template read %q, the walk refuses it", b)
+		}
+		if !same(fast.taiMCC, walk.taiMCC) || !same(fast.taiMNC, walk.taiMNC) || !same(fast.tac, walk.tac) ||
+			!same(fast.cgiMCC, walk.cgiMCC) || !same(fast.cgiMNC, walk.cgiMNC) || !same(fast.cellID, walk.cellID) {
+			t.Fatalf("%q: template %+q, walk %+q", b, fast, walk)
+		}
+	})
 }

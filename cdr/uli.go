@@ -1,5 +1,7 @@
 package cdr
 
+import "encoding/binary"
+
 // location is what the decoder takes from a TS 29.571 UserLocation (JSON): the cell
 // global id (NCGI or ECGI) with its PLMN, and the TAI. Byte slices alias the input.
 type location struct {
@@ -77,19 +79,66 @@ const maxJSONDepth = 32
 // not valid JSON or a location field is malformed; loc is then left empty.
 func parseLocation(b []byte, loc *location) bool {
 	*loc = location{}
-	s := jsonLoc{b: b, out: loc}
-	s.ws()
-	s.value(0)
-	s.ws()
-	if s.bad || s.i != len(b) {
-		*loc = location{}
-		return false
-	}
-	if !loc.valid() {
+	if !templateLocation(b, loc) && !walkLocation(b, loc) || !loc.valid() {
 		*loc = location{}
 		return false
 	}
 	return true
+}
+
+// walkLocation reads the location fields of the JSON in b by walking it; false when b is
+// not valid JSON or a field of interest holds an escape.
+func walkLocation(b []byte, loc *location) bool {
+	s := jsonLoc{b: b, out: loc}
+	s.ws()
+	s.value(0)
+	s.ws()
+	return !s.bad && s.i == len(b)
+}
+
+// locationTemplates are the UserLocation layouts free5gc's CHF writes (NR, E-UTRA), as
+// the literal text between the six values: TAI MCC, MNC and TAC, cell MCC, MNC and id.
+var locationTemplates = [...][7]string{
+	{`{"nrLocation":{"tai":{"plmnId":{"mcc":"`, `","mnc":"`, `"},"tac":"`, `"},"ncgi":{"plmnId":{"mcc":"`,
+		`","mnc":"`, `"},"nrCellId":"`, `"}}}`},
+	{`{"eutraLocation":{"tai":{"plmnId":{"mcc":"`, `","mnc":"`, `"},"tac":"`, `"},"ecgi":{"plmnId":{"mcc":"`,
+		`","mnc":"`, `"},"eutraCellId":"`, `"}}}`},
+}
+
+// templateLocation reads b when it is exactly one of locationTemplates with plain values
+// (no escape, no control character), as most ULIs are: a few comparisons instead of a
+// JSON walk. Anything else (other keys, order, spacing, escapes) reports false and is
+// left to the walk, which reads a template's text to the same six values.
+func templateLocation(b []byte, loc *location) bool {
+	for t := range locationTemplates {
+		tm := &locationTemplates[t]
+		if len(b) < len(tm[0]) || string(b[:len(tm[0])]) != tm[0] {
+			continue
+		}
+		var vals [6][]byte
+		p := len(tm[0])
+		for i := range vals {
+			j := p
+			for j < len(b) && b[j] != '"' {
+				if b[j] == '\\' || b[j] < 0x20 {
+					return false
+				}
+				j++
+			}
+			lit := tm[i+1]
+			if len(b)-j < len(lit) || string(b[j:j+len(lit)]) != lit {
+				return false
+			}
+			vals[i] = b[p:j:j]
+			p = j + len(lit)
+		}
+		if p != len(b) {
+			return false
+		}
+		*loc = location{taiMCC: vals[0], taiMNC: vals[1], tac: vals[2], cgiMCC: vals[3], cgiMNC: vals[4], cellID: vals[5]}
+		return true
+	}
+	return false
 }
 
 func (l *location) valid() bool {
@@ -130,7 +179,16 @@ func isHex(b []byte, min, max int) bool {
 	return true
 }
 
+// Eight-byte lanes of str's word test.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
 func (s *jsonLoc) ws() {
+	if s.i < len(s.b) && s.b[s.i] > ' ' {
+		return // the common case: no whitespace at all
+	}
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
 		case ' ', '\t', '\n', '\r':
@@ -282,6 +340,16 @@ func (s *jsonLoc) str() ([]byte, bool) {
 	s.i++ // opening quote
 	start := s.i
 	esc := false
+	// Eight bytes at a time while none is a quote, a backslash or a control character
+	// (each test is exact about presence); the byte loop takes the word holding one.
+	for s.i+8 <= len(s.b) {
+		w := binary.LittleEndian.Uint64(s.b[s.i:])
+		q, bs := w^(ones*'"'), w^(ones*'\\')
+		if ((q-ones)&^q|(bs-ones)&^bs|(w-ones*0x20)&^w)&highs != 0 {
+			break
+		}
+		s.i += 8
+	}
 	for s.i < len(s.b) {
 		c := s.b[s.i]
 		switch {
