@@ -36,6 +36,9 @@ const benchClients = 64 // one socket per simulated device (see CEILINGS.md on g
 // BenchmarkCoAP: confirmable POSTs of a ~100 B JSON usage message from 64 go-coap
 // clients, one socket each, against the collector (parse, sink, 2.04 after the ack)
 // and against a bare go-coap server whose handler only answers 2.04, in the same run.
+// impl=fleetmeter's sink acknowledges at once; impl=kafka's is the real Kafka producer
+// on an in-process kfake broker (BenchmarkCoAPKafka runs it in rounds beside the bare
+// server and reports the ratio).
 //
 //	go test -run '^$' -bench CoAP -benchtime 20000x -count 3 ./ingest/coap/
 func BenchmarkCoAP(b *testing.B) {
@@ -63,6 +66,10 @@ func BenchmarkCoAP(b *testing.B) {
 		<-col.Ready()
 		defer func() { cancel(); <-done }()
 		benchPost(b, col.Addr(), func() int64 { return sink.n.Load() })
+	})
+	b.Run("impl=kafka", func(b *testing.B) {
+		col, _, _ := startKafkaCollector(b)
+		benchPost(b, col.Addr(), nil)
 	})
 }
 

@@ -57,29 +57,7 @@ func benchCoAPKafka(b *testing.B, clients int) {
 	go func() { _ = srv.Serve(l) }()
 	defer srv.Stop()
 
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cluster.Close()
-	kcfg := kafka.DefaultConfig()
-	kcfg.Brokers = cluster.ListenAddrs()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	prod, err := kafka.NewProducer(ctx, kcfg, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer prod.Close(context.Background())
-	col, err := New(devConfig(), prod, nil, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- col.Run(ctx) }()
-	<-col.Ready()
-	defer func() { cancel(); <-done }()
-
+	col, prod, brokers := startKafkaCollector(b)
 	loads := []*coapLoad{newCoAPLoad(b, col.Addr(), clients), newCoAPLoad(b, l.LocalAddr().String(), clients)}
 	wall := make([]time.Duration, 2)
 	cpu := make([]time.Duration, 2)
@@ -104,7 +82,7 @@ func benchCoAPKafka(b *testing.B, clients int) {
 	if err := prod.Close(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(kcfg.Brokers...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -120,6 +98,34 @@ func benchCoAPKafka(b *testing.B, clients int) {
 	b.ReportMetric(float64(b.N)/wall[1].Seconds(), "bare-req/s")
 	b.ReportMetric(wall[1].Seconds()/wall[0].Seconds(), "ratio")
 	b.ReportMetric(cpu[1].Seconds()/cpu[0].Seconds(), "cpu-ratio")
+}
+
+// startKafkaCollector starts an in-process kfake broker, the Kafka producer (default
+// configuration) on it and the collector on the producer, all stopped at the end of b.
+// It returns the collector, the producer and the broker addresses.
+func startKafkaCollector(b *testing.B) (*Collector, *kafka.Producer, []string) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cluster.Close)
+	kcfg := kafka.DefaultConfig()
+	kcfg.Brokers = cluster.ListenAddrs()
+	ctx, cancel := context.WithCancel(context.Background())
+	prod, err := kafka.NewProducer(ctx, kcfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { prod.Close(context.Background()) })
+	col, err := New(devConfig(), prod, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- col.Run(ctx) }()
+	<-col.Ready()
+	b.Cleanup(func() { cancel(); <-done }) // runs first: the collector stops before the producer
+	return col, prod, kcfg.Brokers
 }
 
 // coapLoad is go-coap clients, one socket each, posting a JSON usage message as device
