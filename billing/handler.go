@@ -124,6 +124,7 @@ func (h *Handler) serveRecords(w http.ResponseWriter, r *http.Request) error {
 	hd.Set("Fleetmeter-Caught-Up", strconv.FormatBool(page.CaughtUp))
 	hd.Set("Fleetmeter-Watermark", strconv.FormatInt(page.UpTo, 10))
 	hd.Set("Fleetmeter-Records", strconv.Itoa(len(page.Records)))
+	defer page.Release()
 	rw, err := NewRecordWriter(f, w)
 	if err != nil {
 		return err
