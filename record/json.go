@@ -201,6 +201,12 @@ func (r *JSONLineReader) Parse(line []byte) (Usage, error) {
 	return parseJSONUsage(line, r.NS, &r.chunk, &r.order)
 }
 
+// ParseInto is Parse decoding into *u (zeroed first), for a caller that builds records in
+// place in its own slice. On an error *u holds no meaningful record.
+func (r *JSONLineReader) ParseInto(line []byte, u *Usage) error {
+	return parseJSONInto(line, r.NS, &r.chunk, &r.order, u)
+}
+
 // ParseRatedJSON decodes one rated JSON object.
 func ParseRatedJSON(line []byte) (Rated, error) {
 	var j ratedJSON

@@ -614,16 +614,27 @@ func (p *jsonParser) parseFloat(f int, goType string) (float64, error) {
 
 type strSpan struct{ off, end int }
 
-// parseJSONUsage is ParseJSON, with JSONLineReader's namespace (idPrefix) and chunk
-// when they are set.
+// parseJSONUsage is ParseJSON, with JSONLineReader's namespace (idPrefix), chunk and
+// field order when they are set.
 func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder) (Usage, error) {
+	var u Usage
+	if err := parseJSONInto(line, idPrefix, chunk, order, &u); err != nil {
+		return Usage{}, err
+	}
+	return u, nil
+}
+
+// parseJSONInto is parseJSONUsage decoding into *u, which it zeroes first (a record
+// built in place, in the caller's slice, is not copied twice). On an error *u holds no
+// meaningful record.
+func parseJSONInto(line []byte, idPrefix string, chunk *[]byte, order *keyOrder, u *Usage) error {
+	*u = Usage{}
 	var seq [numUsageFields]int8 // the fields in the order this line names them
 	nkeys := 0
 	var arr [256]byte
 	buf := arr[:0] // decoded string field values; a local, not in p, to stay on the stack
 	p := jsonParser{data: line}
 	var (
-		u              Usage
 		spans          [numUsageFields]strSpan
 		times          [3][]byte // start_time, end_time, received_time
 		lat, lon       float64
@@ -633,7 +644,7 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder
 	p.skipWS()
 	switch {
 	case p.pos >= len(d):
-		return Usage{}, errors.New("decode json: EOF")
+		return errors.New("decode json: EOF")
 	case d[p.pos] == 'n' && p.literal("null"):
 		// null decodes into nothing: an empty record.
 	case d[p.pos] != '{':
@@ -646,7 +657,7 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder
 		case 't', 'f':
 			kind = "bool"
 		}
-		return Usage{}, jsonSyntaxError(line, errors.New("decode json: json: cannot unmarshal "+kind+
+		return jsonSyntaxError(line, errors.New("decode json: json: cannot unmarshal "+kind+
 			" into Go value of type record.usageJSON"))
 	default:
 		p.pos++
@@ -657,7 +668,7 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder
 		}
 		for {
 			if p.pos >= len(d) || d[p.pos] != '"' {
-				return Usage{}, jsonSyntaxError(line, p.syntaxErr("expected object key"))
+				return jsonSyntaxError(line, p.syntaxErr("expected object key"))
 			}
 			f, colon := -1, false
 			if order != nil && nkeys < order.n {
@@ -675,7 +686,7 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder
 			if f < 0 {
 				key, kflags, err := p.scanString()
 				if err != nil {
-					return Usage{}, jsonSyntaxError(line, err)
+					return jsonSyntaxError(line, err)
 				}
 				if kflags == 0 {
 					f = usageFieldExact(key)
@@ -685,7 +696,7 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder
 						key = appendUnquoted(nil, key)
 					}
 					if f = usageFieldFolded(key); f < 0 {
-						return Usage{}, jsonSyntaxError(line, fmt.Errorf("decode json: json: unknown field %q", key))
+						return jsonSyntaxError(line, fmt.Errorf("decode json: json: unknown field %q", key))
 					}
 				}
 			}
@@ -696,26 +707,26 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder
 			if !colon {
 				p.skipWS()
 				if p.pos >= len(d) || d[p.pos] != ':' {
-					return Usage{}, jsonSyntaxError(line, p.syntaxErr("expected ':' after object key"))
+					return jsonSyntaxError(line, p.syntaxErr("expected ':' after object key"))
 				}
 				p.pos++
 			}
 			p.skipWS()
 			if p.pos >= len(d) {
-				return Usage{}, jsonSyntaxError(line, p.syntaxErr("expected value"))
+				return jsonSyntaxError(line, p.syntaxErr("expected value"))
 			}
 			c := d[p.pos]
 			switch f {
 			case fEventID, fTenant, fDevice, fSource, fPLMN, fCell, fRAT, fSliceSD:
 				if c != '"' {
 					if err := p.nullOrTypeErr(f, "string"); err != nil {
-						return Usage{}, jsonSyntaxError(line, err)
+						return jsonSyntaxError(line, err)
 					}
 					break
 				}
 				raw, flags, err := p.scanString()
 				if err != nil {
-					return Usage{}, jsonSyntaxError(line, err)
+					return jsonSyntaxError(line, err)
 				}
 				off := len(buf)
 				if plainString(raw, flags) {
@@ -733,13 +744,13 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder
 			case fStartTime, fEndTime, fReceivedTime:
 				if c != '"' {
 					if err := p.nullOrTypeErr(f, "string"); err != nil {
-						return Usage{}, jsonSyntaxError(line, err)
+						return jsonSyntaxError(line, err)
 					}
 					break
 				}
 				raw, flags, err := p.scanString()
 				if err != nil {
-					return Usage{}, jsonSyntaxError(line, err)
+					return jsonSyntaxError(line, err)
 				}
 				if !plainString(raw, flags) {
 					raw = appendUnquoted(nil, raw)
@@ -748,7 +759,7 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder
 			case fBytesUp, fBytesDown, fDurationMs, fEvents, fRatingGroup, fSliceSST:
 				if c != '-' && (c < '0' || c > '9') {
 					if err := p.nullOrTypeErr(f, goTypeOf[f]); err != nil {
-						return Usage{}, jsonSyntaxError(line, err)
+						return jsonSyntaxError(line, err)
 					}
 					if f == fSliceSST {
 						u.SliceSST, u.HasSlice = 0, false
@@ -775,12 +786,12 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder
 					u.SliceSST, u.HasSlice = uint8(n), true
 				}
 				if err != nil {
-					return Usage{}, jsonSyntaxError(line, err)
+					return jsonSyntaxError(line, err)
 				}
 			case fLat, fLon:
 				if c != '-' && (c < '0' || c > '9') {
 					if err := p.nullOrTypeErr(f, "float64"); err != nil {
-						return Usage{}, jsonSyntaxError(line, err)
+						return jsonSyntaxError(line, err)
 					}
 					if f == fLat {
 						hasLat = false
@@ -791,7 +802,7 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder
 				}
 				v, err := p.parseFloat(f, "float64")
 				if err != nil {
-					return Usage{}, jsonSyntaxError(line, err)
+					return jsonSyntaxError(line, err)
 				}
 				if f == fLat {
 					lat, hasLat = v, true
@@ -801,7 +812,7 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder
 			}
 			p.skipWS()
 			if p.pos >= len(d) {
-				return Usage{}, jsonSyntaxError(line, p.syntaxErr("unterminated object"))
+				return jsonSyntaxError(line, p.syntaxErr("unterminated object"))
 			}
 			if d[p.pos] == ',' {
 				p.pos++
@@ -809,7 +820,7 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder
 				continue
 			}
 			if d[p.pos] != '}' {
-				return Usage{}, jsonSyntaxError(line, p.syntaxErr("expected ',' or '}' after object value"))
+				return jsonSyntaxError(line, p.syntaxErr("expected ',' or '}' after object value"))
 			}
 			p.pos++
 			break
@@ -821,30 +832,30 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder
 	// Decoder.More: anything but whitespace, '}' or ']' is another value.
 	p.skipWS()
 	if p.pos < len(d) && d[p.pos] != '}' && d[p.pos] != ']' {
-		return Usage{}, errors.New("decode json: trailing data after object")
+		return errors.New("decode json: trailing data after object")
 	}
 
 	var err error
 	if u.StartTime, err = parseTimeBytes("start_time", times[0]); err != nil {
-		return Usage{}, err
+		return err
 	}
 	u.EndTime = u.StartTime
 	if len(times[1]) > 0 {
 		if u.EndTime, err = parseTimeBytes("end_time", times[1]); err != nil {
-			return Usage{}, err
+			return err
 		}
 	}
 	if len(times[2]) > 0 {
 		if u.ReceivedTime, err = parseTimeBytes("received_time", times[2]); err != nil {
-			return Usage{}, err
+			return err
 		}
 	}
 	if hasLat != hasLon {
-		return Usage{}, errors.New("decode json: lat and lon must both be set or both be null")
+		return errors.New("decode json: lat and lon must both be set or both be null")
 	}
 	if hasLat {
 		if math.IsNaN(lat) || math.IsNaN(lon) {
-			return Usage{}, errors.New("decode json: position is NaN")
+			return errors.New("decode json: position is NaN")
 		}
 		u.Lat, u.Lon, u.HasPos = lat, lon, true
 	}
@@ -862,7 +873,7 @@ func parseJSONUsage(line []byte, idPrefix string, chunk *[]byte, order *keyOrder
 			}
 		}
 	}
-	return u, nil
+	return nil
 }
 
 // chunkBytes is the size of a JSONLineReader chunk: the string fields of some fifty

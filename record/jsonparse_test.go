@@ -51,6 +51,10 @@ func checkParseJSON(t *testing.T, line []byte) {
 		if (rerr == nil) != (err == nil) || (err != nil && rerr.Error() != err.Error()) || (err == nil && !sameUsage(rgot, got)) {
 			t.Fatalf("JSONLineReader.Parse(%q) after %q:\n got %+v, %v\nwant %+v, %v", line, prime, rgot, rerr, got, err)
 		}
+		into := Usage{EventID: "left over", BytesUp: 7, Lat: 1, HasPos: true, SliceSST: 2, HasSlice: true} // a reused slot
+		if ierr := r.ParseInto(line, &into); (ierr == nil) != (err == nil) || (err == nil && !sameUsage(into, got)) {
+			t.Fatalf("JSONLineReader.ParseInto(%q):\n got %+v, %v\nwant %+v, %v", line, into, ierr, got, err)
+		}
 	}
 	switch {
 	case (err == nil) != (wantErr == nil):

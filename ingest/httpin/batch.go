@@ -179,50 +179,63 @@ func (b *batch) jsonLines(body []byte) {
 		if len(line) == 0 {
 			continue
 		}
-		// Namespaced in the parse (namespace below keeps it), with no allocation per record.
-		u, err := b.lines.Parse(line)
-		if err != nil {
+		// Built in place at the end of b.recs, dropped again if refused. Namespaced in the
+		// parse (namespace below keeps it), with no allocation per record.
+		b.recs = append(b.recs, record.Usage{})
+		u := &b.recs[len(b.recs)-1]
+		if err := b.lines.ParseInto(line, u); err != nil {
+			b.recs = b.recs[:len(b.recs)-1]
 			b.refuse(ref{line: n, index: -1}, "", record.ReasonBadJSON, err.Error(), line)
 			continue
 		}
-		b.admit(&u, ref{line: n, index: -1}, line)
+		if !b.check(u, ref{line: n, index: -1}, line) {
+			b.recs = b.recs[:len(b.recs)-1]
+		}
 	}
 }
 
 // admit checks a canonical record a client sent, completes it for the http source and
 // appends it, or refuses it.
 func (b *batch) admit(u *record.Usage, at ref, raw []byte) {
+	if b.check(u, at, raw) {
+		b.recs = append(b.recs, *u)
+	}
+}
+
+// check checks a canonical record a client sent and completes it for the http source,
+// or refuses it (false).
+func (b *batch) check(u *record.Usage, at ref, raw []byte) bool {
 	if u.Tenant != b.tenant {
 		b.refuse(at, u.Device, record.ReasonTenantMismatch, "tenant "+record.QuoteInput(u.Tenant)+
 			" is not the API key's tenant "+record.QuoteInput(b.tenant), raw)
-		return
+		return false
 	}
 	if err := record.CheckDeviceID(u.Device); err != nil {
 		b.refuseErr(at, u.Device, err, raw)
-		return
+		return false
 	}
 	if b.adm != nil {
 		if reason, msg := admit(b.adm, b.tenant, u.Device); reason != "" {
 			b.refuse(at, u.Device, reason, msg, raw)
-			return
+			return false
 		}
 	}
 	if u.EventID == "" {
 		b.refuse(at, u.Device, record.ReasonMissingEventID, "event_id is required: it is the idempotency key", raw)
-		return
+		return false
 	}
 	u.EventID = b.namespace(u.EventID)
 	if len(u.EventID) > maxEventID || !record.ValidEventID(u.EventID) {
 		b.refuse(at, u.Device, record.ReasonBadID, "event_id must be at most "+strconv.Itoa(maxEventID)+
 			" bytes (namespace included) of UTF-8 without control or format characters", raw)
-		return
+		return false
 	}
 	u.Source = record.SourceHTTP
 	u.ReceivedTime = b.received
 	u.SliceSD = strings.ToLower(u.SliceSD)
 	if err := record.ValidateWithin(u, b.rlim); err != nil {
 		b.refuseErr(at, u.Device, err, raw)
-		return
+		return false
 	}
 	key := at.line // JSON Lines: the line; CloudEvents: -(index+1)
 	if at.line == 0 {
@@ -230,9 +243,9 @@ func (b *batch) admit(u *record.Usage, at ref, raw []byte) {
 	}
 	if first, added := b.seen.add(u.EventID, key); !added {
 		b.refuse(at, u.Device, record.ReasonDuplicateID, "event_id "+record.QuoteInput(u.EventID)+" repeats "+describe(first), raw)
-		return
+		return false
 	}
-	b.recs = append(b.recs, *u)
+	return true
 }
 
 func describe(key int) string {
