@@ -247,6 +247,17 @@ func TestChartRefusesMoreRatersThanPartitions(t *testing.T) {
 	}
 }
 
+// The mediator refuses an HTTP ingest without keys (exit 2): the chart refuses to render it.
+func TestChartRefusesHTTPIngestWithoutKeys(t *testing.T) {
+	_, err := renderManifest(t, nil, "mediator.http.enabled=true")
+	if err == nil || !strings.Contains(err.Error(), "at least one key") {
+		t.Fatalf("HTTP ingest without keys rendered: err = %v", err)
+	}
+	if _, err := renderManifest(t, nil, "mediator.http.enabled=true", "httpKeyTenants={agrico}"); err != nil {
+		t.Fatalf("with a key tenant: %v", err)
+	}
+}
+
 func TestChartProbesAndResources(t *testing.T) {
 	forEachValueSet(t, func(t *testing.T, r *rendered) {
 		pods := r.podSpecs()
@@ -391,6 +402,7 @@ func TestChartSecretsStayInSecrets(t *testing.T) {
 		"api.keys[0].sha256":           strings.Repeat("ab", 32),
 		"secrets.httpKeys.utilico":     "sentinel-http-utilico-5d1e",
 		"mediator.autoscaling.enabled": "false",
+		"mediator.http.enabled":        "true",
 	}
 	var set []string
 	for k, v := range sentinels {
