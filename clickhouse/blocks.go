@@ -29,7 +29,7 @@ import (
 // The driver's layout is checked with reflect, once per result and once per column per
 // block, against the fields this code expects (clickhouse-go v2.51); a column or a result
 // whose layout differs is read through ScanRow/Scan instead, slower but the same values,
-// and TestBlockCursorFast fails so that a driver upgrade that moved the fields is noticed.
+// and TestRatedCursorReadsBlocks fails so that a driver upgrade that moved them is noticed.
 
 // Cursor walks the rows of a driver.Rows and gives access to the columns of the block
 // holding the current row. Use it like rows: for c.Next() { ... c.Row() ... }; Err.
