@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -42,6 +43,7 @@ type fleetRig struct {
 	cdrDir                       string
 	fleet                        *sim.Fleet
 	tick                         int
+	metrics                      map[string]string // service -> its /metrics address
 	mq                           []paho.Client
 	coap                         []*udpClient.Conn
 	httpc                        *http.Client
@@ -55,7 +57,8 @@ const (
 
 // startFleetRig builds the binaries into dir/bin and starts every service.
 func startFleetRig(ctx context.Context, root, dir string, self []string, devices int, partitions int, logger *slog.Logger) (*fleetRig, error) {
-	r := &fleetRig{dir: dir, cdrDir: filepath.Join(dir, "cdr"), fleet: sim.NewMixedFleet(devices, sim.DefaultMix, 1)}
+	r := &fleetRig{dir: dir, cdrDir: filepath.Join(dir, "cdr"), fleet: sim.NewMixedFleet(devices, sim.DefaultMix, 1),
+		metrics: map[string]string{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -177,6 +180,7 @@ clickhouse:
 			return nil, err
 		}
 		r.procs = append(r.procs, p)
+		r.metrics[c.name] = addr(c.port)
 		if err := waitHTTP200("http://"+addr(c.port)+"/readyz", p, 90*time.Second); err != nil {
 			return nil, err
 		}
@@ -568,4 +572,45 @@ func quantile(v []time.Duration, q float64) time.Duration {
 		return 0
 	}
 	return v[min(len(v)-1, int(q*float64(len(v))))]
+}
+
+// scrape sums the samples of a service's /metrics whose series (name and labels, as
+// written) start with prefix.
+func (r *fleetRig) scrape(service, prefix string) float64 {
+	resp, err := http.Get("http://" + r.metrics[service] + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		if i := strings.LastIndexByte(line, ' '); i > 0 {
+			if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
+}
+
+// diagnostics are the services' own counts over a stretch: how the work was batched.
+type diagnostics struct {
+	LoaderInserts, LoaderRows, RaterTxns, RaterRated float64
+	Parts                                            uint64 // active parts of rated_usage at the end
+}
+
+func (r *fleetRig) diagnostics(ctx context.Context) diagnostics {
+	d := diagnostics{
+		LoaderInserts: r.scrape("loader", `fleetmeter_loader_insert_seconds_count{table="rated_usage"}`),
+		LoaderRows:    r.scrape("loader", `fleetmeter_loader_rows_total{table="rated_usage"}`),
+		RaterTxns:     r.scrape("rater", `fleetmeter_rater_transactions_total{outcome="committed"}`),
+		RaterRated:    r.scrape("rater", "fleetmeter_rater_rated_total"),
+	}
+	_ = r.store.Conn().QueryRow(ctx, "SELECT count() FROM system.parts WHERE active AND database = '"+benchDatabase+
+		"' AND table = 'rated_usage'").Scan(&d.Parts)
+	return d
 }

@@ -36,9 +36,16 @@ func linePlot(path, title, xlabel, ylabel string, logX bool, ss []series) error 
 	p.Y.Min = 0
 	if logX {
 		p.X.Scale = plot.LogScale{}
-		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 	}
-	p.Legend.Top = true
+	if len(ss) > 0 { // ticks at the measured points, 10k and 1M rather than 1e+04
+		var ticks []plot.Tick
+		for _, x := range ss[0].X {
+			ticks = append(ticks, plot.Tick{Value: x, Label: countLabel(x)})
+		}
+		p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	}
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Legend.XOffs, p.Legend.YOffs = vg.Points(10), -vg.Points(12)
 	p.Add(plotter.NewGrid())
 	for i, s := range ss {
 		pts := make(plotter.XYs, len(s.X))
@@ -64,11 +71,23 @@ func linePlot(path, title, xlabel, ylabel string, logX bool, ss []series) error 
 		bars.Color = c
 		p.Add(line, points, bars)
 		p.Legend.Add(s.Name, line, points)
-		if max := maxY(s); max > p.Y.Max {
-			p.Y.Max = max * 1.15
+		if max := maxY(s); max*1.35 > p.Y.Max {
+			p.Y.Max = max * 1.35 // room for the legend above the lines
 		}
 	}
 	return save(p, 7*vg.Inch, 4*vg.Inch, path)
+}
+
+// countLabel writes 10000 as 10k and 1000000 as 1M.
+func countLabel(x float64) string {
+	switch {
+	case x >= 1e6 && math.Mod(x, 1e6) == 0:
+		return fmt.Sprintf("%.0fM", x/1e6)
+	case x >= 1e3 && math.Mod(x, 1e3) == 0:
+		return fmt.Sprintf("%.0fk", x/1e3)
+	default:
+		return fmt.Sprintf("%.0f", x)
+	}
 }
 
 func maxY(s series) float64 {
@@ -87,10 +106,9 @@ func latencyPlot(path string, phases []phase) error {
 	p.X.Label.Text = "latency (ms)"
 	p.Y.Label.Text = "fraction of probes at or below"
 	p.Y.Min, p.Y.Max = 0, 1
-	p.Legend.Top = true
-	p.Legend.Left = false
-	p.Legend.XOffs = -vg.Points(10)
-	p.Legend.YOffs = -vg.Points(60)
+	p.X.Min = 0
+	p.Legend.Top, p.Legend.Left = false, false // a distribution's lower right is empty
+	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(10), vg.Points(10)
 	p.Add(plotter.NewGrid())
 	for i, ph := range phases {
 		if len(ph.Latencies) == 0 {
@@ -112,7 +130,8 @@ func latencyPlot(path string, phases []phase) error {
 	return save(p, 7*vg.Inch, 4*vg.Inch, path)
 }
 
-// ratioPlot is a horizontal-ish bar chart of each stage's ratio to its ceiling.
+// ratioPlot draws each stage's median ratio to its ceiling as a bar with its value, and
+// a line at 1 (as fast as the ceiling).
 func ratioPlot(path string, res []pairResult) error {
 	p := plot.New()
 	p.Title.Text = "Each stage beside its raw ceiling (median ratio, same run)"
@@ -121,33 +140,45 @@ func ratioPlot(path string, res []pairResult) error {
 	var names []string
 	for _, r := range res {
 		rs := r.ratios()
-		if len(rs) == 0 || r.pair.Unit == "" {
+		if len(rs) == 0 {
 			continue
 		}
-		v := summarize(rs).Med
-		vals = append(vals, v)
-		names = append(names, shortName(r.pair.Stage))
+		vals = append(vals, summarize(rs).Med)
+		names = append(names, r.pair.Label)
 	}
 	if len(vals) == 0 {
 		return fmt.Errorf("no ratios to plot")
 	}
-	bars, err := plotter.NewBarChart(vals, vg.Points(22))
+	bars, err := plotter.NewBarChart(vals, vg.Points(26))
 	if err != nil {
 		return err
 	}
 	bars.Color = palette[0]
-	p.Add(bars, plotter.NewGrid())
-	p.NominalX(names...)
-	p.X.Tick.Label.Rotation = 0.5
-	p.X.Tick.Label.XAlign = draw.XRight
-	return save(p, 8*vg.Inch, 5*vg.Inch, path)
-}
-
-func shortName(s string) string {
-	if len(s) > 26 {
-		return s[:25] + "…"
+	var pts plotter.XYs
+	var labels []string
+	top := 1.0
+	for i, v := range vals {
+		pts = append(pts, plotter.XY{X: float64(i), Y: v})
+		labels = append(labels, fmt.Sprintf("%.2f", v))
+		top = math.Max(top, v)
 	}
-	return s
+	vl, err := plotter.NewLabels(plotter.XYLabels{XYs: pts, Labels: labels})
+	if err != nil {
+		return err
+	}
+	for i := range vl.TextStyle {
+		vl.TextStyle[i].XAlign = draw.XCenter
+		vl.Offset.Y = vg.Points(4)
+	}
+	one := plotter.NewFunction(func(float64) float64 { return 1 })
+	one.Color = palette[1]
+	one.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	p.Add(plotter.NewGrid(), bars, vl, one)
+	p.Legend.Add("ceiling (ratio 1)", one)
+	p.Legend.Top, p.Legend.YOffs = true, -vg.Points(12)
+	p.Y.Min, p.Y.Max = 0, top*1.2
+	p.NominalX(names...)
+	return save(p, 8*vg.Inch, 4.5*vg.Inch, path)
 }
 
 // save writes the plot to path (SVG) and beside it as PNG, the form to look at it in.

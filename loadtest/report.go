@@ -38,6 +38,7 @@ type Report struct {
 	Devices        []scalePoint
 	Partitions     []scalePoint
 	RSS            map[string]int64
+	Diag           [2]diagnostics // the services' counts before and after the maximum rounds
 	FleetDevices   int
 	ChVersion      string
 }
@@ -152,6 +153,7 @@ func runFleet(ctx context.Context, root, dir string, cfg ReportConfig, devices i
 	if _, err := rig.runPhase(ctx, "warm-up", maxFor/5, 0, 0, progress); err != nil {
 		return err
 	}
+	rep.Diag[0] = rig.diagnostics(ctx)
 	for round := range cfg.Rounds {
 		ph, err := rig.runPhase(ctx, fmt.Sprintf("max %d", round+1), maxFor, 0, 0, progress)
 		if err != nil {
@@ -159,6 +161,7 @@ func runFleet(ctx context.Context, root, dir string, cfg ReportConfig, devices i
 		}
 		rep.MaxPhases = append(rep.MaxPhases, ph)
 	}
+	rep.Diag[1] = rig.diagnostics(ctx)
 	var rs []float64
 	for _, ph := range rep.MaxPhases {
 		rs = append(rs, ph.Rate)

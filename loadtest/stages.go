@@ -19,6 +19,7 @@ import (
 // benchmark, each run in a process of its own so its CPU time and peak RSS are its own.
 type pair struct {
 	Stage, Ceiling string // what is measured, and the raw baseline it is compared with
+	Label          string // the stage in the plot
 	Pkg            string // package directory, relative to the module root
 	Bench          string // top-level benchmark
 	Impl, Raw      string // sub-benchmark paths ("" Raw: no ceiling, an aim per core instead)
@@ -31,25 +32,25 @@ type pair struct {
 // pairs are the stages and their ceilings. The benchmarks live beside the code they
 // measure; this table only says which to run against which.
 var pairs = []pair{
-	{Stage: "MQTT collector -> Kafka (QoS 1, 100 B)", Ceiling: "Mosquitto -> bare paho subscriber", Pkg: "e2e",
+	{Stage: "MQTT collector -> Kafka (QoS 1, 100 B)", Label: "MQTT->Kafka", Ceiling: "Mosquitto -> bare paho subscriber", Pkg: "e2e",
 		Bench: "BenchmarkMQTTIngest", Impl: "path=collector", Raw: "path=raw", Unit: "msg/s", Full: "20000x", Short: "2000x"},
-	{Stage: "CoAP collector (ack sink)", Ceiling: "bare go-coap server", Pkg: "ingest/coap",
+	{Stage: "CoAP collector (ack sink)", Label: "CoAP (ack sink)", Ceiling: "bare go-coap server", Pkg: "ingest/coap",
 		Bench: "BenchmarkCoAP", Impl: "impl=fleetmeter", Raw: "impl=raw", Unit: "req/s", Full: "20000x", Short: "1000x", Aim: 0.6, AimText: ">= 0.6"},
-	{Stage: "CoAP collector -> Kafka", Ceiling: "bare go-coap server", Pkg: "ingest/coap",
+	{Stage: "CoAP collector -> Kafka", Label: "CoAP->Kafka", Ceiling: "bare go-coap server", Pkg: "ingest/coap",
 		Bench: "BenchmarkCoAP", Impl: "impl=kafka", Raw: "impl=raw", Unit: "req/s", Full: "20000x", Short: "1000x", Aim: 0.6, AimText: ">= 0.6"},
-	{Stage: "HTTP JSON Lines ingest, 1 client", Ceiling: "bare net/http handler reading the body", Pkg: "ingest/httpin",
+	{Stage: "HTTP JSON Lines ingest, 1 client", Label: "HTTP, 1 client", Ceiling: "bare net/http handler reading the body", Pkg: "ingest/httpin",
 		Bench: "BenchmarkPost", Impl: "server=httpin/lines=100/conc=1", Raw: "server=bare/lines=100/conc=1", Unit: "records/s", Full: "3000x", Short: "200x"},
-	{Stage: "HTTP JSON Lines ingest, 8 clients", Ceiling: "bare net/http handler reading the body", Pkg: "ingest/httpin",
+	{Stage: "HTTP JSON Lines ingest, 8 clients", Label: "HTTP, 8 clients", Ceiling: "bare net/http handler reading the body", Pkg: "ingest/httpin",
 		Bench: "BenchmarkPost", Impl: "server=httpin/lines=100/conc=8", Raw: "server=bare/lines=100/conc=8", Unit: "records/s", Full: "5000x", Short: "200x", Aim: 0.6, AimText: ">= 0.6"},
-	{Stage: "CHF CDR decode (1 core)", Ceiling: "encoding/asn1 into Go structs", Pkg: "cdr",
+	{Stage: "CHF CDR decode (1 core)", Label: "CDR decode", Ceiling: "encoding/asn1 into Go structs", Pkg: "cdr",
 		Bench: "BenchmarkDecode", Impl: "impl=fleetmeter", Raw: "impl=encoding_asn1", Unit: "records/s", Full: "1s", Short: "200ms", Aim: 10, AimText: ">= 10x"},
-	{Stage: "Kafka produce (Arrow IPC, LZ4, kfake)", Ceiling: "bare franz-go producing pre-encoded messages", Pkg: "loadtest",
+	{Stage: "Kafka produce (Arrow IPC, LZ4, kfake)", Label: "Kafka produce", Ceiling: "bare franz-go producing pre-encoded messages", Pkg: "loadtest",
 		Bench: "BenchmarkProduce", Impl: "impl=fleetmeter", Raw: "impl=raw", Unit: "records/s", Full: "2000x", Short: "50x"},
-	{Stage: "ClickHouse insert (InsertRated, views)", Ceiling: "clickhouse-go column-wise insert, plain MergeTree", Pkg: "clickhouse",
+	{Stage: "ClickHouse insert (InsertRated, views)", Label: "ClickHouse insert", Ceiling: "clickhouse-go column-wise insert, plain MergeTree", Pkg: "clickhouse",
 		Bench: "BenchmarkInsert", Impl: "impl=store", Raw: "impl=raw", Unit: "rows/s", Full: "10x", Short: "1x"},
-	{Stage: "Rating, batched (1 core)", Pkg: "rating", Bench: "BenchmarkRateBatch", Impl: "tariff=zones50/devices=1000000/batch=256",
+	{Stage: "Rating, batched (1 core)", Label: "rating batched", Pkg: "rating", Bench: "BenchmarkRateBatch", Impl: "tariff=zones50/devices=1000000/batch=256",
 		Unit: "records/s", Full: "1s", Short: "100ms", Aim: 2e6, AimText: ">= 2M records/s/core"},
-	{Stage: "Rating, per record (1 core)", Pkg: "rating", Bench: "BenchmarkRate", Impl: "tariff=zones50/devices=1000000",
+	{Stage: "Rating, per record (1 core)", Label: "rating", Pkg: "rating", Bench: "BenchmarkRate", Impl: "tariff=zones50/devices=1000000",
 		Unit: "records/s", Full: "1s", Short: "100ms"},
 }
 

@@ -176,6 +176,13 @@ func (r *Report) write(cfg ReportConfig) error {
 		}
 	}
 	w("\nThe fleet itself (this process: generating, MQTT/CoAP/HTTP clients, probe queries) shares the same 2 cores.\n\n")
+	a, z := r.Diag[0], r.Diag[1]
+	if ins := z.LoaderInserts - a.LoaderInserts; ins > 0 {
+		w("How the work was batched during the maximum rounds (the services' own metrics): the rater committed %.0f\n", z.RaterTxns-a.RaterTxns)
+		w("transactions of %.0f records on average; the loader made %.0f inserts into `rated_usage` of %.0f rows on\n",
+			(z.RaterRated-a.RaterRated)/max(z.RaterTxns-a.RaterTxns, 1), ins, (z.LoaderRows-a.LoaderRows)/ins)
+		w("average (the raw ceiling inserts 100,000 rows at a time); `rated_usage` had %d active parts at the end.\n\n", z.Parts)
+	}
 
 	w("### Event-to-queryable latency\n\n")
 	w("Probes (every 20th MQTT and CoAP message, one truck per gateway batch, the first session of each CDR file) are\n")
