@@ -442,6 +442,9 @@ type phase struct {
 	CPU       map[string]time.Duration
 	Latencies []time.Duration // probes, device send -> row visible
 	Lost      int             // probes not visible by the end of the wait
+	// The services' own view (bucket bounds of their histograms): mediator receipt to
+	// ClickHouse insert, and one rater batch from poll to commit; p50 and p99.
+	LoaderDelay, RaterBatch [2]float64
 }
 
 // runPhase sends ticks for d (paced to rate records/s, or back to back when rate is 0),
@@ -453,6 +456,8 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 		return ph, err
 	}
 	cpu0 := r.cpu()
+	delay0 := r.scrapeHistogram("loader", "fleetmeter_loader_record_delay_seconds")
+	batch0 := r.scrapeHistogram("rater", "fleetmeter_rater_batch_seconds")
 	pending := map[[2]string]time.Time{} // (tenant, event id) -> sent
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -547,6 +552,10 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 	stopPoll()
 	<-pollDone
 	cpu1 := r.cpu()
+	delay := r.scrapeHistogram("loader", "fleetmeter_loader_record_delay_seconds").since(delay0)
+	batch := r.scrapeHistogram("rater", "fleetmeter_rater_batch_seconds").since(batch0)
+	ph.LoaderDelay = [2]float64{delay.quantile(0.5), delay.quantile(0.99)}
+	ph.RaterBatch = [2]float64{batch.quantile(0.5), batch.quantile(0.99)}
 	ph.CPU = map[string]time.Duration{}
 	for k, v := range cpu1 {
 		ph.CPU[k] = v - cpu0[k]
@@ -577,14 +586,8 @@ func quantile(v []time.Duration, q float64) time.Duration {
 // scrape sums the samples of a service's /metrics whose series (name and labels, as
 // written) start with prefix.
 func (r *fleetRig) scrape(service, prefix string) float64 {
-	resp, err := http.Get("http://" + r.metrics[service] + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	var sum float64
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range r.metricLines(service) {
 		if !strings.HasPrefix(line, prefix) {
 			continue
 		}
@@ -595,6 +598,17 @@ func (r *fleetRig) scrape(service, prefix string) float64 {
 		}
 	}
 	return sum
+}
+
+// metricLines is a service's /metrics, line by line (none when it does not answer).
+func (r *fleetRig) metricLines(service string) []string {
+	resp, err := http.Get("http://" + r.metrics[service] + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.Split(string(b), "\n")
 }
 
 // diagnostics are the services' own counts over a stretch: how the work was batched.
@@ -613,4 +627,59 @@ func (r *fleetRig) diagnostics(ctx context.Context) diagnostics {
 	_ = r.store.Conn().QueryRow(ctx, "SELECT count() FROM system.parts WHERE active AND database = '"+benchDatabase+
 		"' AND table = 'rated_usage'").Scan(&d.Parts)
 	return d
+}
+
+// histogram is a Prometheus histogram's cumulative bucket counts, by upper bound.
+type histogram map[float64]float64
+
+// scrapeHistogram reads the buckets of a histogram family (summed over label sets).
+func (r *fleetRig) scrapeHistogram(service, name string) histogram {
+	h := histogram{}
+	for _, line := range r.metricLines(service) {
+		if !strings.HasPrefix(line, name+"_bucket{") {
+			continue
+		}
+		i := strings.Index(line, `le="`)
+		j := strings.LastIndexByte(line, ' ')
+		if i < 0 || j < 0 {
+			continue
+		}
+		le := line[i+4:]
+		le = le[:strings.IndexByte(le, '"')]
+		bound, err1 := strconv.ParseFloat(le, 64) // +Inf parses as +Inf
+		v, err2 := strconv.ParseFloat(line[j+1:], 64)
+		if err1 == nil && err2 == nil {
+			h[bound] += v
+		}
+	}
+	return h
+}
+
+// since is the observations made after a.
+func (b histogram) since(a histogram) histogram {
+	d := histogram{}
+	for k, v := range b {
+		d[k] = v - a[k]
+	}
+	return d
+}
+
+// quantile is the upper bound of the bucket holding quantile q (the histogram's
+// resolution); 0 with no observations.
+func (b histogram) quantile(q float64) float64 {
+	bounds := make([]float64, 0, len(b))
+	for k := range b {
+		bounds = append(bounds, k)
+	}
+	slices.Sort(bounds)
+	if len(bounds) == 0 || b[bounds[len(bounds)-1]] == 0 {
+		return 0
+	}
+	total := b[bounds[len(bounds)-1]]
+	for _, k := range bounds {
+		if b[k] >= q*total {
+			return k
+		}
+	}
+	return bounds[len(bounds)-1]
 }

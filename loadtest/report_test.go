@@ -38,7 +38,7 @@ func TestBenchReport(t *testing.T) {
 		`(?m)^\| CHF CDR decode \(1 core\) \| [\d.]+[kM]? / \*\*[\d.]+[kM]?\*\* / [\d.]+[kM]? records/s \| encoding/asn1`,
 		`(?m)^\| sustained maximum, records/s in ClickHouse .*\| \d+ / \*\*\d+\*\* / \d+ records/s \|$`,
 		`(?m)^\| cost per million records, CPU seconds of all services \(at the maximum\) \| \*\*[\d.]+\*\* \|$`,
-		`(?m)^\| 80% of max \| \d+ \| \d+ \| [1-9]\d* \| \d+ ms \| \d+ ms \| \d+ ms \| \d+ \|$`,
+		`(?m)^\| 80% of max \| \d+ \| \d+ \| [1-9]\d* \| \d+ ms \| \d+ ms \| \d+ ms \| \d+ \| ≤ \d+ ms / ≤ \d+ ms \| ≤ \d+ ms / ≤ \d+ ms \|$`,
 		`(?m)^\| 5000 \| 10000 \| [\d.]+k? / `,
 		`(?m)^\| 4 \| 5000 \| [\d.]+k? / `,
 		`(?m)^## Beside what users would otherwise run$`,

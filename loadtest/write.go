@@ -190,11 +190,14 @@ func (r *Report) write(cfg ReportConfig) error {
 	w("Paced at a fraction of the sustained maximum (median above). The CDR probes include the drop directory's settle\n")
 	w("time (100 ms here) and poll (50 ms).\n\n")
 	w("![latency](%s)\n\n", rel("latency.svg"))
-	w("| load | offered records/s | landed records/s | probes | p50 | p99 | max | not seen |\n|---|---|---|---|---|---|---|---|\n")
+	w("| load | offered records/s | landed records/s | probes | p50 | p99 | max | not seen | mediator -> insert p50 / p99 | rater batch p50 / p99 |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, ph := range r.Levels {
-		w("| %s | %.0f | %.0f | %d | %s | %s | %s | %d |\n", ph.Name, ph.Offered, ph.Rate, len(ph.Latencies),
-			ms(quantile(ph.Latencies, 0.5)), ms(quantile(ph.Latencies, 0.99)), ms(quantile(ph.Latencies, 1)), ph.Lost)
+		w("| %s | %.0f | %.0f | %d | %s | %s | %s | %d | ≤ %s / ≤ %s | ≤ %s / ≤ %s |\n", ph.Name, ph.Offered, ph.Rate, len(ph.Latencies),
+			ms(quantile(ph.Latencies, 0.5)), ms(quantile(ph.Latencies, 0.99)), ms(quantile(ph.Latencies, 1)), ph.Lost,
+			secs(ph.LoaderDelay[0]), secs(ph.LoaderDelay[1]), secs(ph.RaterBatch[0]), secs(ph.RaterBatch[1]))
 	}
+	w("\nThe last two columns are the services' own histograms (bucket bounds): the loader's delay from the mediator's\n")
+	w("receipt of a record to its insert, and the rater's batch from poll to committed transaction.\n")
 	if n := len(r.Levels); n > 0 {
 		p99 := quantile(r.Levels[n-1].Latencies, 0.99)
 		w("\np99 at 80%% of the maximum: **%s** (aim < 1 s: %s).\n\n", ms(p99), map[bool]string{true: "met", false: "**not met**"}[p99 < time.Second && p99 > 0])
@@ -273,6 +276,13 @@ func ms(d time.Duration) string {
 		return "-"
 	}
 	return fmt.Sprintf("%d ms", d.Milliseconds())
+}
+
+func secs(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f ms", v*1000)
 }
 
 func orDash(s string) string {
