@@ -172,14 +172,23 @@ type keyOrder struct {
 // keyColonAt reports whether d holds, from its opening quote at d[i], the name of field
 // f as is, its closing quote and the colon right after it.
 func keyColonAt(d []byte, i int, f int8) bool {
-	k := &keyNames[keySlots[f]]
 	if i+17 > len(d) {
 		return false
 	}
-	w0 := binary.LittleEndian.Uint64(d[i+1:])
-	w1 := binary.LittleEndian.Uint64(d[i+9:])
-	return w0&lowBytes(k.n+2) == k.loColon && w1&lowBytes(k.n-6) == k.hiColon
+	k := &keyColons[f]
+	return binary.LittleEndian.Uint64(d[i+1:])&k.mlo == k.lo && binary.LittleEndian.Uint64(d[i+9:])&k.mhi == k.hi
 }
+
+// keyColons is, by field, its name followed by `":` as two little-endian words and the
+// masks of the bytes they hold: what keyColonAt compares.
+var keyColons = func() (t [numUsageFields]struct{ lo, hi, mlo, mhi uint64 }) {
+	for f := range t {
+		k := &keyNames[keySlots[f]]
+		t[f].lo, t[f].hi = k.loColon, k.hiColon
+		t[f].mlo, t[f].mhi = lowBytes(k.n+2), lowBytes(k.n-6)
+	}
+	return t
+}()
 
 // plainKey reads the key whose opening quote is at d[i] when it is a field name written
 // as is: its field and the index past its closing quote. Any other key gives -1 and is
@@ -633,6 +642,16 @@ func parseJSONInto(line []byte, idPrefix string, chunk *[]byte, order *keyOrder,
 	nkeys := 0
 	var arr [256]byte
 	buf := arr[:0] // decoded string field values; a local, not in p, to stay on the stack
+	free := 0      // with a chunk: the room buf started with in it
+	if chunk != nil {
+		// Decoded straight into the chunk's free room: the bytes past its length are no
+		// string's yet, and become the record's only once the line is good.
+		if cap(*chunk)-len(*chunk) < len(arr) {
+			*chunk = make([]byte, 0, chunkBytes)
+		}
+		c := *chunk
+		buf, free = c[len(c):len(c)], cap(c)-len(c)
+	}
 	p := jsonParser{data: line}
 	var (
 		spans          [numUsageFields]strSpan
@@ -861,10 +880,19 @@ func parseJSONInto(line []byte, idPrefix string, chunk *[]byte, order *keyOrder,
 	}
 	if len(buf) > 0 {
 		var s string
-		if chunk == nil {
+		switch {
+		case chunk == nil:
 			s = string(buf) // one allocation for all string fields
-		} else {
-			s = chunkString(chunk, buf)
+		case cap(buf) == free: // still in the chunk: it now ends after them
+			// (Cut from *chunk, not buf: buf may be arr as far as the compiler knows, and
+			// arr must stay on the stack.)
+			n := len(*chunk)
+			*chunk = (*chunk)[:n+len(buf)]
+			s = unsafe.String(&(*chunk)[n], len(buf))
+		default: // outgrew the chunk's room (a line of long strings): a chunk of its own
+			c := append(make([]byte, 0, max(chunkBytes, len(buf))), buf...)
+			*chunk = c
+			s = unsafe.String(&c[0], len(buf))
 		}
 		for f, dst := range [...]*string{fEventID: &u.EventID, fTenant: &u.Tenant, fDevice: &u.Device,
 			fSource: &u.Source, fPLMN: &u.PLMN, fCell: &u.Cell, fRAT: &u.RAT, fSliceSD: &u.SliceSD} {
@@ -877,23 +905,11 @@ func parseJSONInto(line []byte, idPrefix string, chunk *[]byte, order *keyOrder,
 }
 
 // chunkBytes is the size of a JSONLineReader chunk: the string fields of some fifty
-// typical records.
+// typical records. A chunk's bytes, once a string holds them, are never written again:
+// a line decodes into the room past the chunk's length, which grows over them only when
+// the line is good, and a full chunk is left to the strings pointing into it (the GC
+// keeps it as long as they live).
 const chunkBytes = 8 << 10
-
-// chunkString copies b into the free room of *chunk (a new chunk when it lacks room) and
-// returns those bytes as a string. A chunk's bytes, once a string holds them, are never
-// written again: the chunk only ever grows within its capacity, and a full one is left
-// to the strings pointing into it (the collector keeps it alive as long as they live).
-func chunkString(chunk *[]byte, b []byte) string {
-	c := *chunk
-	if cap(c)-len(c) < len(b) {
-		c = make([]byte, 0, max(chunkBytes, len(b)))
-	}
-	off := len(c)
-	c = append(c, b...)
-	*chunk = c
-	return unsafe.String(&c[off], len(b))
-}
 
 // parseTimeBytes is parseTime for bytes, without allocating when the time is good.
 func parseTimeBytes(field string, b []byte) (int64, error) {
