@@ -8,7 +8,6 @@ import (
 	"mime"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -143,8 +142,6 @@ type csvWriter struct {
 	row [30]string
 }
 
-func fmtTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(record.TimeLayout) }
-
 func (c *csvWriter) Write(recs []Exported) error {
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	for i := range recs {
@@ -156,10 +153,10 @@ func (c *csvWriter) Write(recs []Exported) error {
 		if r.HasSlice {
 			sst = u(uint64(r.SliceSST))
 		}
-		c.row = [30]string{r.EventID, r.Tenant, r.Device, r.Source, fmtTime(r.StartTime), fmtTime(r.EndTime), fmtTime(r.ReceivedTime),
+		c.row = [30]string{r.EventID, r.Tenant, r.Device, r.Source, record.FormatTime(r.StartTime), record.FormatTime(r.EndTime), record.FormatTime(r.ReceivedTime),
 			u(r.BytesUp), u(r.BytesDown), u(r.DurationMs), u(r.Events), u(uint64(r.RatingGroup)), r.PLMN, r.Cell, lat, lon,
 			r.RAT, sst, r.SliceSD, r.RecordID, r.Charge, r.Zone, r.Mobility, r.Tariff,
-			r.TariffVersion, r.Offer, u(r.ActiveDevices), r.Currency, r.Amount.String(), fmtTime(r.RatedTime)}
+			r.TariffVersion, r.Offer, u(r.ActiveDevices), r.Currency, r.Amount.String(), record.FormatTime(r.RatedTime)}
 		if err := c.w.Write(c.row[:]); err != nil {
 			return err
 		}

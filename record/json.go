@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"time"
 	"unicode/utf8"
 )
 
@@ -132,7 +131,7 @@ func appendUint(b []byte, key string, v uint64) []byte {
 func appendTime(b []byte, key string, ms int64) []byte {
 	b = append(b, key...)
 	b = append(b, '"')
-	b = time.UnixMilli(ms).UTC().AppendFormat(b, TimeLayout)
+	b = AppendTime(b, ms)
 	return append(b, '"')
 }
 

@@ -330,7 +330,7 @@ func timeRangeError(name string, ms int64) error {
 }
 
 // FormatTime writes ms since the epoch as JSON Lines do (TimeLayout), for messages.
-func FormatTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(TimeLayout) }
+func FormatTime(ms int64) string { return string(AppendTime(make([]byte, 0, 24), ms)) }
 
 // maxQuoted bounds how much of an input QuoteInput shows.
 const maxQuoted = 64
