@@ -30,7 +30,7 @@ import (
 // answering 2.04 at once. The two take turns in rounds of a few thousand requests, so
 // both see the same machine load: ratio is the collector's req/s over the bare server's,
 // cpu-ratio the same from the CPU time the process spent per request (clients, servers,
-// the broker, GC), which other load on the machine does not change. records/message is
+// the broker, GC), which other load on the machine moves much less. records/message is
 // how many records the sink put in a Kafka message. b.N counts the requests of each.
 //
 // Each client waits for its answer before it sends again, so with few clients the

@@ -106,7 +106,7 @@ func BenchmarkPost(b *testing.B) {
 // measured, not guessed from separate runs. ratio is the collector's records/s over the
 // bare handler's, scan-ratio over the scanning handler's. cpu-ratio and scan-cpu-ratio
 // are the same from the CPU time the process spent per request (clients, server, GC),
-// which other load on the machine does not change: with 8 clients every side is
+// which other load on the machine moves much less: with 8 clients every side is
 // CPU-bound, so on an idle machine the two kinds agree. b.N counts the requests of each.
 func BenchmarkPostVsBare(b *testing.B) {
 	const lines, round = 100, 48
