@@ -178,7 +178,7 @@ func ratioPlot(path string, res []pairResult) error {
 	p.Legend.Top, p.Legend.YOffs = true, -vg.Points(12)
 	p.Y.Min, p.Y.Max = 0, top*1.2
 	p.NominalX(names...)
-	return save(p, 8*vg.Inch, 4.5*vg.Inch, path)
+	return save(p, 10*vg.Inch, 4.5*vg.Inch, path)
 }
 
 // save writes the plot to path (SVG) and beside it as PNG, the form to look at it in.

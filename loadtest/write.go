@@ -61,6 +61,9 @@ func (r *Report) write(cfg ReportConfig) error {
 	w("| date | %s, %s |\n", r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Ended.Sub(r.Started).Round(time.Second))
 	w("| machine | %s, %d cores, %s RAM, %s/%s |\n", cpuModel(), runtime.NumCPU(), memTotal(), runtime.GOOS, runtime.GOARCH)
 	w("| load on the machine | at the start: %s |\n", r.Load)
+	if root, err := moduleRoot(); err == nil {
+		w("| fleetmeter revision | %s |\n", toolVersion("git", "-C", root, "log", "-1", "--format=%h %s"))
+	}
 	w("| Go | %s |\n", runtime.Version())
 	w("| ClickHouse | %s |\n", r.ChVersion)
 	w("| Mosquitto | %s |\n", toolVersion(mosquittoPath(), "-h"))
