@@ -9,6 +9,7 @@ bin=$(mktemp -d /tmp/fleetmeter-benchreport.XXXXXX)
 trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/benchreport" ./loadtest/cmd/benchreport
 out=BENCHMARKS.md plots=docs/bench
-if [ "${BENCH_SHORT:-}" = 1 ]; then out="$bin/BENCHMARKS.md" plots="$bin/bench"; fi
+# The short version never overwrites the committed report.
+if [ "${BENCH_SHORT:-}" = 1 ]; then out=/tmp/fleetmeter-bench-short/BENCHMARKS.md plots=/tmp/fleetmeter-bench-short/bench; fi
 "$bin/benchreport" --out "$out" --plots "$plots" "$@"
 echo "bench-report: wrote $out and $plots/"
