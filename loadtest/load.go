@@ -30,6 +30,7 @@ import (
 	"fleetmeter/clickhouse"
 	"fleetmeter/ingest/payload"
 	"fleetmeter/internal/config"
+	"fleetmeter/internal/localkafka"
 	"fleetmeter/internal/obs"
 	"fleetmeter/kafka"
 	"fleetmeter/pipeline"
@@ -201,11 +202,11 @@ func load(ctx context.Context, cfg LoadConfig, logger *slog.Logger, stdout, stde
 	kcfg := kafka.DefaultConfig()
 	kcfg.Partitions = cfg.Partitions
 	if cfg.Kafka == "" {
-		port, err := FreePort()
+		port, err := localkafka.FreePort()
 		if err != nil {
 			return 1, err
 		}
-		kc, addr, err := StartKafka(dir, port, cfg.Partitions)
+		kc, addr, err := localkafka.Start(dir, port, cfg.Partitions)
 		if err != nil {
 			return 1, err
 		}

@@ -27,6 +27,7 @@ import (
 	"fleetmeter/clickhouse"
 	"fleetmeter/ingest/payload"
 	"fleetmeter/internal/chserver"
+	"fleetmeter/internal/localkafka"
 	"fleetmeter/record"
 	"fleetmeter/sim"
 )
@@ -110,7 +111,7 @@ func startFleetRig(ctx context.Context, root, dir string, self []string, devices
 	}
 	ports := make([]int, 4)
 	for i := range ports {
-		if ports[i], err = FreePort(); err != nil {
+		if ports[i], err = localkafka.FreePort(); err != nil {
 			return nil, err
 		}
 	}

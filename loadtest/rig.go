@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"fleetmeter/internal/localkafka"
 )
 
 // RunKafkaBroker is the embedded Kafka broker as a process of its own, so the benchmark
@@ -30,7 +32,7 @@ func RunKafkaBroker(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	kc, addr, err := StartKafka(*dir, 0, int32(*partitions))
+	kc, addr, err := localkafka.Start(*dir, 0, int32(*partitions))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -166,7 +168,7 @@ func StartMosquitto(dir string, port int) (*Process, string, error) {
 	}
 	if port == 0 {
 		var err error
-		if port, err = FreePort(); err != nil {
+		if port, err = localkafka.FreePort(); err != nil {
 			return nil, "", err
 		}
 	}
