@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"sort"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -132,8 +133,8 @@ func (x *pageIndex) find(h uint64, page []billing.Exported, tenant, recordID str
 }
 
 func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole bool, keyRange KeyRange, sizeHint int, into []billing.Exported) ([]billing.Exported, error) {
-	page, err := s.pageKeys(ctx, req, whole, keyRange, sizeHint)
-	if err != nil || len(page) == 0 {
+	pk, err := s.pageKeys(ctx, req, whole, keyRange, sizeHint)
+	if err != nil || len(pk.page) == 0 {
 		return into, err
 	}
 	keys, err := ext.NewTable("page_keys", ext.Column("h", "UInt64"))
@@ -141,10 +142,20 @@ func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole boo
 		return into, err
 	}
 	base := len(into)
-	into = slices.Grow(into, len(page))
-	index := pageIndex{byHash: make(map[uint64]int, len(page))}
-	for _, k := range page {
-		index.add(k.h, k.pos, len(into))
+	into = slices.Grow(into, len(pk.page))
+	// Rows are matched to their keys by walking the keys in (tenant, record_id) order
+	// when pageKeys has them so (the rows come so too, block by block), else by hash.
+	var walk *keyWalker
+	var index pageIndex
+	if pk.byKey != nil {
+		walk = &keyWalker{keys: pk.byKey, slot: pk.slot}
+	} else {
+		index.byHash = make(map[uint64]int, len(pk.page))
+	}
+	for _, k := range pk.page {
+		if walk == nil {
+			index.add(k.h, k.pos, len(into))
+		}
 		into = append(into, billing.Exported{Pos: k.pos})
 		if err := keys.Append(k.h); err != nil {
 			return into[:base], err
@@ -169,7 +180,14 @@ func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole boo
 		if err != nil {
 			return into[:base], fmt.Errorf("billing export: %w", err)
 		}
-		i, ok := index.find(h, into, r.Tenant, r.RecordID)
+		var i int
+		var ok bool
+		if walk != nil {
+			i, ok = walk.find(r.Tenant, r.RecordID)
+			i += base
+		} else {
+			i, ok = index.find(h, into, r.Tenant, r.RecordID)
+		}
 		if !ok {
 			continue // another key of a page key's hash
 		}
@@ -206,17 +224,28 @@ type keyRow struct {
 // sort of a million rows by e, tenant, record_id was a third of the keys query on the
 // server). Past twice the limit (a second holding many records: fees of a close, a
 // back-fill at Seen 0) the server sorts and cuts, as on a cluster.
-func (s *Store) pageKeys(ctx context.Context, req billing.ExportRequest, whole bool, keyRange KeyRange, sizeHint int) ([]keyRow, error) {
+func (s *Store) pageKeys(ctx context.Context, req billing.ExportRequest, whole bool, keyRange KeyRange, sizeHint int) (pageKeys, error) {
 	if s.final {
 		bound := 2 * req.Limit
 		q := req
 		q.Limit = bound + 1
-		page, err := s.readKeys(ctx, ExportKeysQuery(s.db, q, whole, keyRange, true, false), sizeHint)
-		if err != nil || len(page) <= bound {
-			return orderKeys(page, req.Limit), err
+		keys, err := s.readKeys(ctx, ExportKeysQuery(s.db, q, whole, keyRange, true, false), sizeHint)
+		if err != nil {
+			return pageKeys{}, err
+		}
+		if len(keys) <= bound {
+			return orderKeys(keys, req.Limit), nil
 		}
 	}
-	return s.readKeys(ctx, ExportKeysQuery(s.db, req, whole, keyRange, s.final, true), sizeHint)
+	page, err := s.readKeys(ctx, ExportKeysQuery(s.db, req, whole, keyRange, s.final, true), sizeHint)
+	return pageKeys{page: page}, err
+}
+
+// pageKeys are a page's keys in position order (page) and, when known, in (tenant,
+// record_id) order (byKey) with each one's index in page (slot; -1: not in the page).
+type pageKeys struct {
+	page, byKey []keyRow
+	slot        []int32
 }
 
 func (s *Store) readKeys(ctx context.Context, query string, sizeHint int) ([]keyRow, error) {
@@ -259,16 +288,15 @@ func (s *Store) readKeys(ctx context.Context, query string, sizeHint int) ([]key
 }
 
 // orderKeys sorts keys by position and keeps the first limit. Keys in (tenant, record_id)
-// order are bucketed by Seen, keeping that order within a second; any other order is
-// sorted whole.
-func orderKeys(keys []keyRow, limit int) []keyRow {
+// order are bucketed by Seen, keeping that order within a second (and are kept as byKey);
+// any other order is sorted whole.
+func orderKeys(keys []keyRow, limit int) pageKeys {
 	byKey := true
 	seconds := map[int64]int{}
 	for i := range keys {
 		seconds[keys[i].pos.Seen]++
 		if i > 0 && byKey {
-			a, b := &keys[i-1].pos, &keys[i].pos
-			byKey = a.Tenant < b.Tenant || a.Tenant == b.Tenant && a.RecordID < b.RecordID
+			byKey = keyLess(&keys[i-1].pos, keys[i].pos.Tenant, keys[i].pos.RecordID)
 		}
 	}
 	if !byKey {
@@ -281,8 +309,10 @@ func orderKeys(keys []keyRow, limit int) []keyRow {
 			}
 			return 0
 		})
-		return keys[:min(len(keys), limit)]
+		return pageKeys{page: keys[:min(len(keys), limit)]}
 	}
+	slot := make([]int32, len(keys))
+	page := keys
 	if len(seconds) > 1 {
 		order := slices.Sorted(maps.Keys(seconds))
 		at := make(map[int64]int, len(order))
@@ -291,14 +321,60 @@ func orderKeys(keys []keyRow, limit int) []keyRow {
 			at[sec] = n
 			n += seconds[sec]
 		}
-		sorted := make([]keyRow, len(keys))
-		for _, k := range keys {
-			sorted[at[k.pos.Seen]] = k
+		page = make([]keyRow, len(keys))
+		for j, k := range keys {
+			p := at[k.pos.Seen]
+			page[p], slot[j] = k, int32(p)
 			at[k.pos.Seen]++
 		}
-		keys = sorted
+	} else {
+		for j := range slot {
+			slot[j] = int32(j)
+		}
 	}
-	return keys[:min(len(keys), limit)]
+	for j, p := range slot {
+		if int(p) >= limit {
+			slot[j] = -1
+		}
+	}
+	return pageKeys{page: page[:min(len(page), limit)], byKey: keys, slot: slot}
+}
+
+// keyLess says whether p's key sorts before (tenant, recordID).
+func keyLess(p *billing.Position, tenant, recordID string) bool {
+	return p.Tenant < tenant || p.Tenant == tenant && p.RecordID < recordID
+}
+
+// keyWalker finds rows among keys in (tenant, record_id) order. Rows mostly come in that
+// order too (a block is a run of one part), so each search gallops on from the last
+// match: the keys are read in sequence, not probed at random as a hash table is.
+type keyWalker struct {
+	keys []keyRow
+	slot []int32
+	j    int // the last search's answer
+}
+
+// find returns the page slot of the key (tenant, recordID), if it is one of the page's.
+func (w *keyWalker) find(tenant, recordID string) (int, bool) {
+	n := len(w.keys)
+	less := func(i int) bool { return keyLess(&w.keys[i].pos, tenant, recordID) }
+	// The answer is the first key not less than the row, in [lo, hi].
+	lo, hi := 0, n
+	if w.j > 0 && !less(w.j-1) {
+		hi = w.j - 1 // the row is at or before the previous key: search before it
+	} else {
+		lo, hi = w.j, w.j
+		for step := 1; hi < n && less(hi); step *= 2 {
+			lo, hi = hi+1, hi+step
+		}
+		hi = min(hi, n)
+	}
+	i := lo + sort.Search(hi-lo, func(k int) bool { return !less(lo + k) })
+	w.j = i
+	if i < n && w.keys[i].pos.Tenant == tenant && w.keys[i].pos.RecordID == recordID && w.slot[i] >= 0 {
+		return int(w.slot[i]), true
+	}
+	return 0, false
 }
 
 // Lines runs LinesQuery.
