@@ -86,14 +86,14 @@ func TestBinariesAcceptChartConfigs(t *testing.T) {
 	for set, files := range valueSets {
 		t.Run(set, func(t *testing.T) {
 			t.Parallel()
-			r := render(t, files, "mediator.http.enabled=true", "httpKeyTenants={agrico,autoco}",
+			r := render(t, files, "mediator.http.enabled=true", "httpKeyTenants={agrico,autoco}", "api.billing.enabled=true",
 				"mediator.mqtt.enabled=true", "api.keys[0].name=ops", "api.keys[0].operator=true",
 				"api.keys[0].sha256="+strings.Repeat("ab", 32))
 			dir := t.TempDir()
 			secrets := filepath.Join(dir, "secrets")
 			os.MkdirAll(secrets, 0o700)
-			for _, key := range []string{"clickhouse-password", "mqtt-password", "http-key-agrico", "http-key-autoco"} {
-				os.WriteFile(filepath.Join(secrets, key), []byte("secret-of-"+key), 0o600)
+			for _, key := range []string{"clickhouse-password", "mqtt-password", "http-key-agrico", "http-key-autoco", "billing-cursor-key"} {
+				os.WriteFile(filepath.Join(secrets, key), []byte("secret-of-"+key+"-0123456789abcdef0123456789abcdef"), 0o600)
 			}
 			paths := map[string]string{
 				"/etc/fleetmeter/secrets": secrets,

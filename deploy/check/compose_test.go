@@ -182,26 +182,18 @@ func readYAML(t *testing.T, path string) map[string]any {
 // documented ones, and Prometheus scrapes each service where it listens.
 func TestComposeFleetmeterConfiguration(t *testing.T) {
 	p := loadCompose(t)
-	med, rat := readDocKeys(t, "mediator run"), readDocKeys(t, "rater")
+	med, rat, api := readDocKeys(t, "mediator run"), readDocKeys(t, "rater"), readAPIDocKeys(t)
 	listens := map[string]string{} // service -> port of /metrics
 	for _, name := range []string{"mediator", "rater", "loader", "api"} {
 		s := p.Services[name]
 		cfg := readYAML(t, composeFile(t, s, flagValue(s.Command, "--config")))
-		d := rat
-		switch name {
-		case "mediator":
-			d = med
-		case "api":
-			d = docKeys{}
+		d := map[string]docKeys{"mediator": med, "rater": rat, "loader": rat, "api": api}[name]
+		if bad := d.unknownKeys(cfg); len(bad) > 0 {
+			t.Errorf("%s: keys the binary does not know: %v", name, bad)
 		}
-		if d.keys != nil {
-			if bad := d.unknownKeys(cfg); len(bad) > 0 {
-				t.Errorf("%s: keys the binary does not know: %v", name, bad)
-			}
-			for k := range s.Environment {
-				if strings.HasPrefix(k, "FLEETMETER_") && !d.envs[k] {
-					t.Errorf("%s: %s is no documented variable", name, k)
-				}
+		for k := range s.Environment {
+			if strings.HasPrefix(k, "FLEETMETER_") && !d.envs[k] {
+				t.Errorf("%s: %s is no documented variable", name, k)
 			}
 		}
 		listen, _ := cfg["listen"].(string)

@@ -360,22 +360,19 @@ func apiConfig(t *testing.T, r *rendered) map[string]any {
 }
 
 func TestChartConfigKeysAreDocumented(t *testing.T) {
-	med, rat := readDocKeys(t, "mediator run"), readDocKeys(t, "rater")
+	med, rat, api := readDocKeys(t, "mediator run"), readDocKeys(t, "rater"), readAPIDocKeys(t)
 	forEachValueSet(t, func(t *testing.T, r *rendered) {
 		for name, d := range map[string]docKeys{"mediator.yaml": med, "rater.yaml": rat, "loader.yaml": rat} {
 			if bad := d.unknownKeys(configFile(t, r, name)); len(bad) > 0 {
 				t.Errorf("%s: keys the binary does not know (it would exit 2): %v", name, bad)
 			}
 		}
-		// Every FLEETMETER_* variable given to the mediator, rater or loader is a key's.
+		if bad := api.unknownKeys(apiConfig(t, r)); len(bad) > 0 {
+			t.Errorf("api.yaml: keys the binary does not know (it would exit 2): %v", bad)
+		}
+		// Every FLEETMETER_* variable given to a component is a key's.
 		for component, pod := range r.podSpecs() {
-			d := rat
-			switch component {
-			case "mediator":
-				d = med
-			case "api":
-				continue // not in docs/configuration.md
-			}
+			d := map[string]docKeys{"mediator": med, "rater": rat, "loader": rat, "api": api}[component]
 			for _, c := range pod.Spec.Containers {
 				for _, e := range c.Env {
 					if strings.HasPrefix(e.Name, "FLEETMETER_") && !d.envs[e.Name] {
@@ -403,6 +400,7 @@ func TestChartSecretsStayInSecrets(t *testing.T) {
 		"secrets.httpKeys.utilico":     "sentinel-http-utilico-5d1e",
 		"mediator.autoscaling.enabled": "false",
 		"mediator.http.enabled":        "true",
+		"api.billing.enabled":          "true",
 	}
 	var set []string
 	for k, v := range sentinels {
@@ -443,8 +441,16 @@ func TestChartSecretsStayInSecrets(t *testing.T) {
 		}
 	}
 	// Every *_file of the configurations names a key of the Secret, mounted where it reads.
-	for _, name := range []string{"mediator.yaml", "loader.yaml"} {
-		for _, path := range secretFiles(configFile(t, r, name)) {
+	for _, name := range []string{"mediator.yaml", "loader.yaml", "api.yaml"} {
+		cfg := apiConfig(t, r)
+		if name != "api.yaml" {
+			cfg = configFile(t, r, name)
+		}
+		files := secretFiles(cfg)
+		if len(files) == 0 {
+			t.Errorf("%s reads no secret file", name)
+		}
+		for _, path := range files {
 			key, ok := strings.CutPrefix(path, "/etc/fleetmeter/secrets/")
 			if !ok {
 				t.Errorf("%s reads %s, outside the secrets volume", name, path)

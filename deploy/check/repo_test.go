@@ -66,6 +66,15 @@ func readDocKeys(t *testing.T, section string) docKeys {
 	return d
 }
 
+// readAPIDocKeys is the api's table, plus keys, the list of key hashes its section
+// describes in prose (a structured key with no variable of its own).
+func readAPIDocKeys(t *testing.T) docKeys {
+	t.Helper()
+	d := readDocKeys(t, "api")
+	d.keys["keys"] = true
+	return d
+}
+
 // unknownKeys returns the dotted keys of a decoded YAML configuration that the table
 // does not list. A documented key holding a map or list is a leaf (http.keys).
 func (d docKeys) unknownKeys(cfg map[string]any) []string {
