@@ -7,10 +7,14 @@ import (
 	"testing"
 )
 
-// TestMain quiets the Helm loader's standard-log note, printed at every render, that the
+// TestMain removes the binaries the tests built, and quiets the Helm loader's standard-log note, printed at every render, that the
 // chart's files/tariffs is a symbolic link to deploy/tariffs (which it is on purpose: the
 // chart ships the repository's example tariffs without a copy).
 func TestMain(m *testing.M) {
 	log.SetOutput(io.Discard)
-	os.Exit(m.Run())
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir) // the binaries built for binaries_test.go
+	}
+	os.Exit(code)
 }
