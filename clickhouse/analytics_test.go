@@ -70,7 +70,7 @@ func TestAnalyticsBindsValues(t *testing.T) {
 
 // TestAnalyticsQueriesRun runs every query on the test server (18.16 here). With
 // FLEETMETER_SQL_OUT=FILE it also writes them with literal values, for
-// ../shared-style checks against a current ClickHouse (ch-modern-check FILE).
+// checking against a current ClickHouse (any current clickhouse-local or server).
 func TestAnalyticsQueriesRun(t *testing.T) {
 	st := openStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -138,7 +138,8 @@ var ErrNotArrow = errors.New("not a valid arrow ipc stream")
 //	rated: 101 B/record with LZ4, 242 without
 //
 // LZ4 halves what Kafka stores and moves for ~0.4 µs/record of encode CPU; the encoder
-// still runs above 1M records/s per core, twice the broker ceiling in CEILINGS.md. The
+// still runs above 1M records/s per core, about twice what one Kafka broker takes here
+// (BENCHMARKS.md, kfake produce). The
 // producer should then leave Kafka compression off for these topics: snappy over LZ4
 // costs CPU and saves nothing.
 const useLZ4 = true

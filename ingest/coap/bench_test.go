@@ -31,7 +31,7 @@ func (s *ackSink) Enqueue(recs []record.Usage, done func(error)) {
 }
 func (s *ackSink) EnqueueRejects(_ []record.Rejection, done func(error)) { done(nil) }
 
-const benchClients = 64 // one socket per simulated device (see CEILINGS.md on go-coap's cache scan)
+const benchClients = 64 // one socket per simulated device (go-coap scans an endpoint's whole response cache per datagram: see README.md)
 
 // BenchmarkCoAP: confirmable POSTs of a ~100 B JSON usage message from 64 go-coap
 // clients, one socket each, against the collector (parse, sink, 2.04 after the ack)
