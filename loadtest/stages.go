@@ -24,9 +24,12 @@ type pair struct {
 	Bench          string // top-level benchmark
 	Impl, Raw      string // sub-benchmark paths ("" Raw: no ceiling, an aim per core instead)
 	Unit           string // the metric both report
-	Full, Short    string // -test.benchtime
-	Aim            float64
-	AimText        string
+	// RawUnit, when set, is the ceiling's metric reported by the same benchmark, which
+	// runs both sides in one process in alternating rounds (Raw is then unused).
+	RawUnit     string
+	Full, Short string // -test.benchtime
+	Aim         float64
+	AimText     string
 }
 
 // pairs are the stages and their ceilings. The benchmarks live beside the code they
@@ -42,6 +45,14 @@ var pairs = []pair{
 		Bench: "BenchmarkPost", Impl: "server=httpin/lines=100/conc=1", Raw: "server=bare/lines=100/conc=1", Unit: "records/s", Full: "3000x", Short: "200x"},
 	{Stage: "HTTP JSON Lines ingest, 8 clients", Label: "HTTP, 8 clients", Ceiling: "bare net/http handler reading the body", Pkg: "ingest/httpin",
 		Bench: "BenchmarkPost", Impl: "server=httpin/lines=100/conc=8", Raw: "server=bare/lines=100/conc=8", Unit: "records/s", Full: "5000x", Short: "200x", Aim: 0.6, AimText: ">= 0.6"},
+	{Stage: "HTTP JSON Lines ingest, 8 clients, alternating in one process", Label: "HTTP 8 cl. (alt.)", Ceiling: "bare net/http handler, same process", Pkg: "ingest/httpin",
+		Bench: "BenchmarkPostVsBare", Impl: "lines=100/conc=8", Unit: "records/s", RawUnit: "bare-records/s", Full: "1000x", Short: "100x", Aim: 0.6, AimText: ">= 0.6"},
+	{Stage: "HTTP JSON Lines ingest, 8 clients, beside a fairer baseline", Label: "HTTP vs json.Valid", Ceiling: "net/http + encoding/json.Valid per line, same process", Pkg: "ingest/httpin",
+		Bench: "BenchmarkPostVsBare", Impl: "lines=100/conc=8", Unit: "records/s", RawUnit: "scan-records/s", Full: "1000x", Short: "100x", Aim: 0.6, AimText: ">= 0.6"},
+	{Stage: "CoAP collector -> Kafka, 64 clients, alternating in one process", Label: "CoAP->Kafka (alt.)", Ceiling: "bare go-coap server, same process", Pkg: "ingest/coap",
+		Bench: "BenchmarkCoAPKafka", Impl: "clients=64", Unit: "req/s", RawUnit: "bare-req/s", Full: "10000x", Short: "1000x", Aim: 0.6, AimText: ">= 0.6"},
+	{Stage: "CHF CDR decode, alternating in one process", Label: "CDR (alt.)", Ceiling: "encoding/asn1 into Go structs, same process", Pkg: "cdr",
+		Bench: "BenchmarkDecodeVsASN1", Unit: "records/s", RawUnit: "asn1-records/s", Full: "1s", Short: "100ms", Aim: 10, AimText: ">= 10x"},
 	{Stage: "CHF CDR decode (1 core)", Label: "CDR decode", Ceiling: "encoding/asn1 into Go structs", Pkg: "cdr",
 		Bench: "BenchmarkDecode", Impl: "impl=fleetmeter", Raw: "impl=encoding_asn1", Unit: "records/s", Full: "1s", Short: "200ms", Aim: 10, AimText: ">= 10x"},
 	{Stage: "Kafka produce (Arrow IPC, LZ4, kfake)", Label: "Kafka produce", Ceiling: "bare franz-go producing pre-encoded messages", Pkg: "loadtest",
@@ -90,6 +101,9 @@ func buildTestBinaries(ctx context.Context, root, dir string, pkgs []string) (ma
 // benchPattern anchors each level of a benchmark path: -test.bench matches per level.
 func benchPattern(bench, sub string) string {
 	parts := []string{"^" + regexp.QuoteMeta(bench) + "$"}
+	if sub == "" {
+		return parts[0]
+	}
 	for _, s := range strings.Split(sub, "/") {
 		parts = append(parts, "^"+regexp.QuoteMeta(s)+"$")
 	}
@@ -98,6 +112,13 @@ func benchPattern(bench, sub string) string {
 
 // runBench runs one sub-benchmark in a process of its own and reads its rate.
 func runBench(ctx context.Context, bin, pkgDir, bench, sub, unit, benchtime string) (sample, error) {
+	s, _, err := runBench2(ctx, bin, pkgDir, bench, sub, unit, "", benchtime)
+	return s, err
+}
+
+// runBench2 is runBench also reading a second metric, rawUnit, of the same line: the
+// ceiling of a benchmark that measures both sides in one process.
+func runBench2(ctx context.Context, bin, pkgDir, bench, sub, unit, rawUnit, benchtime string) (sample, float64, error) {
 	cmd := exec.CommandContext(ctx, bin, "-test.run", "^$", "-test.bench", benchPattern(bench, sub),
 		"-test.benchtime", benchtime, "-test.count", "1")
 	cmd.Dir = pkgDir
@@ -113,24 +134,39 @@ func runBench(ctx context.Context, bin, pkgDir, bench, sub, unit, benchtime stri
 		}
 	}
 	if err != nil {
-		return s, fmt.Errorf("%s/%s: %v: %s", bench, sub, err, tail(out.String(), 600))
+		return s, 0, fmt.Errorf("%s/%s: %v: %s", bench, sub, err, tail(out.String(), 600))
 	}
-	name := bench + "/" + sub
+	name := bench
+	if sub != "" {
+		name += "/" + sub
+	}
+	var raw float64
+	found := false
 	for _, line := range strings.Split(out.String(), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 3 || !strings.HasPrefix(f[0], name) {
 			continue
 		}
 		for i := 1; i+1 < len(f); i++ {
-			if f[i+1] == unit {
-				if v, err := strconv.ParseFloat(f[i], 64); err == nil {
-					s.Rate = v
-					return s, nil
-				}
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			switch f[i+1] {
+			case unit:
+				s.Rate, found = v, true
+			case rawUnit:
+				raw = v
 			}
 		}
+		if found {
+			break
+		}
 	}
-	return s, fmt.Errorf("%s: no %q figure in: %s", name, unit, tail(out.String(), 600))
+	if !found || (rawUnit != "" && raw == 0) {
+		return s, 0, fmt.Errorf("%s: no %q figure in: %s", name, unit, tail(out.String(), 600))
+	}
+	return s, raw, nil
 }
 
 func tail(s string, n int) string {
@@ -151,6 +187,17 @@ func runPairs(ctx context.Context, root string, bins map[string]string, rounds i
 			bt = p.Short
 		}
 		for round := range rounds {
+			if p.RawUnit != "" {
+				s, raw, err := runBench2(ctx, bins[p.Pkg], filepath.Join(root, p.Pkg), p.Bench, p.Impl, p.Unit, p.RawUnit, bt)
+				if err != nil {
+					r.Err = err.Error()
+					break
+				}
+				r.Impl = append(r.Impl, s)
+				r.Raw = append(r.Raw, sample{Rate: raw, CPU: s.CPU, PeakRS: s.PeakRS, Wall: s.Wall})
+				progress("stage %s, round %d: %.0f %s (ceiling %.0f, same process)", p.Stage, round+1, s.Rate, p.Unit, raw)
+				continue
+			}
 			if p.Raw != "" {
 				s, err := runBench(ctx, bins[p.Pkg], filepath.Join(root, p.Pkg), p.Bench, p.Raw, p.Unit, bt)
 				if err != nil {

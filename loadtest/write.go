@@ -100,7 +100,7 @@ func (r *Report) write(cfg ReportConfig) error {
 		aim := p.AimText
 		if aim != "" {
 			met := false
-			if p.pair.Raw != "" {
+			if p.pair.Raw != "" || p.RawUnit != "" {
 				met = summarize(p.ratios()).Med >= p.Aim
 			} else {
 				met = summarize(rates(p.Impl)).Med >= p.Aim
@@ -110,7 +110,7 @@ func (r *Report) write(cfg ReportConfig) error {
 		w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", p.Stage, rate, orDash(p.Ceiling), ceil, ratio, aim,
 			cpuText(p.Impl, p.Raw), rssText(p.Impl, p.Raw))
 	}
-	w("\nCPU s and peak RSS: stage / ceiling, medians. Benchmarks: ")
+	w("\nCPU s and peak RSS: stage / ceiling, medians (one figure for both where they ran in one process). Benchmarks: ")
 	var seen []string
 	for _, p := range r.Pairs {
 		s := fmt.Sprintf("`%s` in `%s`", p.Bench, p.Pkg)
