@@ -187,7 +187,7 @@ clickhouse:
 		}
 	}
 	// Devices' connections: MQTT clients, CoAP sockets, HTTP gateways' keep-alive pool.
-	for k := range 8 {
+	for k := range 32 {
 		opts := paho.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("bench-fleet-" + strconv.Itoa(k)).
 			SetMaxResumePubInFlight(1000)
 		c := paho.NewClient(opts)
@@ -251,6 +251,7 @@ func (r *fleetRig) close() {
 // polling stays cheap however large the table grows.
 type probe struct {
 	tenant, id string
+	proto      sim.Protocol
 	sent       time.Time
 }
 
@@ -283,9 +284,9 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 		errs = append(errs, err)
 		mu.Unlock()
 	}
-	addProbe := func(tenant, id string, at time.Time) {
+	addProbe := func(proto sim.Protocol, tenant, id string, at time.Time) {
 		mu.Lock()
-		probes = append(probes, probe{tenant: tenant, id: id, sent: at})
+		probes = append(probes, probe{tenant: tenant, id: id, proto: proto, sent: at})
 		mu.Unlock()
 	}
 	// The event id a collector gives a device message: parsed as the collector parses it.
@@ -306,7 +307,7 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 				m := b.MQTT[j]
 				d := &r.fleet.Devices[m.Device]
 				if probeEvery > 0 && j%probeEvery == 0 {
-					addProbe(d.Tenant, msgID(d, record.SourceMQTT, m.Payload), time.Now())
+					addProbe(sim.MQTT, d.Tenant, msgID(d, record.SourceMQTT, m.Payload), time.Now())
 				}
 				toks = append(toks, c.Publish(r.fleet.Topic("fleetmeter", m.Device), 1, false, m.Payload))
 			}
@@ -326,7 +327,7 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 				m := b.CoAP[j]
 				d := &r.fleet.Devices[m.Device]
 				if probeEvery > 0 && j%probeEvery == 0 {
-					addProbe(d.Tenant, msgID(d, record.SourceCoAP, m.Payload), time.Now())
+					addProbe(sim.CoAP, d.Tenant, msgID(d, record.SourceCoAP, m.Payload), time.Now())
 				}
 				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				resp, err := c.Post(cctx, "/usage/"+d.Tenant+"/"+d.ID, message.AppJSON, bytes.NewReader(m.Payload))
@@ -356,7 +357,7 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 					if ns := "http:" + post.Tenant + ":"; !strings.HasPrefix(id, ns) {
 						id = ns + id // the collector's namespace
 					}
-					addProbe(post.Tenant, id, time.Now())
+					addProbe(sim.HTTP, post.Tenant, id, time.Now())
 				}
 			}
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+r.httpAddr+"/v1/usage", bytes.NewReader(post.Body))
@@ -390,7 +391,7 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 			return 0, nil, err
 		}
 		if probeEvery > 0 {
-			addProbe(first[0].Tenant, first[0].EventID, time.Now())
+			addProbe(sim.CDR, first[0].Tenant, first[0].EventID, time.Now())
 		}
 	}
 	wg.Wait()
@@ -442,7 +443,8 @@ type phase struct {
 	Rate      float64 // landed rows per second
 	CPU       map[string]time.Duration
 	Latencies []time.Duration // probes, device send -> row visible
-	Lost      int             // probes not visible by the end of the wait
+	ByProto   [4][]time.Duration
+	Lost      int // probes not visible by the end of the wait
 	// The services' own view (bucket bounds of their histograms): mediator receipt to
 	// ClickHouse insert, and one rater batch from poll to commit; p50 and p99.
 	LoaderDelay, RaterBatch [2]float64
@@ -459,7 +461,8 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 	cpu0 := r.cpu()
 	delay0 := r.scrapeHistogram("loader", "fleetmeter_loader_record_delay_seconds")
 	batch0 := r.scrapeHistogram("rater", "fleetmeter_rater_batch_seconds")
-	pending := map[[2]string]time.Time{} // (tenant, event id) -> sent
+	pending := map[[2]string]probe{} // (tenant, event id) -> the probe
+	var byProto [4][]time.Duration
 	var mu sync.Mutex
 	var lat []time.Duration
 	pollCtx, stopPoll := context.WithCancel(ctx)
@@ -490,8 +493,9 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 					continue
 				}
 				mu.Lock()
-				if sent, ok := pending[k]; ok {
-					lat = append(lat, seen.Sub(sent))
+				if p, ok := pending[k]; ok {
+					lat = append(lat, seen.Sub(p.sent))
+					byProto[p.proto] = append(byProto[p.proto], seen.Sub(p.sent))
 					delete(pending, k)
 				}
 				mu.Unlock()
@@ -517,7 +521,7 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 		mu.Lock()
 		for _, p := range probes {
 			if p.id != "" {
-				pending[[2]string{p.tenant, p.id}] = p.sent
+				pending[[2]string{p.tenant, p.id}] = p
 			}
 		}
 		mu.Unlock()
@@ -565,6 +569,10 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 	ph.Seconds = max(sending, landedAt).Seconds()
 	ph.Rate = float64(ph.Landed) / ph.Seconds
 	ph.Latencies = lat
+	for i := range byProto {
+		slices.Sort(byProto[i])
+	}
+	ph.ByProto = byProto
 	ph.Lost = len(pending)
 	slices.Sort(ph.Latencies)
 	progress("pipeline %s: sent %d, landed %d in %.1fs (%.0f rows/s), %d probes timed, %d not seen", name, ph.Sent, ph.Landed,

@@ -240,7 +240,7 @@ func toolVersion(name string, args ...string) string {
 		return "not found"
 	}
 	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
+	if err != nil && len(out) == 0 { // mosquitto -h prints its version and exits 3
 		return "not found"
 	}
 	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
