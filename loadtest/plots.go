@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"math"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ func linePlot(path, title, xlabel, ylabel string, logX bool, ss []series) error 
 	p.X.Label.Text = xlabel
 	p.Y.Label.Text = ylabel
 	p.Y.Min = 0
+	p.Y.Tick.Marker = intTicks{}
 	if logX {
 		p.X.Scale = plot.LogScale{}
 	}
@@ -78,12 +80,12 @@ func linePlot(path, title, xlabel, ylabel string, logX bool, ss []series) error 
 	return save(p, 7*vg.Inch, 4*vg.Inch, path)
 }
 
-// countLabel writes 10000 as 10k and 1000000 as 1M.
+// countLabel writes 10000 as 10k, 250000 as 250k and 1000000 as 1M.
 func countLabel(x float64) string {
 	switch {
-	case x >= 1e6 && math.Mod(x, 1e6) == 0:
-		return fmt.Sprintf("%.0fM", x/1e6)
-	case x >= 1e3 && math.Mod(x, 1e3) == 0:
+	case x >= 1e6 && math.Mod(x, 1e5) == 0:
+		return strconv.FormatFloat(x/1e6, 'f', -1, 64) + "M"
+	case x >= 1e4 && math.Mod(x, 1e3) == 0:
 		return fmt.Sprintf("%.0fk", x/1e3)
 	default:
 		return fmt.Sprintf("%.0f", x)
@@ -107,6 +109,7 @@ func latencyPlot(path string, phases []phase) error {
 	p.Y.Label.Text = "fraction of probes at or below"
 	p.Y.Min, p.Y.Max = 0, 1
 	p.X.Min = 0
+	p.X.Tick.Marker = intTicks{}
 	p.Legend.Top, p.Legend.Left = false, false // a distribution's lower right is empty
 	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(10), vg.Points(10)
 	p.Add(plotter.NewGrid())
@@ -178,7 +181,9 @@ func ratioPlot(path string, res []pairResult) error {
 	p.Legend.Top, p.Legend.YOffs = true, -vg.Points(12)
 	p.Y.Min, p.Y.Max = 0, top*1.2
 	p.NominalX(names...)
-	return save(p, 10*vg.Inch, 4.5*vg.Inch, path)
+	p.X.Tick.Label.Rotation = math.Pi / 6 // a dozen stage names side by side
+	p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = draw.XRight, draw.YCenter
+	return save(p, 10*vg.Inch, 5*vg.Inch, path)
 }
 
 // save writes the plot to path (SVG) and beside it as PNG, the form to look at it in.
@@ -187,4 +192,17 @@ func save(p *plot.Plot, w, h vg.Length, path string) error {
 		return err
 	}
 	return p.Save(w, h, strings.TrimSuffix(path, filepath.Ext(path))+".png")
+}
+
+// intTicks are gonum's default ticks labelled without decimals (250k, not 250000.00).
+type intTicks struct{}
+
+func (intTicks) Ticks(min, max float64) []plot.Tick {
+	ts := plot.DefaultTicks{}.Ticks(min, max)
+	for i := range ts {
+		if ts[i].Label != "" {
+			ts[i].Label = countLabel(ts[i].Value)
+		}
+	}
+	return ts
 }
