@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -160,6 +162,7 @@ func TestStandaloneCrashNoLoss(t *testing.T) {
 			}
 		}
 		t.Errorf("of the %d event ids missing from ClickHouse: %s", len(missing), strings.Join(found, ", "))
+		t.Logf("the standalone's readiness and pipeline metrics:\n%s", pipelineState(ready["metrics"]))
 	}
 	if len(missing) > 0 || len(twice) > 0 || len(billed) != total {
 		t.Fatalf("after %d kills, billing sees %d distinct event ids for %d acknowledged messages: %d missing (e.g. %v), %d billed more than once (e.g. %v)",
@@ -343,4 +346,26 @@ func coapReport(ctx context.Context, coapAddr string, d sim.Device, payloads [][
 		_ = cc.Close()
 	}
 	return nil
+}
+
+// pipelineState is what a stuck standalone says about itself: /readyz and the rater's,
+// loader's and consumer lag's series of /metrics.
+func pipelineState(metricsAddr string) string {
+	var b strings.Builder
+	for _, path := range []string{"/readyz", "/metrics"} {
+		resp, err := http.Get("http://" + metricsAddr + path)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", path, err)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, l := range strings.Split(string(body), "\n") {
+			if path == "/readyz" || (!strings.HasPrefix(l, "#") && (strings.Contains(l, "fleetmeter_rater_") ||
+				strings.Contains(l, "fleetmeter_loader_") || strings.Contains(l, "consumer_lag") || strings.Contains(l, "fleetmeter_ready"))) {
+				fmt.Fprintf(&b, "%s %s\n", path, l)
+			}
+		}
+	}
+	return b.String()
 }

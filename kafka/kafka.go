@@ -51,7 +51,7 @@ func DefaultConfig() Config {
 		Brokers:           []string{"127.0.0.1:9092"},
 		Partitions:        8,
 		ReplicationFactor: -1,
-		Linger:            2 * time.Millisecond,
+		Linger:            5 * time.Millisecond,
 		BatchRecords:      5000,
 		BatchBytes:        512 << 10,
 		ClientID:          "fleetmeter",
