@@ -1,7 +1,6 @@
 package cdr
 
 import (
-	"encoding/binary"
 	"time"
 )
 
@@ -141,19 +140,7 @@ func bcd(t time.Time) []byte {
 
 // fileHeader builds a TS 32.297 file around CDR bodies (release 7 headers, 54 octets).
 func buildFile(bodies [][]byte, mutate func(h []byte)) []byte {
-	h := make([]byte, 54)
-	binary.BigEndian.PutUint32(h[4:], 54)
-	h[8], h[9] = 0xE5, 0xE5
-	binary.BigEndian.PutUint32(h[18:], uint32(len(bodies)))
-	binary.BigEndian.PutUint32(h[22:], 7)
-	h[52], h[53] = 6, 6
-	b := h
-	for _, body := range bodies {
-		b = binary.BigEndian.AppendUint16(b, uint16(len(body)))
-		b = append(b, 0xE5, 0x34, 0x06)
-		b = append(b, body...)
-	}
-	binary.BigEndian.PutUint32(b[0:], uint32(len(b)))
+	b := EncodeFile(bodies)
 	if mutate != nil {
 		mutate(b)
 	}

@@ -167,3 +167,24 @@ func parseCDRHeader(b []byte, off int) (cdrHeader, string) {
 	}
 	return h, ""
 }
+
+// EncodeFile wraps CDR bodies in a TS 32.297 file: a 54-octet header of release 7
+// (release extension 6, Rel-16), then each CDR behind its 5-octet CDR header (length,
+// release 7, BER encoding). It is the inverse of the file layer the Decoder reads, for
+// tools and simulators that write drop-directory files.
+func EncodeFile(bodies [][]byte) []byte {
+	h := make([]byte, 54)
+	binary.BigEndian.PutUint32(h[4:], 54)
+	h[8], h[9] = 0xE5, 0xE5
+	binary.BigEndian.PutUint32(h[18:], uint32(len(bodies)))
+	binary.BigEndian.PutUint32(h[22:], 7)
+	h[52], h[53] = 6, 6
+	b := h
+	for _, body := range bodies {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(body)))
+		b = append(b, 0xE5, 0x34, 0x06)
+		b = append(b, body...)
+	}
+	binary.BigEndian.PutUint32(b[0:], uint32(len(b)))
+	return b
+}

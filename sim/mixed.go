@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"fleetmeter/cdr"
 	"fleetmeter/record"
 )
 
@@ -181,7 +182,7 @@ func (f *Fleet) Tick(t int, now time.Time) Batch {
 		}
 	}
 	if len(cdrs) > 0 {
-		b.CDR = cdrFile(cdrs)
+		b.CDR = cdr.EncodeFile(cdrs)
 	}
 	return b
 }
@@ -286,22 +287,4 @@ func bcd(t time.Time) []byte {
 	t = t.UTC()
 	d := func(v int) byte { return byte(v/10)<<4 | byte(v%10) }
 	return []byte{d(t.Year() % 100), d(int(t.Month())), d(t.Day()), d(t.Hour()), d(t.Minute()), d(t.Second()), '+', 0, 0}
-}
-
-// cdrFile wraps CDRs in a TS 32.297 file (release 7 header).
-func cdrFile(cdrs [][]byte) []byte {
-	h := make([]byte, 54)
-	binary.BigEndian.PutUint32(h[4:], 54)
-	h[8], h[9] = 0xE5, 0xE5
-	binary.BigEndian.PutUint32(h[18:], uint32(len(cdrs)))
-	binary.BigEndian.PutUint32(h[22:], 7)
-	h[52], h[53] = 6, 6
-	b := h
-	for _, c := range cdrs {
-		b = binary.BigEndian.AppendUint16(b, uint16(len(c)))
-		b = append(b, 0xE5, 0x34, 0x06)
-		b = append(b, c...)
-	}
-	binary.BigEndian.PutUint32(b[0:], uint32(len(b)))
-	return b
 }
