@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"fleetmeter/clickhouse"
@@ -163,6 +165,8 @@ func TestStandaloneCrashNoLoss(t *testing.T) {
 		}
 		t.Errorf("of the %d event ids missing from ClickHouse: %s", len(missing), strings.Join(found, ", "))
 		t.Logf("the standalone's readiness and pipeline metrics:\n%s", pipelineState(ready["metrics"]))
+		t.Logf("topic rated, per partition: %s", endOffsets(ctx, ready["kafka"], "rated", "fleetmeter-loader"))
+		t.Logf("missing per device: %s", missingRuns(missing))
 	}
 	if len(missing) > 0 || len(twice) > 0 || len(billed) != total {
 		t.Fatalf("after %d kills, billing sees %d distinct event ids for %d acknowledged messages: %d missing (e.g. %v), %d billed more than once (e.g. %v)",
@@ -368,4 +372,64 @@ func pipelineState(metricsAddr string) string {
 		}
 	}
 	return b.String()
+}
+
+// endOffsets gives, per partition of topic, the high watermark, the last stable offset (a
+// transaction left open holds it back for read_committed readers) and group's committed
+// offset.
+func endOffsets(ctx context.Context, kafkaAddr, topic, group string) string {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddr))
+	if err != nil {
+		return err.Error()
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	hwm, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return err.Error()
+	}
+	lso, err := adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		return err.Error()
+	}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	hwm.Each(func(o kadm.ListedOffset) {
+		l, _ := lso.Lookup(topic, o.Partition)
+		c, _ := committed.Lookup(topic, o.Partition)
+		out = append(out, fmt.Sprintf("p%d high watermark %d, last stable %d, %s committed %d", o.Partition, o.Offset, l.Offset, group, c.At))
+	})
+	return strings.Join(out, "; ")
+}
+
+// missingRuns summarizes event ids "source:tenant:device:seq" as each device's count and
+// its lowest and highest missing sequence number.
+func missingRuns(ids []string) string {
+	type run struct{ n, lo, hi int }
+	runs := map[string]*run{}
+	var order []string
+	for _, id := range ids {
+		i := strings.LastIndexByte(id, ':')
+		seq, err := strconv.Atoi(id[i+1:])
+		if i < 0 || err != nil {
+			continue
+		}
+		r := runs[id[:i]]
+		if r == nil {
+			r = &run{lo: seq, hi: seq}
+			runs[id[:i]] = r
+			order = append(order, id[:i])
+		}
+		r.n++
+		r.lo, r.hi = min(r.lo, seq), max(r.hi, seq)
+	}
+	var out []string
+	for _, d := range order {
+		r := runs[d]
+		out = append(out, fmt.Sprintf("%s %d (seq %d-%d)", d, r.n, r.lo, r.hi))
+	}
+	return strings.Join(out, ", ")
 }
