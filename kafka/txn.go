@@ -180,3 +180,19 @@ func anyRetriable(errs []error) bool {
 
 // Close aborts what is open and leaves the group.
 func (s *TxSession) Close() { s.sess.CloseAllowingRebalance() }
+
+// AbortOpen ends whatever transaction txID left open (a killed process's): initializing a
+// producer with that transactional id fences the old one and has the coordinator abort
+// its transaction. Nothing is produced with it afterwards.
+func AbortOpen(ctx context.Context, cfg Config, txID string, logger *slog.Logger) error {
+	cl, err := kgo.NewClient(append(baseOpts(cfg, logger, "fence"), kgo.TransactionalID(txID),
+		kgo.TransactionTimeout(60*time.Second))...)
+	if err != nil {
+		return fmt.Errorf("kafka abort %s: %w", txID, err)
+	}
+	defer cl.Close()
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		return fmt.Errorf("kafka abort %s: init producer id: %w", txID, err)
+	}
+	return nil
+}

@@ -57,7 +57,7 @@ func NewRater(ctx context.Context, cfg RaterConfig, set *rules.Set, reg promethe
 	engine := rating.NewEngine(set, rating.Options{Counter: counter})
 	var lost atomic.Pointer[rater.Rater] // set once the loop exists; partitions lost before that held no state
 	open := func(ctx context.Context) (rater.Stream, error) {
-		s, err := kafka.NewTxSession(ctx, cfg.Kafka, cfg.Group, "fleetmeter-rater-"+cfg.InstanceID, kafka.TopicUsage,
+		s, err := kafka.NewTxSession(ctx, cfg.Kafka, cfg.Group, TxID(cfg.InstanceID), kafka.TopicUsage,
 			outs, logger, func([]int32) {
 				if l := lost.Load(); l != nil {
 					l.PartitionsLost()
@@ -183,3 +183,6 @@ type stateStore struct{ r *kafka.Reader }
 func (s stateStore) Replay(ctx context.Context, part int32, fn func(key, value []byte) error) (int, error) {
 	return s.r.Replay(ctx, kafka.TopicState, part, fn)
 }
+
+// TxID is the transactional id of the rater instance named instance.
+func TxID(instance string) string { return "fleetmeter-rater-" + instance }

@@ -146,7 +146,14 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	if err != nil {
 		return 1, err
 	}
-	rater, err := pipeline.NewRater(ctx, pipeline.RaterConfig{Kafka: kcfg, Group: "fleetmeter-rater", InstanceID: "standalone"},
+	instance := "standalone"
+	if addrs.Kafka != "" { // the embedded broker: see raterInstance
+		if instance, err = raterInstance(ctx, cfg.Data, kcfg, logger); err != nil {
+			mq.broker.Close()
+			return 1, err
+		}
+	}
+	rater, err := pipeline.NewRater(ctx, pipeline.RaterConfig{Kafka: kcfg, Group: "fleetmeter-rater", InstanceID: instance},
 		set, reg, logger.With("component", "rater"))
 	if err != nil {
 		mq.broker.Close()
