@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +59,17 @@ func TestStandaloneSelfCheck(t *testing.T) {
 	for _, tenant := range []string{"agrico", "autoco", "utilico"} {
 		if !strings.Contains(out, "api key "+tenant+": ") {
 			t.Errorf("no demo api key printed for %s:\n%s", tenant, out)
+		}
+	}
+	// The simulated fleet is the mixed one: meters over CoAP, trackers over MQTT, trucks
+	// behind HTTP gateways and 5G sessions as CDR files all carried records.
+	m := regexp.MustCompile(`sent usage records: mqtt (\d+), coap (\d+), http (\d+), cdr (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no per-protocol count of the sent records:\n%s", out)
+	}
+	for i, proto := range []string{"mqtt", "coap", "http", "cdr"} {
+		if m[i+1] == "0" {
+			t.Errorf("no records sent over %s:\n%s", proto, out)
 		}
 	}
 	// The self-check compares what was sent with ClickHouse and with the usage api read

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,9 +9,11 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"fleetmeter/cdr"
 	"fleetmeter/clickhouse"
 	"fleetmeter/ingest/payload"
 	"fleetmeter/rating"
@@ -27,25 +30,44 @@ type tally struct {
 
 // expected rates what the simulator sent, offline, with the same parser and engine the
 // pipeline uses, in per-device order: the totals ClickHouse must hold.
-func expected(set *rules.Set, fleet *sim.Fleet, sent []sim.Sent) (map[string]tally, error) {
+// byProto counts the usage records by the protocol they were sent over.
+func expected(set *rules.Set, fleet *sim.Fleet, sent []sim.Sent) (out map[string]tally, byProto map[sim.Protocol]int, err error) {
 	eng := rating.NewEngine(set, rating.Options{})
 	st := rating.NewState()
 	p := payload.Parser{Limits: payload.DefaultLimits()}
-	out := map[string]tally{}
+	out, byProto = map[string]tally{}, map[sim.Protocol]int{}
 	var recs []record.Usage
 	var rated []record.Rated
+	dec, err := cdr.NewDecoder(cdr.Config{Tenants: SimulatedSlices()})
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, s := range sent {
 		d := &fleet.Devices[s.Device]
 		var err error
-		recs, err = p.Parse(payload.KindAuto, s.Payload, payload.Identity{Tenant: d.Tenant, Device: d.ID,
-			Source: record.SourceMQTT}, time.Now().UnixMilli(), recs[:0])
-		if err != nil {
-			return nil, fmt.Errorf("simulated payload of %s: %w", d.ID, err)
+		switch s.Proto {
+		case sim.MQTT, sim.CoAP:
+			source := record.SourceMQTT
+			if s.Proto == sim.CoAP {
+				source = record.SourceCoAP
+			}
+			recs, err = p.Parse(payload.KindAuto, s.Payload, payload.Identity{Tenant: d.Tenant, Device: d.ID,
+				Source: source}, time.Now().UnixMilli(), recs[:0])
+		case sim.HTTP:
+			recs, err = gatewayRecords(s.Tenant, s.Payload, recs[:0])
+		case sim.CDR:
+			recs, err = dec.Decode(s.Payload, recs[:0])
+		default:
+			err = fmt.Errorf("unknown protocol %v", s.Proto)
 		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("simulated %s message of %s: %w", s.Proto, d.ID, err)
+		}
+		byProto[s.Proto] += len(recs)
 		for i := range recs {
 			rated, err = eng.Rate(st, &recs[i], rated[:0])
 			if err != nil {
-				return nil, fmt.Errorf("rate simulated record %s: %w", recs[i].EventID, err)
+				return nil, nil, fmt.Errorf("rate simulated record %s: %w", recs[i].EventID, err)
 			}
 			for _, r := range rated {
 				if r.Charge == record.ChargeUsage {
@@ -57,7 +79,34 @@ func expected(set *rules.Set, fleet *sim.Fleet, sent []sim.Sent) (map[string]tal
 			}
 		}
 	}
-	return out, nil
+	return out, byProto, nil
+}
+
+// SimulatedSlices maps the mixed fleet's 5G PDU sessions to their tenant, as the CDR
+// collector must be configured for them.
+func SimulatedSlices() cdr.TenantMap {
+	return cdr.TenantMap{Rules: []cdr.TenantRule{{Tenant: sim.SliceTenant, DNN: sim.SliceDNN}}}
+}
+
+// gatewayRecords reads an HTTP gateway's JSON Lines body as the HTTP collector admits
+// it: every line a canonical record of the API key's tenant, its event id in the
+// collector's namespace.
+func gatewayRecords(tenant string, body []byte, into []record.Usage) ([]record.Usage, error) {
+	for line := range bytes.SplitSeq(bytes.TrimSpace(body), []byte("\n")) {
+		u, err := record.ParseJSON(line)
+		if err != nil {
+			return into, err
+		}
+		if u.Tenant != tenant {
+			return into, fmt.Errorf("line of tenant %q posted with %q's key", u.Tenant, tenant)
+		}
+		if ns := "http:" + tenant + ":"; !strings.HasPrefix(u.EventID, ns) {
+			u.EventID = ns + u.EventID
+		}
+		u.Source = record.SourceHTTP
+		into = append(into, u)
+	}
+	return into, nil
 }
 
 // Check is the standalone's self-check: it waits until ClickHouse holds as many usage
@@ -65,10 +114,12 @@ func expected(set *rules.Set, fleet *sim.Fleet, sent []sim.Sent) (map[string]tal
 // usage API reports with each tenant's key; 0 when all three match exactly.
 func Check(ctx context.Context, drain time.Duration, set *rules.Set, fleet *sim.Fleet, sent []sim.Sent,
 	store *clickhouse.Store, api APIClient, w io.Writer) (int, error) {
-	want, err := expected(set, fleet, sent)
+	want, byProto, err := expected(set, fleet, sent)
 	if err != nil {
 		return 1, err
 	}
+	fmt.Fprintf(w, "sent usage records: mqtt %d, coap %d, http %d, cdr %d\n",
+		byProto[sim.MQTT], byProto[sim.CoAP], byProto[sim.HTTP], byProto[sim.CDR])
 	var wantN uint64
 	for _, t := range want {
 		wantN += t.Records

@@ -9,9 +9,13 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
-// Sent is one message the broker acknowledged.
+// Sent is one message (or HTTP post, or CDR file) that was acknowledged.
 type Sent struct {
-	Device  int
+	Device int
+	// Of a mixed run (RunMixed): the protocol it went over and the tenant it was sent
+	// for; Run sends over MQTT only (the zero Proto).
+	Proto   Protocol
+	Tenant  string
 	Payload []byte
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -137,11 +139,28 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 	if len(mcfg.HTTP.Keys) == 0 {
 		mcfg.HTTP.Keys = demoHTTPKeys()
 	}
+	// The simulated fleet's gateways post with keys of their own, new each run, and its
+	// 5G slices' CDR files land in DATA/cdr-drop unless cdr.dir names a drop directory.
+	var gatewayKeys map[string]string
+	if cfg.Simulate > 0 {
+		var keys []httpin.APIKey
+		if keys, gatewayKeys, err = simulatedGatewayKeys(); err != nil {
+			return 1, err
+		}
+		mcfg.HTTP.Keys = append(mcfg.HTTP.Keys, keys...)
+		if !mcfg.CDR.Enabled {
+			mcfg.CDR.Enabled, mcfg.CDR.Dir = true, filepath.Join(cfg.Data, "cdr-drop")
+			mcfg.CDR.Decoder.Tenants = loadtest.SimulatedSlices()
+			if err := os.MkdirAll(mcfg.CDR.Dir, 0o700); err != nil {
+				return 1, err
+			}
+		}
+	}
 	med, err := pipeline.NewMediator(ctx, mcfg, reg, logger.With("component", "mediator"))
 	if err != nil {
 		return 1, err
 	}
-	fleet := sim.NewFleet(cfg.Simulate, cfg.Seed)
+	fleet := sim.NewMixedFleet(cfg.Simulate, sim.DefaultMix, cfg.Seed)
 	mq, err := startStandaloneMQTT(cfg, addrs.MQTT, fleet, mcfg, med.Producer, reg, logger)
 	if err != nil {
 		return 1, err
@@ -281,8 +300,9 @@ func standalone(ctx context.Context, cfg standaloneConfig, logger *slog.Logger, 
 		}
 		simDone = make(chan simResult, 1)
 		go func() {
-			sent, err := fleet.Run(simCtx, sim.RunConfig{Broker: "tcp://" + mqttAddr, TopicPrefix: cfg.MQTT.TopicPrefix,
-				Interval: cfg.Interval, QoS: 1, Credentials: mq.creds.of})
+			sent, err := fleet.RunMixed(simCtx, sim.MixedRunConfig{MQTT: "tcp://" + mqttAddr, TopicPrefix: cfg.MQTT.TopicPrefix,
+				QoS: 1, Credentials: mq.creds.of, CoAP: med.CoAP.Addr(), HTTP: med.HTTP.Addr(),
+				HTTPKey: func(t string) string { return gatewayKeys[t] }, CDRDir: mcfg.CDR.Dir, Interval: cfg.Interval})
 			simDone <- simResult{sent, err}
 		}()
 	}
@@ -343,6 +363,23 @@ func demoHTTPKeys() []httpin.APIKey {
 		keys = append(keys, httpin.APIKey{Key: "demo-key-" + t + "-0000", Tenant: t})
 	}
 	return keys
+}
+
+// simulatedGatewayKeys are HTTP ingest keys for the simulated tenants' gateways, drawn
+// for this run: the simulator runs in this process, so they are never written anywhere.
+func simulatedGatewayKeys() ([]httpin.APIKey, map[string]string, error) {
+	var keys []httpin.APIKey
+	byTenant := map[string]string{}
+	for _, t := range sim.Tenants {
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return nil, nil, fmt.Errorf("simulated gateway keys: %w", err)
+		}
+		k := "sim-" + t + "-" + hex.EncodeToString(b)
+		keys = append(keys, httpin.APIKey{Key: k, Tenant: t})
+		byTenant[t] = k
+	}
+	return keys, byTenant, nil
 }
 
 type simResult struct {

@@ -202,9 +202,9 @@ var standaloneHelp = map[string]string{
 	"http.keys":                     "per-tenant API keys, YAML: [{key_file: FILE, tenant: T}] (empty: demo-key-<tenant>-0000 for the simulated tenants)",
 	"api.listen":                    "usage API and web page address (empty: as last time on this data directory, else a free loopback port)",
 	"api.keys":                      "usage API keys, YAML: [{name: N, tenant: T, sha256: HEX}] (the simulated tenants also get a new key each run, printed)",
-	"simulate":                      "feed the pipeline N simulated devices over MQTT",
+	"simulate":                      "feed the pipeline N simulated devices: smart meters over CoAP, trackers over MQTT, trucks behind HTTP gateways, 5G slices as CHF CDR files",
 	"for":                           "stop after this long, drain, and check ClickHouse's totals against what was sent (0: run until SIGTERM)",
-	"interval":                      "simulated devices report once per interval",
+	"interval":                      "one tick of the simulated fleet: trackers report every tick, trucks and 5G sessions every 2nd, meters every 4th",
 	"seed":                          "simulator seed",
 	"drain":                         "with --for: how long to wait for ClickHouse to hold everything sent",
 }
