@@ -48,6 +48,7 @@ type Producer struct {
 	enc     *record.UsageEncoder
 	scratch []byte
 	chunks  []chunk // flushLocked's, reused
+	fresh   []int32 // Enqueue's: partitions whose buffer it found empty, reused
 	closed  bool
 
 	failed sync.WaitGroup // completions of chunks that failed before they were produced
@@ -69,6 +70,11 @@ type partBuf struct {
 	// per partition, armed by the record that finds the buffer empty, so a record waits
 	// the linger and no longer, and an idle producer does not wake up.
 	linger *time.Timer
+	// inflight counts the partition's messages produced and not yet acknowledged. A
+	// buffer is flushed as soon as it has none (group commit): records wait for the
+	// linger only while an earlier message of their partition is on its way, and those
+	// that arrive meanwhile share the next message.
+	inflight int
 }
 
 // span is one waiter's records in a partition buffer: from start up to the next span's
@@ -165,7 +171,9 @@ func (p *Producer) Partitions() int32 { return p.parts }
 // Enqueue queues recs by partition; done runs once Kafka has acknowledged all of them,
 // with the first error if any. Calls for one device keep their order: each partition
 // buffer is appended under one lock. A buffer is flushed at Config.BatchRecords records or
-// at an estimated Config.BatchBytes, whichever comes first.
+// at an estimated Config.BatchBytes, whichever comes first; short of that, at the end of
+// the call when its partition has no message in flight, else once the partition's last
+// message in flight is acknowledged or its first record has waited Config.Linger.
 func (p *Producer) Enqueue(recs []record.Usage, done func(error)) {
 	if len(recs) == 0 {
 		done(nil)
@@ -181,6 +189,7 @@ func (p *Producer) Enqueue(recs []record.Usage, done func(error)) {
 	// pending starts at one, a guard held until every record is queued, so a batch
 	// acknowledged meanwhile cannot complete the call early.
 	w.pending = 1
+	p.fresh = p.fresh[:0]
 	for i := range recs {
 		u := &recs[i]
 		part := PartitionOf(u.Tenant, u.Device, p.parts)
@@ -188,6 +197,7 @@ func (p *Producer) Enqueue(recs []record.Usage, done func(error)) {
 		if len(b.recs) == 0 {
 			b.first = time.Now()
 			p.armLocked(part)
+			p.fresh = append(p.fresh, part)
 		}
 		if n := len(b.waiters); n == 0 || b.waiters[n-1].w != w {
 			b.waiters = append(b.waiters, span{w: w, start: len(b.recs)})
@@ -196,6 +206,13 @@ func (p *Producer) Enqueue(recs []record.Usage, done func(error)) {
 		b.recs = append(b.recs, *u)
 		b.bytes += estimate(u)
 		if len(b.recs) >= p.cfg.BatchRecords || b.bytes >= p.cfg.BatchBytes {
+			p.flushLocked(part)
+		}
+	}
+	// A buffer this call started goes out now unless a message of its partition is in
+	// flight; a buffer it found non-empty has one (else it would have been flushed).
+	for _, part := range p.fresh {
+		if p.bufs[part].inflight == 0 {
 			p.flushLocked(part)
 		}
 	}
@@ -246,11 +263,15 @@ func (p *Producer) flushLocked(part int32) {
 		}
 		rec := &kgo.Record{Topic: TopicUsage, Partition: part, Value: c.value,
 			Headers: []kgo.RecordHeader{{Key: HeaderSchema, Value: []byte(record.Schema)}}}
+		b.inflight++
 		p.cl.Produce(p.ctx, rec, func(_ *kgo.Record, err error) {
 			if err != nil {
 				err = fmt.Errorf("kafka produce: %w", err)
 			}
 			finishAll(ws, err)
+			// Not under p.mu here: a flush holds it while kgo's Produce blocks on a full
+			// buffer, which only these callbacks empty.
+			go p.acked(part)
 		})
 	}
 	clear(p.chunks) // the values and spans belong to the produced records now
@@ -312,6 +333,18 @@ func (p *Producer) lingerDone(part int32) {
 		return
 	}
 	p.flushLocked(part)
+}
+
+// acked counts one acknowledged (or failed) message of partition part and flushes the
+// records that waited for it, if it was the last in flight.
+func (p *Producer) acked(part int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := &p.bufs[part]
+	b.inflight--
+	if b.inflight == 0 && !p.closed {
+		p.flushLocked(part)
+	}
 }
 
 // EnqueueRejects writes rejections to topic rejected, one JSON object per message keyed

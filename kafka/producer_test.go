@@ -17,15 +17,15 @@ import (
 	"fleetmeter/record"
 )
 
-// Two tenants' requests in one partition within the linger: acme sends 6000 valid lines
-// with 220-byte event ids, farmco one record. Together they exceed the broker's 1 MiB:
-// both requests must still succeed, every message within the bound, every record read
-// back in order.
+// Two tenants' requests in one partition: acme sends 6000 valid lines with 220-byte event
+// ids, farmco one record, which joins the tail of acme's buffer while acme's first
+// messages are in flight. Together they exceed the broker's 1 MiB: both requests must
+// still succeed, every message within the bound, every record read back in order.
 func TestProducerTwoTenantsLongIDs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cfg := testCluster(t)
-	cfg.Linger = time.Second // farmco's record waits in the buffer acme's request fills
+	cfg.Linger = time.Second
 	p, err := NewProducer(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -45,8 +45,8 @@ func TestProducerTwoTenantsLongIDs(t *testing.T) {
 		acme[i] = testUsage(rnd, "acme", "gw-1", prefix+randomID(rnd, 220-len(prefix)))
 	}
 	farmDone, acmeDone := make(chan error, 2), make(chan error, 2)
-	p.Enqueue(farm, func(err error) { farmDone <- err })
 	p.Enqueue(acme, func(err error) { acmeDone <- err })
+	p.Enqueue(farm, func(err error) { farmDone <- err })
 	for name, ch := range map[string]chan error{"farmco": farmDone, "acme": acmeDone} {
 		select {
 		case err := <-ch:
@@ -61,7 +61,7 @@ func TestProducerTwoTenantsLongIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := readUsage(t, ctx, cfg, MaxMessageBytes)
-	want := append(farm, acme...)
+	want := append(acme, farm...)
 	if err := sameRecords(got[part], want); err != nil {
 		t.Fatalf("partition %d: %v", part, err)
 	}
@@ -181,7 +181,7 @@ func checkBound(t *testing.T, seed uint64, maxBytes, batchBytes, batchRecords in
 }
 
 // A record too large for a message alone fails only the call that holds it, once; the
-// calls sharing its batch, before and after it, succeed.
+// calls before and after it, in its message or not, succeed.
 func TestProducerRecordTooLarge(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -227,6 +227,36 @@ func TestProducerRecordTooLarge(t *testing.T) {
 	want := append(append(append(a, b[:4]...), b[5:]...), c...)
 	if err := sameRecords(readUsage(t, ctx, cfg, MaxMessageBytes)[PartitionOf("t", "d", cfg.Partitions)], want); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A record whose partition has no message in flight goes out at once, not after the
+// linger (group commit): one device sending now and then is answered in a broker round
+// trip. Records that come while a message is in flight wait for it and share the next.
+func TestProducerIdleFlushesAtOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := testCluster(t)
+	cfg.Linger = time.Minute
+	p, err := NewProducer(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	rnd := rand.New(rand.NewPCG(5, 5))
+	for i := range 3 {
+		done := make(chan error, 1)
+		begin := time.Now()
+		p.Enqueue([]record.Usage{testUsage(rnd, "t", "d", fmt.Sprint("idle-", i))}, func(err error) { done <- err })
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("record %d not acknowledged after 10 s (linger %s)", i, cfg.Linger)
+		}
+		t.Logf("record %d acknowledged after %s", i, time.Since(begin))
 	}
 }
 

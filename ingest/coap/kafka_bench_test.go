@@ -33,6 +33,12 @@ import (
 // the broker, GC), which other load on the machine moves much less. records/message is
 // how many records the sink put in a Kafka message. b.N counts the requests of each.
 //
+// A third server takes its turn too: bare go-coap whose handler produces the request's
+// body as it is to the same kfake broker with a bare franz-go client (acks=all, keyed by
+// the path, kgo's own batching while a request is in flight) and answers 2.04 from the produce callback: the least a
+// Go service can do to acknowledge a device only after Kafka has its message.
+// ratio-kafka and cpu-ratio-kafka compare the collector with it, kafka-req/s is its rate.
+//
 // Each client waits for its answer before it sends again, so with few clients the
 // collector's rate is clients / acknowledgement latency, and that latency holds the
 // sink's linger (kafka.linger, 2 ms by default, which is what makes batches): 64 clients
@@ -58,9 +64,11 @@ func benchCoAPKafka(b *testing.B, clients int) {
 	defer srv.Stop()
 
 	col, prod, brokers := startKafkaCollector(b)
-	loads := []*coapLoad{newCoAPLoad(b, col.Addr(), clients), newCoAPLoad(b, l.LocalAddr().String(), clients)}
-	wall := make([]time.Duration, 2)
-	cpu := make([]time.Duration, 2)
+	rawKafka := startRawKafkaServer(b, brokers)
+	loads := []*coapLoad{newCoAPLoad(b, col.Addr(), clients), newCoAPLoad(b, l.LocalAddr().String(), clients),
+		newCoAPLoad(b, rawKafka, clients)}
+	wall := make([]time.Duration, len(loads))
+	cpu := make([]time.Duration, len(loads))
 	round := 32 * clients
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -75,7 +83,7 @@ func benchCoAPKafka(b *testing.B, clients int) {
 	b.StopTimer()
 	for i, ld := range loads {
 		if f := ld.failed.Load(); f > 0 {
-			b.Fatalf("%s: %d requests failed, the first: %v", []string{"collector", "bare"}[i], f, ld.first.Load())
+			b.Fatalf("%s: %d requests failed, the first: %v", []string{"collector", "bare", "bare+kafka"}[i], f, ld.first.Load())
 		}
 	}
 	// Records per Kafka message: how much the sink batched.
@@ -98,6 +106,45 @@ func benchCoAPKafka(b *testing.B, clients int) {
 	b.ReportMetric(float64(b.N)/wall[1].Seconds(), "bare-req/s")
 	b.ReportMetric(wall[1].Seconds()/wall[0].Seconds(), "ratio")
 	b.ReportMetric(cpu[1].Seconds()/cpu[0].Seconds(), "cpu-ratio")
+	b.ReportMetric(float64(b.N)/wall[2].Seconds(), "kafka-req/s")
+	b.ReportMetric(wall[2].Seconds()/wall[0].Seconds(), "ratio-kafka")
+	b.ReportMetric(cpu[2].Seconds()/cpu[0].Seconds(), "cpu-ratio-kafka")
+}
+
+// startRawKafkaServer starts bare go-coap answering 2.04 once a bare franz-go client has
+// produced the request's body to topic raw (8 partitions, keyed by the path) of brokers.
+// It returns the server's address.
+func startRawKafkaServer(b *testing.B, brokers []string) string {
+	const topic = "raw"
+	// Linger 0: kgo sends at once when nothing is in flight and batches what comes
+	// meanwhile (its default, 10 ms, would make this baseline wait on a timer).
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cl.Close)
+	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 8, 1, nil, topic); err != nil {
+		b.Fatal(err)
+	}
+	l, err := coapNet.NewListenUDP("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := udp.NewServer(options.WithHandlerFunc(func(w *responseWriter, r *pool.Message) {
+		path, _ := r.Path()
+		body, _ := r.ReadBody()
+		done := make(chan error, 1)
+		cl.Produce(r.Context(), &kgo.Record{Key: []byte(path), Value: body}, func(_ *kgo.Record, err error) { done <- err })
+		code := codes.Changed
+		if <-done != nil {
+			code = codes.ServiceUnavailable
+		}
+		_ = w.SetResponse(code, message.TextPlain, nil)
+	}))
+	go func() { _ = srv.Serve(l) }()
+	b.Cleanup(srv.Stop)
+	return l.LocalAddr().String()
 }
 
 // startKafkaCollector starts an in-process kfake broker, the Kafka producer (default
