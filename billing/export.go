@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
+
+	"fleetmeter/record"
 )
 
 // Exporter serves cursor pages.
@@ -39,6 +42,14 @@ type Exporter struct {
 	lag      int64 // seconds
 	maxLimit int
 	pages    sync.Pool // *[]Exported given back by Page.Release
+	columns  sync.Pool // *Columns given back by Page.Release
+}
+
+// ColumnStore is a Store that also reads a page as columns: ExportColumns fills into
+// with the records Export would return, in the same order, and returns the same upTo.
+// The Exporter prefers it.
+type ColumnStore interface {
+	ExportColumns(ctx context.Context, req ExportRequest, into *Columns) (upTo int64, err error)
 }
 
 // NewExporter returns an exporter over store.
@@ -46,23 +57,65 @@ func NewExporter(store Store, signer *Signer, lag time.Duration, maxLimit int) *
 	return &Exporter{store: store, signer: signer, lag: int64((lag + time.Second - 1) / time.Second), maxLimit: maxLimit}
 }
 
-// Page is one export page.
+// Page is one export page: its records as Records, or as Columns when the store is a
+// ColumnStore.
 type Page struct {
 	Records  []Exported
+	Columns  *Columns
 	Next     string // the cursor to ask with next
 	UpTo     int64  // the watermark it was read at (Unix seconds)
 	CaughtUp bool   // fewer than the limit: nothing more up to the watermark
 	x        *Exporter
 }
 
+// Len is the number of records in the page.
+func (p *Page) Len() int {
+	if p.Columns != nil {
+		return p.Columns.N
+	}
+	return len(p.Records)
+}
+
+// Write writes the page's records to w.
+func (p *Page) Write(w RecordWriter) error {
+	if p.Columns != nil {
+		return w.WriteColumns(p.Columns)
+	}
+	return w.Write(p.Records)
+}
+
+// Rated returns a copy of the page's records, their strings their own.
+func (p *Page) Rated() []record.Rated {
+	var out []record.Rated
+	if p.Columns != nil {
+		out = p.Columns.Records()
+	} else {
+		out = make([]record.Rated, len(p.Records))
+		for i := range p.Records {
+			out[i] = p.Records[i].Rec
+		}
+	}
+	for i := range out {
+		r := &out[i]
+		for _, s := range [...]*string{&r.EventID, &r.Tenant, &r.Device, &r.Source, &r.PLMN, &r.Cell, &r.RAT, &r.SliceSD,
+			&r.RecordID, &r.Charge, &r.Zone, &r.Mobility, &r.Tariff, &r.TariffVersion, &r.Offer, &r.Currency} {
+			*s = strings.Clone(*s)
+		}
+	}
+	return out
+}
+
 // Release gives the page's memory back for the next page (a page of a million records
-// is about half a gigabyte to allocate and clear); Records must not be used after.
+// is hundreds of megabytes to allocate and clear); the page must not be used after.
 func (p *Page) Release() {
 	if p.x != nil && cap(p.Records) > 0 {
 		recs := p.Records[:0]
 		p.x.pages.Put(&recs)
 	}
-	p.Records, p.x = nil, nil
+	if p.x != nil && p.Columns != nil {
+		p.x.columns.Put(p.Columns)
+	}
+	p.Records, p.Columns, p.x = nil, nil, nil
 }
 
 // ErrLimit is a limit out of range.
@@ -82,21 +135,38 @@ func (x *Exporter) Page(ctx context.Context, scope, cursor string, limit int) (P
 		return Page{}, err
 	}
 	w := now - x.lag
-	var into []Exported
-	if buf, ok := x.pages.Get().(*[]Exported); ok {
-		into = *buf
-	}
-	recs, upTo, err := x.store.Export(ctx, ExportRequest{After: pos, UpTo: w, Tenant: scope, Limit: limit}, into)
-	if err != nil {
-		return Page{}, err
-	}
+	req := ExportRequest{After: pos, UpTo: w, Tenant: scope, Limit: limit}
+	page := Page{x: x}
 	next := pos
-	if len(recs) > 0 {
-		next = recs[len(recs)-1].Pos
+	var upTo int64
+	if cs, ok := x.store.(ColumnStore); ok {
+		page.Columns, _ = x.columns.Get().(*Columns)
+		if page.Columns == nil {
+			page.Columns = new(Columns)
+		}
+		if upTo, err = cs.ExportColumns(ctx, req, page.Columns); err != nil {
+			return Page{}, err
+		}
+		if page.Columns.N > 0 {
+			next = page.Columns.Last
+		}
+	} else {
+		var into []Exported
+		if buf, ok := x.pages.Get().(*[]Exported); ok {
+			into = *buf
+		}
+		if page.Records, upTo, err = x.store.Export(ctx, req, into); err != nil {
+			return Page{}, err
+		}
+		if len(page.Records) > 0 {
+			next = page.Records[len(page.Records)-1].Pos
+		}
 	}
+	n := page.Len()
 	// Not full: nothing is left up to upTo (the store may stop short of w to bound a page).
-	if len(recs) < limit && next.Less(Position{Seen: upTo}) {
+	if n < limit && next.Less(Position{Seen: upTo}) {
 		next = Position{Seen: upTo}
 	}
-	return Page{Records: recs, Next: x.signer.Encode(scope, next), UpTo: upTo, CaughtUp: len(recs) < limit && upTo == w, x: x}, nil
+	page.Next, page.UpTo, page.CaughtUp = x.signer.Encode(scope, next), upTo, n < limit && upTo == w
+	return page, nil
 }

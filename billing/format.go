@@ -11,6 +11,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/bitutil"
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -89,10 +90,12 @@ func containsStr(ss []string, s string) bool {
 	return false
 }
 
-// RecordWriter writes rated records in one format. Close ends the stream (Arrow's
-// end-of-stream marker, Parquet's footer) without closing the underlying writer.
+// RecordWriter writes rated records in one format: as records (Write) or as a page's
+// columns (WriteColumns), the same bytes for the same records. Close ends the stream
+// (Arrow's end-of-stream marker, Parquet's footer) without closing the underlying writer.
 type RecordWriter interface {
 	Write(recs []Exported) error
+	WriteColumns(c *Columns) error
 	Close() error
 }
 
@@ -119,13 +122,20 @@ type jsonlWriter struct {
 
 func (j *jsonlWriter) Write(recs []Exported) error {
 	for i := range recs {
-		j.buf = record.AppendRatedJSON(j.buf[:0], &recs[i].Rec)
-		j.buf = append(j.buf, '\n')
-		if _, err := j.w.Write(j.buf); err != nil {
+		if err := j.write(&recs[i].Rec); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func (j *jsonlWriter) WriteColumns(c *Columns) error { return c.Each(j.write) }
+
+func (j *jsonlWriter) write(r *record.Rated) error {
+	j.buf = record.AppendRatedJSON(j.buf[:0], r)
+	j.buf = append(j.buf, '\n')
+	_, err := j.w.Write(j.buf)
+	return err
 }
 
 func (j *jsonlWriter) Close() error { return j.w.Flush() }
@@ -143,25 +153,30 @@ type csvWriter struct {
 }
 
 func (c *csvWriter) Write(recs []Exported) error {
-	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	for i := range recs {
-		r := &recs[i].Rec
-		lat, lon, sst := "", "", ""
-		if r.HasPos {
-			lat, lon = strconv.FormatFloat(r.Lat, 'g', -1, 64), strconv.FormatFloat(r.Lon, 'g', -1, 64)
-		}
-		if r.HasSlice {
-			sst = u(uint64(r.SliceSST))
-		}
-		c.row = [30]string{r.EventID, r.Tenant, r.Device, r.Source, record.FormatTime(r.StartTime), record.FormatTime(r.EndTime), record.FormatTime(r.ReceivedTime),
-			u(r.BytesUp), u(r.BytesDown), u(r.DurationMs), u(r.Events), u(uint64(r.RatingGroup)), r.PLMN, r.Cell, lat, lon,
-			r.RAT, sst, r.SliceSD, r.RecordID, r.Charge, r.Zone, r.Mobility, r.Tariff,
-			r.TariffVersion, r.Offer, u(r.ActiveDevices), r.Currency, r.Amount.String(), record.FormatTime(r.RatedTime)}
-		if err := c.w.Write(c.row[:]); err != nil {
+		if err := c.write(&recs[i].Rec); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func (c *csvWriter) WriteColumns(cols *Columns) error { return cols.Each(c.write) }
+
+func (c *csvWriter) write(r *record.Rated) error {
+	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+	lat, lon, sst := "", "", ""
+	if r.HasPos {
+		lat, lon = strconv.FormatFloat(r.Lat, 'g', -1, 64), strconv.FormatFloat(r.Lon, 'g', -1, 64)
+	}
+	if r.HasSlice {
+		sst = u(uint64(r.SliceSST))
+	}
+	c.row = [30]string{r.EventID, r.Tenant, r.Device, r.Source, record.FormatTime(r.StartTime), record.FormatTime(r.EndTime), record.FormatTime(r.ReceivedTime),
+		u(r.BytesUp), u(r.BytesDown), u(r.DurationMs), u(r.Events), u(uint64(r.RatingGroup)), r.PLMN, r.Cell, lat, lon,
+		r.RAT, sst, r.SliceSD, r.RecordID, r.Charge, r.Zone, r.Mobility, r.Tariff,
+		r.TariffVersion, r.Offer, u(r.ActiveDevices), r.Currency, r.Amount.String(), record.FormatTime(r.RatedTime)}
+	return c.w.Write(c.row[:])
 }
 
 func (c *csvWriter) Close() error { c.w.Flush(); return c.w.Error() }
@@ -190,13 +205,16 @@ var ExportSchema = func() *arrow.Schema {
 const arrowBatch = 64 << 10
 
 type arrowWriter struct {
-	b   *array.RecordBuilder
-	ipc *ipc.Writer
-	pq  *pqarrow.FileWriter
+	ipc     *ipc.Writer
+	pq      *pqarrow.FileWriter
+	recs    Columns          // Write's records as columns
+	offsets [16][]int32      // a batch's string offsets, from 0
+	amount  []decimal128.Num // a batch's amounts
+	cols    [30]arrow.Array
 }
 
 func newArrowWriter(w io.Writer, parquetOut bool) (*arrowWriter, error) {
-	a := &arrowWriter{b: array.NewRecordBuilder(memory.DefaultAllocator, ExportSchema)}
+	a := &arrowWriter{}
 	if !parquetOut {
 		a.ipc = ipc.NewWriter(w, ipc.WithSchema(ExportSchema))
 		return a, nil
@@ -215,9 +233,12 @@ func newArrowWriter(w io.Writer, parquetOut bool) (*arrowWriter, error) {
 }
 
 func (a *arrowWriter) Write(recs []Exported) error {
-	for len(recs) > 0 {
-		n := min(len(recs), arrowBatch)
-		rec := a.batch(recs[:n])
+	return a.WriteColumns(NewColumns(recs, &a.recs))
+}
+
+func (a *arrowWriter) WriteColumns(c *Columns) error {
+	for from := 0; from < c.N; from += arrowBatch {
+		rec := a.batch(c, from, min(c.N, from+arrowBatch))
 		var err error
 		if a.ipc != nil {
 			err = a.ipc.Write(rec)
@@ -228,101 +249,63 @@ func (a *arrowWriter) Write(recs []Exported) error {
 		if err != nil {
 			return fmt.Errorf("billing %s: %w", map[bool]string{true: "arrow", false: "parquet"}[a.ipc != nil], err)
 		}
-		recs = recs[n:]
 	}
 	return nil
 }
 
-// exportStrings are the string columns of ExportSchema, by index, with their fields.
-var exportStrings = []struct {
-	col   int
-	field func(*record.Rated) string
-}{
-	{0, func(r *record.Rated) string { return r.EventID }}, {1, func(r *record.Rated) string { return r.Tenant }},
-	{2, func(r *record.Rated) string { return r.Device }}, {3, func(r *record.Rated) string { return r.Source }},
-	{12, func(r *record.Rated) string { return r.PLMN }}, {13, func(r *record.Rated) string { return r.Cell }},
-	{16, func(r *record.Rated) string { return r.RAT }}, {18, func(r *record.Rated) string { return r.SliceSD }},
-	{19, func(r *record.Rated) string { return r.RecordID }}, {20, func(r *record.Rated) string { return r.Charge }},
-	{21, func(r *record.Rated) string { return r.Zone }}, {22, func(r *record.Rated) string { return r.Mobility }},
-	{23, func(r *record.Rated) string { return r.Tariff }}, {24, func(r *record.Rated) string { return r.TariffVersion }},
-	{25, func(r *record.Rated) string { return r.Offer }}, {27, func(r *record.Rated) string { return r.Currency }},
-}
-
-// batch builds one record batch of recs. String columns are laid out directly (offsets,
-// then bytes): the builder's per-value Append was half the encoding.
-func (a *arrowWriter) batch(recs []Exported) arrow.RecordBatch {
-	a.append(recs)
-	cols := make([]arrow.Array, len(ExportSchema.Fields()))
-	for _, sc := range exportStrings {
-		size := 0
-		for i := range recs {
-			size += len(sc.field(&recs[i].Rec))
+// batch lays out rows [from, to) of c as a record batch over c's memory: only the string
+// offsets (rebased to 0) and the amounts (widened to Decimal128) are copied. from is a
+// multiple of 8, so the validity bitmaps are sliced at a byte.
+func (a *arrowWriter) batch(c *Columns, from, to int) arrow.RecordBatch {
+	n := to - from
+	buf := memory.NewBufferBytes
+	for k, col := range StrCols {
+		off := c.Str[k].Offsets[from : to+1]
+		base := off[0]
+		if base != 0 {
+			a.offsets[k] = resize(a.offsets[k], n+1)
+			for i, o := range off {
+				a.offsets[k][i] = o - base
+			}
+			off = a.offsets[k]
 		}
-		offsets := make([]int32, len(recs)+1)
-		data := make([]byte, 0, size)
-		for i := range recs {
-			data = append(data, sc.field(&recs[i].Rec)...)
-			offsets[i+1] = int32(len(data))
-		}
-		cols[sc.col] = array.NewStringData(array.NewData(arrow.BinaryTypes.String, len(recs),
-			[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(offsets)), memory.NewBufferBytes(data)}, nil, 0, 0))
+		data := c.Str[k].Data[base:c.Str[k].Offsets[to]]
+		a.cols[col] = array.NewStringData(array.NewData(arrow.BinaryTypes.String, n,
+			[]*memory.Buffer{nil, buf(arrow.Int32Traits.CastToBytes(off)), buf(data)}, nil, 0, 0))
 	}
-	for i, f := range a.b.Fields() {
-		if cols[i] == nil {
-			cols[i] = f.NewArray()
-		}
+	for k, col := range U64Cols {
+		a.cols[col] = array.MakeFromData(array.NewData(ExportSchema.Field(col).Type, n,
+			[]*memory.Buffer{nil, buf(arrow.Uint64Traits.CastToBytes(c.U64[k][from:to]))}, nil, 0, 0))
 	}
-	rec := array.NewRecordBatch(ExportSchema, cols, int64(len(recs)))
-	for _, c := range cols {
-		c.Release()
+	a.cols[ColRatingGroup] = array.MakeFromData(array.NewData(arrow.PrimitiveTypes.Uint32, n,
+		[]*memory.Buffer{nil, buf(arrow.Uint32Traits.CastToBytes(c.RatingGroup[from:to]))}, nil, 0, 0))
+	posValid := c.PosValid[from/8 : (to+7)/8]
+	posNulls := n - bitutil.CountSetBits(posValid, 0, n)
+	for _, f := range [...]struct {
+		col int
+		v   []float64
+	}{{ColLat, c.Lat}, {ColLon, c.Lon}} {
+		a.cols[f.col] = array.MakeFromData(array.NewData(arrow.PrimitiveTypes.Float64, n,
+			[]*memory.Buffer{buf(posValid), buf(arrow.Float64Traits.CastToBytes(f.v[from:to]))}, nil, posNulls, 0))
+	}
+	sliceValid := c.SliceValid[from/8 : (to+7)/8]
+	a.cols[ColSliceSST] = array.MakeFromData(array.NewData(arrow.PrimitiveTypes.Uint8, n,
+		[]*memory.Buffer{buf(sliceValid), buf(c.SliceSST[from:to])}, nil, n-bitutil.CountSetBits(sliceValid, 0, n), 0))
+	a.amount = resize(a.amount, n)
+	for i, v := range c.Amount[from:to] {
+		a.amount[i] = decimal128.FromI64(v)
+	}
+	a.cols[ColAmount] = array.MakeFromData(array.NewData(ExportSchema.Field(ColAmount).Type, n,
+		[]*memory.Buffer{nil, buf(arrow.Decimal128Traits.CastToBytes(a.amount))}, nil, 0, 0))
+	rec := array.NewRecordBatch(ExportSchema, a.cols[:], int64(n))
+	for i, col := range a.cols {
+		col.Release()
+		a.cols[i] = nil
 	}
 	return rec
 }
 
-// append appends the columns of recs other than the strings (batch lays those out).
-func (a *arrowWriter) append(recs []Exported) {
-	fs := a.b.Fields()
-	for _, f := range fs {
-		if _, ok := f.(*array.StringBuilder); !ok {
-			f.Reserve(len(recs))
-		}
-	}
-	u64 := func(i int) *array.Uint64Builder { return fs[i].(*array.Uint64Builder) }
-	tsb := func(i int) *array.TimestampBuilder { return fs[i].(*array.TimestampBuilder) }
-	lat, lon := fs[14].(*array.Float64Builder), fs[15].(*array.Float64Builder)
-	sst := fs[17].(*array.Uint8Builder)
-	rg := fs[11].(*array.Uint32Builder)
-	amt := fs[28].(*array.Decimal128Builder)
-	for i := range recs {
-		r := &recs[i].Rec
-		tsb(4).UnsafeAppend(arrow.Timestamp(r.StartTime))
-		tsb(5).UnsafeAppend(arrow.Timestamp(r.EndTime))
-		tsb(6).UnsafeAppend(arrow.Timestamp(r.ReceivedTime))
-		u64(7).UnsafeAppend(r.BytesUp)
-		u64(8).UnsafeAppend(r.BytesDown)
-		u64(9).UnsafeAppend(r.DurationMs)
-		u64(10).UnsafeAppend(r.Events)
-		rg.UnsafeAppend(r.RatingGroup)
-		if r.HasPos {
-			lat.UnsafeAppend(r.Lat)
-			lon.UnsafeAppend(r.Lon)
-		} else {
-			lat.AppendNull()
-			lon.AppendNull()
-		}
-		if r.HasSlice {
-			sst.UnsafeAppend(r.SliceSST)
-		} else {
-			sst.AppendNull()
-		}
-		u64(26).UnsafeAppend(r.ActiveDevices)
-		amt.UnsafeAppend(decimal128.FromI64(int64(r.Amount)))
-		tsb(29).UnsafeAppend(arrow.Timestamp(r.RatedTime))
-	}
-}
-
 func (a *arrowWriter) Close() error {
-	defer a.b.Release()
 	if a.ipc != nil {
 		return a.ipc.Close()
 	}

@@ -123,7 +123,7 @@ func (h *Handler) serveRecords(w http.ResponseWriter, r *http.Request) error {
 	hd.Set("Fleetmeter-Next-Cursor", page.Next)
 	hd.Set("Fleetmeter-Caught-Up", strconv.FormatBool(page.CaughtUp))
 	hd.Set("Fleetmeter-Watermark", strconv.FormatInt(page.UpTo, 10))
-	hd.Set("Fleetmeter-Records", strconv.Itoa(len(page.Records)))
+	hd.Set("Fleetmeter-Records", strconv.Itoa(page.Len()))
 	defer page.Release()
 	rw, err := NewRecordWriter(f, w)
 	if err != nil {
@@ -132,7 +132,7 @@ func (h *Handler) serveRecords(w http.ResponseWriter, r *http.Request) error {
 	// From here the status is sent: a failure can only cut the body short, which the
 	// consumer sees (Fleetmeter-Records, Arrow's end-of-stream, Parquet's footer) and
 	// retries with the same cursor.
-	if err := rw.Write(page.Records); err != nil {
+	if err := page.Write(rw); err != nil {
 		h.log.Warn("billing export cut short", "err", err)
 		return nil
 	}

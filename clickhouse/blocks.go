@@ -190,39 +190,73 @@ func Num[T uint8 | uint32 | uint64 | int64 | float64](c *Cursor, i int) *NumCol[
 }
 
 func (n *NumCol[T]) bind() {
-	n.gen, n.col, n.v, n.nulls = n.c.gen, n.c.column(n.i), nil, nil
-	if n.col == nil {
-		return
+	n.gen, n.col = n.c.gen, n.c.column(n.i)
+	n.v, n.nulls = numView[T](n.col)
+}
+
+// numView returns the values (and for a Nullable column the null flags) of col viewed in
+// place, or nil when its layout is not the one expected.
+func numView[T uint8 | uint32 | uint64 | int64 | float64](col column.Interface) (v *[]T, nulls *chproto.ColUInt8) {
+	if col == nil {
+		return nil, nil
 	}
-	base := any(n.col)
-	if nc, ok := n.col.(*column.Nullable); ok {
-		n.nulls = fieldOf[chproto.ColUInt8](nc, "nulls")
-		if n.nulls == nil {
-			return
-		}
+	base := any(col)
+	if nc, ok := col.(*column.Nullable); ok {
+		nulls = fieldOf[chproto.ColUInt8](nc, "nulls")
 		b := fieldOf[column.Interface](nc, "base")
-		if b == nil {
-			n.nulls = nil
-			return
+		if nulls == nil || b == nil {
+			return nil, nil
 		}
 		base = *b
 	}
 	// The column types' "col" fields are ch-go's slices: ColUInt64 is []uint64, etc.
 	switch any(*new(T)).(type) {
 	case uint8:
-		n.v = (*[]T)(unsafe.Pointer(fieldOf[chproto.ColUInt8](base, "col")))
+		v = (*[]T)(unsafe.Pointer(fieldOf[chproto.ColUInt8](base, "col")))
 	case uint32:
-		n.v = (*[]T)(unsafe.Pointer(fieldOf[chproto.ColUInt32](base, "col")))
+		v = (*[]T)(unsafe.Pointer(fieldOf[chproto.ColUInt32](base, "col")))
 	case uint64:
-		n.v = (*[]T)(unsafe.Pointer(fieldOf[chproto.ColUInt64](base, "col")))
+		v = (*[]T)(unsafe.Pointer(fieldOf[chproto.ColUInt64](base, "col")))
 	case int64:
-		n.v = (*[]T)(unsafe.Pointer(fieldOf[chproto.ColInt64](base, "col")))
+		v = (*[]T)(unsafe.Pointer(fieldOf[chproto.ColInt64](base, "col")))
 	case float64:
-		n.v = (*[]T)(unsafe.Pointer(fieldOf[chproto.ColFloat64](base, "col")))
+		v = (*[]T)(unsafe.Pointer(fieldOf[chproto.ColFloat64](base, "col")))
 	}
-	if n.v == nil {
-		n.nulls = nil
+	if v == nil {
+		return nil, nil
 	}
+	return v, nulls
+}
+
+// Block is how a cursor's current block is read a column at a time: a caller that keeps
+// the columns of every block (each is decoded into memory of its own, never reused by the
+// driver) can gather rows from them after the cursor has moved on.
+
+// Gen counts the blocks the cursor has entered: it changes when Next enters a new one.
+func (c *Cursor) Gen() int { return c.gen }
+
+// BlockStr returns String column i of the current block in place, or nil when the cursor
+// is not Fast or the column's layout is not the one expected.
+func (c *Cursor) BlockStr(i int) *chproto.ColStr {
+	col := c.column(i)
+	if col == nil || col.Type() != "String" {
+		return nil
+	}
+	return fieldOf[chproto.ColStr](col, "col")
+}
+
+// BlockNum returns numeric column i of the current block in place, with its null flags
+// (non-zero: NULL) when Nullable; ok is false when the cursor is not Fast or the column's
+// layout is not the one expected.
+func BlockNum[T uint8 | uint32 | uint64 | int64 | float64](c *Cursor, i int) (v []T, nulls []uint8, ok bool) {
+	pv, pn := numView[T](c.column(i))
+	if pv == nil {
+		return nil, nil, false
+	}
+	if pn != nil {
+		nulls = *pn
+	}
+	return *pv, nulls, true
 }
 
 // Get returns the current row's value (zero for NULL) and whether it is not NULL.

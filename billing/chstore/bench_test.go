@@ -174,13 +174,13 @@ func BenchmarkExport(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					if err := w.Write(page.Records); err != nil {
+					if err := page.Write(w); err != nil {
 						b.Fatal(err)
 					}
 					if err := w.Close(); err != nil {
 						b.Fatal(err)
 					}
-					rows += len(page.Records)
+					rows += page.Len()
 					page.Release()
 					cursor = page.Next
 					if page.CaughtUp {

@@ -20,21 +20,29 @@ import (
 // with its first rating, and no device fee before its period is closed.
 //
 // Seeds 0-2 collapse rated_seen's copies with FINAL (a single node, as cmd/api runs on
-// one), seed 3 with GROUP BY (a cluster).
+// one), seed 3 with GROUP BY (a cluster). Pages are read as columns (ExportColumns), but
+// seed 4's, read as records (Export).
 func TestExportExactlyOnce(t *testing.T) {
-	for seed := range uint64(4) {
-		final := seed < 3
-		t.Run(fmt.Sprint("seed=", seed, "/final=", final), func(t *testing.T) { exportProperty(t, seed, final) })
+	for seed := range uint64(5) {
+		final, columns := seed != 3, seed != 4
+		t.Run(fmt.Sprint("seed=", seed, "/final=", final, "/columns=", columns), func(t *testing.T) { exportProperty(t, seed, final, columns) })
 	}
 }
 
-func exportProperty(t *testing.T, seed uint64, final bool) {
+// recordStore is a Store that reads records only (it hides ExportColumns).
+type recordStore struct{ billing.Store }
+
+func exportProperty(t *testing.T, seed uint64, final, columns bool) {
 	ctx := context.Background()
 	st, cs := open(t)
 	cs.Final(final)
 	rng := rand.New(rand.NewPCG(seed, 11))
 	sig := signer(t)
-	newExp := func() *billing.Exporter { return billing.NewExporter(cs, sig, time.Second, 1000) }
+	var store billing.Store = cs
+	if !columns {
+		store = recordStore{cs}
+	}
+	newExp := func() *billing.Exporter { return billing.NewExporter(store, sig, time.Second, 1000) }
 	exp := newExp()
 
 	// The records: usage of two tenants in two periods, fees, and adjustments for one of
@@ -87,12 +95,15 @@ func exportProperty(t *testing.T, seed uint64, final bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, x := range page.Records {
-			k := x.Rec.Tenant + "\x00" + x.Rec.RecordID
+		if (page.Columns != nil) != columns {
+			t.Fatalf("seed %d: page read as columns %v, want %v", seed, page.Columns != nil, columns)
+		}
+		for _, r := range page.Rated() {
+			k := r.Tenant + "\x00" + r.RecordID
 			if _, dup := got[k]; dup {
-				t.Fatalf("seed %d: %s pulled twice", seed, x.Rec.RecordID)
+				t.Fatalf("seed %d: %s pulled twice", seed, r.RecordID)
 			}
-			got[k] = x.Rec
+			got[k] = r
 		}
 		cursor = page.Next
 		return page

@@ -116,6 +116,17 @@ func FeeBoundsQuery(db string, req billing.ExportRequest) string {
 		scope + "charge = 'adjustment' AND toUInt32(seen) >= " + num(req.After.Seen) + " AND toUInt32(seen) <= " + num(req.UpTo) + ")"
 }
 
+// RangeCountQuery counts the rows of table (rated_seen or rated_usage) in the key range:
+// the store compares it with the rows it expects, to skip a set of keys that would leave
+// few rows out.
+func RangeCountQuery(db, table, tenant string, keys KeyRange) string {
+	scope := ""
+	if tenant != "" {
+		scope = "tenant = " + quote(tenant) + " AND "
+	}
+	return "SELECT count() FROM " + db + "." + table + " WHERE " + scope + keys.sql()
+}
+
 // KeyRange is where a page's record_ids lie: [Lo, Hi], or also [FeeLo, FeeHi] when
 // HasFees. The zero KeyRange admits only the empty record_id.
 type KeyRange struct {
@@ -177,15 +188,21 @@ func ExportKeysQuery(db string, req billing.ExportRequest, whole bool, keys KeyR
 // keys (exactly: a hash may stand for another key too) and of each its first rating
 // (least rated_time_ms, as clickhouse.RecordsQuery's LIMIT 1 BY). Copies are few, and
 // choosing in Go spares the server a sort or GROUP BY of whole rows (ten times the cost
-// of the read here).
+// of the read here). With keys empty it reads every copy in the range, without h: the
+// caller then drops the rows of other keys itself.
 func ExportDataQuery(db, tenant string, keyRange KeyRange, keys string) string {
-	scope := keyRange.sql() + " AND "
+	scope := keyRange.sql()
 	if tenant != "" {
 		scope = "tenant = " + quote(tenant) + " AND " + scope
 	}
+	if keys == "" {
+		return "SELECT " + strings.Join(clickhouse.RecordColumns, ", ") + "\n" +
+			"FROM " + db + ".rated_usage\n" +
+			"WHERE " + scope
+	}
 	return "SELECT " + strings.Join(clickhouse.RecordColumns, ", ") + ", " + keyHash + " AS h\n" +
 		"FROM " + db + ".rated_usage\n" +
-		"WHERE " + scope + keyHash + " IN " + keys
+		"WHERE " + scope + " AND " + keyHash + " IN " + keys
 }
 
 // LinesQuery sums the tenant's records of a period (start_time in [start, end) ms; fees

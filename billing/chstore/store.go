@@ -50,13 +50,33 @@ func (s *Store) Now(ctx context.Context) (int64, error) {
 // Export runs ExportKeysQuery, then ExportDataQuery with the page's keys as an external
 // table, keeps each key's first rating and returns the records in the keys' order.
 func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []billing.Exported) ([]billing.Exported, int64, error) {
+	p, err := s.plan(ctx, req)
+	if err != nil || p.empty {
+		return into, p.req.UpTo, err
+	}
+	recs, err := s.export(ctx, p.req, p.whole, p.keys, p.sizeHint, into)
+	return recs, p.req.UpTo, err
+}
+
+// pagePlan is what a page reads: the request with its upTo bounded, whether every record
+// is a candidate (whole), the range of its record_ids, and about how many records it has.
+type pagePlan struct {
+	req      billing.ExportRequest
+	whole    bool
+	keys     KeyRange
+	sizeHint int
+	empty    bool
+}
+
+// plan runs ExportSpanQuery and keyRange.
+func (s *Store) plan(ctx context.Context, req billing.ExportRequest) (pagePlan, error) {
 	if req.Limit <= 0 || req.UpTo < req.After.Seen {
-		return into, req.UpTo, nil
+		return pagePlan{req: req, empty: true}, nil
 	}
 	// Bound the page: candidates up to the second where the copies stored reach the limit.
 	span, err := s.conn.Query(ctx, ExportSpanQuery(s.db, req))
 	if err != nil {
-		return into, 0, fmt.Errorf("billing export span: %w", err)
+		return pagePlan{}, fmt.Errorf("billing export span: %w", err)
 	}
 	var total uint64
 	upTo := req.UpTo
@@ -65,7 +85,7 @@ func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []bi
 		var n uint64
 		if err := span.Scan(&sec, &n); err != nil {
 			span.Close()
-			return into, 0, fmt.Errorf("billing export span: %w", err)
+			return pagePlan{}, fmt.Errorf("billing export span: %w", err)
 		}
 		// Never stop at After.Seen itself: its records may all be behind the cursor
 		// already, and the page must move on.
@@ -76,33 +96,39 @@ func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []bi
 	}
 	span.Close()
 	if err := span.Err(); err != nil {
-		return into, 0, fmt.Errorf("billing export span: %w", err)
+		return pagePlan{}, fmt.Errorf("billing export span: %w", err)
 	}
 	req.UpTo = upTo
-	keys, err := s.keyRange(ctx, req)
+	keys, inRange, err := s.keyRange(ctx, req)
 	if err != nil {
-		return into, 0, err
+		return pagePlan{}, err
 	}
-	// From the start with everything in range, every record is a candidate: the page
-	// skips the candidate filter (it only narrows the work; e <= upTo decides).
-	recs, err := s.export(ctx, req, req.After.Seen == 0 && total < uint64(req.Limit), keys, int(min(total, uint64(req.Limit))), into)
-	return recs, upTo, err
+	// The candidate filter only narrows the work (e <= upTo decides): skip it from the
+	// start with everything in range, where every record is a candidate, and where the
+	// range holds few keys besides the copies in the span (record_ids growing with time),
+	// where building the set costs more than the keys it would leave out.
+	whole := req.After.Seen == 0 && total < uint64(req.Limit) || inRange <= 2*total
+	return pagePlan{req: req, whole: whole, keys: keys, sizeHint: int(min(total, uint64(req.Limit)))}, nil
 }
 
-// keyRange runs ExportBoundsQuery and, when adjustments are in range, FeeBoundsQuery.
-func (s *Store) keyRange(ctx context.Context, req billing.ExportRequest) (KeyRange, error) {
+// keyRange runs ExportBoundsQuery and, when adjustments are in range, FeeBoundsQuery, then
+// RangeCountQuery over rated_seen: how many copies the range holds.
+func (s *Store) keyRange(ctx context.Context, req billing.ExportRequest) (KeyRange, uint64, error) {
 	var k KeyRange
-	var adjustments uint64
+	var adjustments, n uint64
 	if err := s.conn.QueryRow(ctx, ExportBoundsQuery(s.db, req)).Scan(&k.Lo, &k.Hi, &adjustments); err != nil {
-		return k, fmt.Errorf("billing export bounds: %w", err)
+		return k, 0, fmt.Errorf("billing export bounds: %w", err)
 	}
 	if adjustments > 0 {
 		k.HasFees = true
 		if err := s.conn.QueryRow(ctx, FeeBoundsQuery(s.db, req)).Scan(&k.FeeLo, &k.FeeHi); err != nil {
-			return k, fmt.Errorf("billing export bounds: %w", err)
+			return k, 0, fmt.Errorf("billing export bounds: %w", err)
 		}
 	}
-	return k, nil
+	if err := s.conn.QueryRow(ctx, RangeCountQuery(s.db, "rated_seen", req.Tenant, k)).Scan(&n); err != nil {
+		return k, 0, fmt.Errorf("billing export bounds: %w", err)
+	}
+	return k, n, nil
 }
 
 // pageIndex finds a page's records by keyHash: by the hash alone, but for the keys that
@@ -124,8 +150,8 @@ func (x *pageIndex) add(h uint64, p billing.Position, i int) {
 }
 
 // find returns the index of the record (tenant, recordID) of hash h, if in the page.
-func (x *pageIndex) find(h uint64, page []billing.Exported, tenant, recordID string) (int, bool) {
-	if i, ok := x.byHash[h]; ok && page[i].Pos.Tenant == tenant && page[i].Pos.RecordID == recordID {
+func (x *pageIndex) find(h uint64, page []keyRow, tenant, recordID string) (int, bool) {
+	if i, ok := x.byHash[h]; ok && page[i].pos.Tenant == tenant && page[i].pos.RecordID == recordID {
 		return i, true
 	}
 	i, ok := x.more[[2]string{tenant, recordID}]
@@ -152,9 +178,9 @@ func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole boo
 	} else {
 		index.byHash = make(map[uint64]int, len(pk.page))
 	}
-	for _, k := range pk.page {
+	for j, k := range pk.page {
 		if walk == nil {
-			index.add(k.h, k.pos, len(into))
+			index.add(k.h, k.pos, j)
 		}
 		into = append(into, billing.Exported{Pos: k.pos})
 		if err := keys.Append(k.h); err != nil {
@@ -184,13 +210,13 @@ func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole boo
 		var ok bool
 		if walk != nil {
 			i, ok = walk.find(r.Tenant, r.RecordID)
-			i += base
 		} else {
-			i, ok = index.find(h, into, r.Tenant, r.RecordID)
+			i, ok = index.find(h, pk.page, r.Tenant, r.RecordID)
 		}
 		if !ok {
 			continue // another key of a page key's hash
 		}
+		i += base
 		// The first rating: the least rated_time_ms (copies rated at the same instant come
 		// from the same state and are identical).
 		if into[i].Rec.RecordID == "" {
