@@ -476,3 +476,52 @@ func FuzzDecodeUsage(f *testing.F) {
 		}
 	})
 }
+
+// One encoder, many messages: small batches (one kept writer, its schema and the
+// dictionaries it does not repeat put back into every message) with dictionaries the
+// same as the batch before, different, or the same after a large batch in between; each
+// message must decode alone to exactly its batch, for usage and for rated.
+func TestEncoderManyMessages(t *testing.T) {
+	all := manyUsage(200)
+	var batches [][]Usage
+	for _, r := range [][2]int{{0, 1}, {0, 1}, {1, 5}, {1, 5}, {5, 6}, {0, 100}, {1, 5}, {6, 29}, {6, 29}, {30, 31}, {0, 0}, {30, 31}} {
+		batches = append(batches, all[r[0]:r[1]])
+	}
+	batches = append(batches, usageSamples(), usageSamples()[1:2], usageSamples())
+	ue := NewUsageEncoder()
+	for i, b := range batches {
+		msg, err := ue.Encode(nil, b)
+		if err != nil {
+			t.Fatalf("usage batch %d: %v", i, err)
+		}
+		got, err := DecodeUsage(msg, nil)
+		if err != nil {
+			t.Fatalf("usage batch %d (%d rows): %v", i, len(b), err)
+		}
+		if len(b) < minLZ4Rows && ue.e.small == nil {
+			t.Fatalf("usage batch %d: the kept writer fell out of step, the batch was encoded by a fresh one", i)
+		}
+		if len(b) == 0 && len(got) == 0 {
+			continue
+		}
+		if !reflect.DeepEqual(got, b) {
+			t.Fatalf("usage batch %d (%d rows) decoded differently:\n got %+v\nwant %+v", i, len(b), got, b)
+		}
+	}
+	rated := manyRated(60)
+	re := NewRatedEncoder()
+	for i, r := range [][2]int{{0, 1}, {0, 1}, {1, 4}, {2, 50}, {1, 4}, {4, 5}} {
+		b := rated[r[0]:r[1]]
+		msg, err := re.Encode(nil, b)
+		if err != nil {
+			t.Fatalf("rated batch %d: %v", i, err)
+		}
+		got, err := DecodeRated(msg, nil)
+		if err != nil {
+			t.Fatalf("rated batch %d: %v", i, err)
+		}
+		if !reflect.DeepEqual(got, b) {
+			t.Fatalf("rated batch %d (%d rows) decoded differently", i, len(b))
+		}
+	}
+}
