@@ -22,8 +22,9 @@ import (
 // with other amounts (the first rating wins whichever block it comes in), NULL and
 // present positions and slices, empty and non-ASCII strings, extremes, two tenants with
 // the same record_ids (a page's record_id range then holds another tenant's rows: read
-// with the set of keys), device fees of a closed and of an open period. Single node
-// (the walk, with and without the set) and cluster (the hash table).
+// with the set of keys), inserts a second apart with interleaved record_ids (the same),
+// device fees of a closed and of an open period. Single node (the walk, after the keys
+// with the set, and beside them without) and cluster (the hash table).
 func TestExportColumnsMatchRecords(t *testing.T) {
 	for _, final := range []bool{true, false} {
 		t.Run(fmt.Sprint("final=", final), func(t *testing.T) {
@@ -50,8 +51,21 @@ func TestExportColumnsMatchRecords(t *testing.T) {
 			}
 			recs = append(recs, fee("acme", "d01", "2026-10", 500_000, rated+1000), fee("zeta", "d02", "2026-11", 500_000, rated+1001),
 				adj("acme", "2026-10", -123_456, rated+1002))
-			if err := st.InsertRated(ctx, recs); err != nil {
-				t.Fatal(err)
+			// Two seconds apart, record_ids interleaved: a page of the second holds the
+			// record_id range of the first (not dense: read with the set of keys).
+			var early, late []record.Rated
+			for i, r := range recs {
+				if i/2%2 == 0 {
+					early = append(early, r)
+				} else {
+					late = append(late, r)
+				}
+			}
+			for _, b := range [][]record.Rated{early, late} {
+				if err := st.InsertRated(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(1100 * time.Millisecond)
 			}
 			// Redelivered copies, some rated later with other amounts, inserted in the
 			// same second and later ones.

@@ -205,6 +205,39 @@ func ExportDataQuery(db, tenant string, keyRange KeyRange, keys string) string {
 		"WHERE " + scope + " AND " + keyHash + " IN " + keys
 }
 
+// ExportColumnsQuery is ExportDataQuery for a reader of column blocks: a row's 16 string
+// columns (billing.StrCols order) come as one String, their concatenation, followed by
+// the lengths of the first 15 as UInt32 columns, then the other columns (U64Cols order,
+// rating_group, lat, lon, slice_sst, amount_micros) and, with keys, h. The driver decodes
+// a String column value by value (a varint read through a byte reader, a zeroed append),
+// a numeric column in one read: one String per row instead of 16 was a third of the
+// client's work of an export.
+func ExportColumnsQuery(db, tenant string, keyRange KeyRange, keys string) string {
+	strs, lens := make([]string, 0, 16), make([]string, 0, 15)
+	for k, i := range billing.StrCols {
+		strs = append(strs, clickhouse.RecordColumns[i])
+		if k < 15 {
+			lens = append(lens, "toUInt32(length("+clickhouse.RecordColumns[i]+"))")
+		}
+	}
+	nums := make([]string, 0, 14)
+	for _, i := range billing.U64Cols {
+		nums = append(nums, clickhouse.RecordColumns[i])
+	}
+	for _, i := range []int{billing.ColRatingGroup, billing.ColLat, billing.ColLon, billing.ColSliceSST, billing.ColAmount} {
+		nums = append(nums, clickhouse.RecordColumns[i])
+	}
+	scope := keyRange.sql()
+	if tenant != "" {
+		scope = "tenant = " + quote(tenant) + " AND " + scope
+	}
+	q := "SELECT concat(" + strings.Join(strs, ", ") + "), " + strings.Join(lens, ", ") + ", " + strings.Join(nums, ", ")
+	if keys == "" {
+		return q + "\nFROM " + db + ".rated_usage\nWHERE " + scope
+	}
+	return q + ", " + keyHash + " AS h\nFROM " + db + ".rated_usage\nWHERE " + scope + " AND " + keyHash + " IN " + keys
+}
+
 // LinesQuery sums the tenant's records of a period (start_time in [start, end) ms; fees
 // and the adjustment named for period) whose e lies in (after, upTo], each record once
 // with its first rating, per billing.LineKey.

@@ -59,10 +59,12 @@ func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []bi
 }
 
 // pagePlan is what a page reads: the request with its upTo bounded, whether every record
-// is a candidate (whole), the range of its record_ids, and about how many records it has.
+// is a candidate (whole), the range of its record_ids and whether it holds few other rows
+// (dense), and about how many records it has.
 type pagePlan struct {
 	req      billing.ExportRequest
 	whole    bool
+	dense    bool
 	keys     KeyRange
 	sizeHint int
 	empty    bool
@@ -103,16 +105,17 @@ func (s *Store) plan(ctx context.Context, req billing.ExportRequest) (pagePlan, 
 	if err != nil {
 		return pagePlan{}, err
 	}
-	// The candidate filter only narrows the work (e <= upTo decides): skip it from the
-	// start with everything in range, where every record is a candidate, and where the
-	// range holds few keys besides the copies in the span (record_ids growing with time),
-	// where building the set costs more than the keys it would leave out.
-	whole := req.After.Seen == 0 && total < uint64(req.Limit) || inRange <= 2*total
-	return pagePlan{req: req, whole: whole, keys: keys, sizeHint: int(min(total, uint64(req.Limit)))}, nil
+	// Dense: the range holds few rows besides the copies stored in the span (record_ids
+	// growing with time), so sets of keys would leave little out. The candidate filter
+	// only narrows the work (e <= upTo decides): skip it there, and from the start with
+	// everything in range, where every record is a candidate.
+	dense := inRange <= total+total/2
+	whole := req.After.Seen == 0 && total < uint64(req.Limit) || dense
+	return pagePlan{req: req, whole: whole, dense: dense, keys: keys, sizeHint: int(min(total, uint64(req.Limit)))}, nil
 }
 
 // keyRange runs ExportBoundsQuery and, when adjustments are in range, FeeBoundsQuery, then
-// RangeCountQuery over rated_seen: how many copies the range holds.
+// RangeCountQuery over rated_usage: how many copies the range holds.
 func (s *Store) keyRange(ctx context.Context, req billing.ExportRequest) (KeyRange, uint64, error) {
 	var k KeyRange
 	var adjustments, n uint64
@@ -125,7 +128,7 @@ func (s *Store) keyRange(ctx context.Context, req billing.ExportRequest) (KeyRan
 			return k, 0, fmt.Errorf("billing export bounds: %w", err)
 		}
 	}
-	if err := s.conn.QueryRow(ctx, RangeCountQuery(s.db, "rated_seen", req.Tenant, k)).Scan(&n); err != nil {
+	if err := s.conn.QueryRow(ctx, RangeCountQuery(s.db, "rated_usage", req.Tenant, k)).Scan(&n); err != nil {
 		return k, 0, fmt.Errorf("billing export bounds: %w", err)
 	}
 	return k, n, nil
