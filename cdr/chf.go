@@ -102,7 +102,11 @@ type unit struct {
 	hasLast  bool
 	rat      uint64
 	hasRAT   bool
-	uli      []byte
+	// uli is the container's userLocationInformation, as offsets in the input: with no
+	// pointer in it, a unit is copied and stored without the garbage collector's write
+	// barriers, which are on whenever it marks.
+	uli0, uli1 int
+	hasULI     bool
 }
 
 // constructed checks that t may be walked as a SET/SEQUENCE.
@@ -120,8 +124,8 @@ func (d *Decoder) chfRecord(t tlv, into []record.Usage) []record.Usage {
 		r.fail(t.off, "not a CHFRecord chargingFunctionRecord [200]: "+describeTag(t))
 		return into
 	}
-	f := &d.f
-	*f = cdrFields{}
+	var fields cdrFields // on the stack: its slices are written without write barriers
+	f := &fields
 	d.units = d.units[:0]
 	for p := t.start; p < t.end; {
 		c := r.elem(p, t.end)
@@ -136,7 +140,7 @@ func (d *Decoder) chfRecord(t tlv, into []record.Usage) []record.Usage {
 		case tagRecordingNFID:
 			f.nfID = r.prim(c, "recordingNetworkFunctionID")
 		case tagSubscriberID:
-			d.subscriber(c)
+			d.subscriber(c, f)
 		case tagMultipleUnitUsage:
 			d.multipleUnitUsage(c)
 		case tagRecordOpeningTime:
@@ -146,7 +150,7 @@ func (d *Decoder) chfRecord(t tlv, into []record.Usage) []record.Usage {
 		case tagLocalRecordSeqNum:
 			f.lrsn, f.hasLRSN = r.uint(c, "localRecordSequenceNumber", math.MaxUint32), true
 		case tagPDUSessionCharging:
-			d.pduSession(c)
+			d.pduSession(c, f)
 		}
 	}
 	if r.failed {
@@ -160,15 +164,14 @@ func (d *Decoder) chfRecord(t tlv, into []record.Usage) []record.Usage {
 			}
 		}
 	}
-	return d.emit(t, into)
+	return d.emit(t, f, into)
 }
 
-func (d *Decoder) subscriber(t tlv) {
+func (d *Decoder) subscriber(t tlv, f *cdrFields) {
 	r := &d.r
 	if !r.constructed(t, "subscriberIdentifier") {
 		return
 	}
-	f := &d.f
 	for p := t.start; p < t.end; {
 		c := r.elem(p, t.end)
 		if r.failed {
@@ -233,7 +236,8 @@ func (d *Decoder) usedUnitContainers(t tlv) {
 			return
 		}
 		p = c.next
-		u := unit{pos: pos}
+		d.units = append(d.units, unit{pos: pos}) // filled in place
+		u := &d.units[len(d.units)-1]
 		for q := c.start; q < c.end; {
 			e := r.elem(q, c.end)
 			if r.failed {
@@ -255,10 +259,9 @@ func (d *Decoder) usedUnitContainers(t tlv) {
 			case tagLocalSequenceNumber:
 				u.seq, u.hasSeq = r.uint(e, "localSequenceNumber", math.MaxUint32), true
 			case tagPDUContainerInfo:
-				d.pduContainerInfo(e, &u)
+				d.pduContainerInfo(e, u)
 			}
 		}
-		d.units = append(d.units, u)
 	}
 }
 
@@ -282,19 +285,20 @@ func (d *Decoder) pduContainerInfo(t tlv, u *unit) {
 		case tagTimeOfLastUsage:
 			u.last, u.hasLast = r.timestamp(c, "timeOfLastUsage"), true
 		case tagContainerULI:
-			u.uli = r.prim(c, "userLocationInformation")
+			if r.prim(c, "userLocationInformation"); !r.failed {
+				u.uli0, u.uli1, u.hasULI = c.start, c.end, true
+			}
 		case tagContainerRATType:
 			u.rat, u.hasRAT = r.uint(c, "rATType", 255), true
 		}
 	}
 }
 
-func (d *Decoder) pduSession(t tlv) {
+func (d *Decoder) pduSession(t tlv, f *cdrFields) {
 	r := &d.r
 	if !r.constructed(t, "pDUSessionChargingInformation") {
 		return
 	}
-	f := &d.f
 	for p := t.start; p < t.end; {
 		c := r.elem(p, t.end)
 		if r.failed {
@@ -310,7 +314,7 @@ func (d *Decoder) pduSession(t tlv) {
 		case tagPDUSessionID:
 			f.pduSession = r.uint(c, "pDUSessionId", 255)
 		case tagNetworkSlice:
-			d.slice(c)
+			d.slice(c, f)
 		case tagPDURATType:
 			f.rat, f.hasRAT = r.uint(c, "rATType", 255), true
 		case tagDataNetworkName:
@@ -319,12 +323,11 @@ func (d *Decoder) pduSession(t tlv) {
 	}
 }
 
-func (d *Decoder) slice(t tlv) {
+func (d *Decoder) slice(t tlv, f *cdrFields) {
 	r := &d.r
 	if !r.constructed(t, "networkSliceInstanceID") {
 		return
 	}
-	f := &d.f
 	for p := t.start; p < t.end; {
 		c := r.elem(p, t.end)
 		if r.failed {
@@ -344,8 +347,7 @@ func (d *Decoder) slice(t tlv) {
 }
 
 // emit appends one record per used unit container of the CHFRecord t.
-func (d *Decoder) emit(t tlv, into []record.Usage) []record.Usage {
-	f := &d.f
+func (d *Decoder) emit(t tlv, f *cdrFields, into []record.Usage) []record.Usage {
 	d.stats.CDRs++
 	if len(d.units) == 0 {
 		d.stats.NoUsage++
@@ -364,8 +366,8 @@ func (d *Decoder) emit(t tlv, into []record.Usage) []record.Usage {
 	for i := range d.units {
 		u := &d.units[i]
 		plmn, cell := sessPLMN, sessCell
-		if u.uli != nil {
-			plmn, cell = d.location(u.uli)
+		if u.hasULI {
+			plmn, cell = d.location(d.r.b[u.uli0:u.uli1])
 		}
 		rat := ""
 		switch {
@@ -383,26 +385,15 @@ func (d *Decoder) emit(t tlv, into []record.Usage) []record.Usage {
 			end = u.last
 		}
 		ev0 := len(d.strs)
-		d.strs = d.appendEventID(d.strs, t, u)
+		d.strs = d.appendEventID(d.strs, t, f, u)
 		d.marks = append(d.marks, strMark{ev0: int32(ev0), ev1: int32(len(d.strs)), dev0: int32(dev0), dev1: int32(dev1)})
-		into = append(into, record.Usage{
-			Tenant:       tenant,
-			Source:       record.SourceCDR,
-			StartTime:    start,
-			EndTime:      end,
-			ReceivedTime: d.ReceivedTime,
-			BytesUp:      u.up,
-			BytesDown:    u.down,
-			DurationMs:   u.time * 1000,
-			Events:       u.ssu,
-			RatingGroup:  u.rg,
-			PLMN:         plmn,
-			Cell:         cell,
-			RAT:          rat,
-			SliceSST:     f.sst,
-			HasSlice:     f.hasSST,
-			SliceSD:      sd,
-		})
+		into = append(into, record.Usage{}) // filled in place: no copy of the whole record
+		o := &into[len(into)-1]
+		o.Tenant, o.Source = tenant, record.SourceCDR
+		o.StartTime, o.EndTime, o.ReceivedTime = start, end, d.ReceivedTime
+		o.BytesUp, o.BytesDown, o.DurationMs, o.Events, o.RatingGroup = u.up, u.down, u.time*1000, u.ssu, u.rg
+		o.PLMN, o.Cell, o.RAT = plmn, cell, rat
+		o.SliceSST, o.HasSlice, o.SliceSD = f.sst, f.hasSST, sd
 	}
 	d.stats.Records += uint64(len(d.units))
 	if len(d.strs) >= patchEvery {
@@ -432,12 +423,12 @@ func appendDevice(b []byte, f *cdrFields) []byte {
 // appendEventID writes cdr:<nf id>:<local record seq>:<rating group>:<container seq>.
 // Without a localRecordSequenceNumber the record is named by h<FNV-1a 64 of its
 // encoding>; without a container localSequenceNumber the container by p<position>.
-func (d *Decoder) appendEventID(b []byte, t tlv, u *unit) []byte {
+func (d *Decoder) appendEventID(b []byte, t tlv, f *cdrFields, u *unit) []byte {
 	b = append(b, "cdr:"...)
-	b = append(b, d.f.nfID...)
+	b = append(b, f.nfID...)
 	b = append(b, ':')
-	if d.f.hasLRSN {
-		b = strconv.AppendUint(b, d.f.lrsn, 10)
+	if f.hasLRSN {
+		b = strconv.AppendUint(b, f.lrsn, 10)
 	} else {
 		h := uint64(14695981039346656037)
 		for _, c := range d.r.b[t.off:t.next] {
@@ -498,17 +489,29 @@ func lower(c byte) byte {
 // hex): the NCGI/ECGI, else the TAI (MCC+MNC+TAC). The plmn comes from the cell's PLMN,
 // else the TAI's.
 func (d *Decoder) location(uli []byte) (plmn, cell string) {
-	loc := &d.loc
-	if !parseLocation(uli, loc) {
+	e := d.ulis.lookup(uli)
+	if !e.set || e.uli != string(uli) {
+		e.plmn, e.cell, e.bad = d.parseULI(uli)
+		e.uli, e.set = string(uli), true
+	}
+	if e.bad {
 		d.stats.BadLocation++
-		return "", ""
+	}
+	return e.plmn, e.cell
+}
+
+// parseULI is location without the cache; bad reports an unreadable ULI.
+func (d *Decoder) parseULI(uli []byte) (plmn, cell string, bad bool) {
+	var loc location // on the stack, like cdrFields
+	if !parseLocation(uli, &loc) {
+		return "", "", true
 	}
 	mcc, mnc, id := loc.cgiMCC, loc.cgiMNC, loc.cellID
 	if id == nil {
 		mcc, mnc, id = loc.taiMCC, loc.taiMNC, loc.tac
 	}
 	if mcc == nil {
-		return "", ""
+		return "", "", false
 	}
 	s := append(d.scratch[:0], mcc...)
 	s = append(s, '-')
@@ -521,7 +524,7 @@ func (d *Decoder) location(uli []byte) (plmn, cell string) {
 	}
 	cell = d.in.str(s)
 	d.scratch = s
-	return plmn, cell
+	return plmn, cell, false
 }
 
 // ratName maps the CHF rATType (TS 29.274 / 29.061 RAT type numbering, which the CHF

@@ -3,6 +3,7 @@ package cdr
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -221,6 +222,36 @@ func TestRATMapping(t *testing.T) {
 	for v, w := range want {
 		if got := ratName(v); got != w {
 			t.Errorf("rATType %d: %q, want %q", v, got, w)
+		}
+	}
+}
+
+// One decoder reading many ULIs, each several times and in between others (some share
+// a cache slot: 600 cells over 512 slots): every read gives what a fresh read gives,
+// and every unreadable one, the empty one included, is counted each time.
+func TestLocationCache(t *testing.T) {
+	var ulis []string
+	for i := range 600 {
+		ulis = append(ulis, fmt.Sprintf(`{"nrLocation":{"tai":{"plmnId":{"mcc":"208","mnc":"93"},"tac":"%06x"},"ncgi":{"plmnId":{"mcc":"208","mnc":"93"},"nrCellId":"%09x"}}}`, i%7, i))
+	}
+	ulis = append(ulis, ``, `{}`, `{"a":tru}`, ` {"nrLocation" : { } } `,
+		`{"eutraLocation":{"tai":{"plmnId":{"mcc":"001","mnc":"01"},"tac":"0001"},"ecgi":{"plmnId":{"mcc":"001","mnc":"01"},"eutraCellId":"000000g"}}}`)
+	d := goldenDecoder(t)
+	var bad uint64
+	for round := range 3 {
+		for i := range ulis {
+			uli := ulis[(i*7+round*13)%len(ulis)]
+			plmn, cell := d.location([]byte(uli))
+			wplmn, wcell, wbad := goldenDecoder(t).parseULI([]byte(uli))
+			if plmn != wplmn || cell != wcell {
+				t.Fatalf("round %d, %s: plmn %q cell %q, want %q %q", round, uli, plmn, cell, wplmn, wcell)
+			}
+			if wbad {
+				bad++
+			}
+			if got := d.Stats().BadLocation; got != bad {
+				t.Fatalf("round %d, %s: %d unreadable ULIs counted, want %d", round, uli, got, bad)
+			}
 		}
 	}
 }

@@ -70,7 +70,7 @@ type jsonLoc struct {
 	i    int
 	bad  bool
 	path [4]int
-	out  *location
+	out  location // not a pointer to the caller's: the walk is recursive, so that would put it on the heap
 }
 
 const maxJSONDepth = 32
@@ -89,10 +89,11 @@ func parseLocation(b []byte, loc *location) bool {
 // walkLocation reads the location fields of the JSON in b by walking it; false when b is
 // not valid JSON or a field of interest holds an escape.
 func walkLocation(b []byte, loc *location) bool {
-	s := jsonLoc{b: b, out: loc}
+	s := jsonLoc{b: b}
 	s.ws()
 	s.value(0)
 	s.ws()
+	*loc = s.out
 	return !s.bad && s.i == len(b)
 }
 
