@@ -72,30 +72,46 @@ func NewConsumer(ctx context.Context, cfg Config, group string, topics []string,
 // Poll waits for the next fetches and appends them to into. Until Done is called no
 // rebalance can take partitions away, so committing what was polled stays valid.
 func (c *Consumer) Poll(ctx context.Context, into []Message) ([]Message, error) {
-	return poll(ctx, c.cl, 0, into)
+	return poll(ctx, c.cl, 0, into, c.logger)
 }
 
-// poll fetches at most max messages (0: what is buffered).
-func poll(ctx context.Context, cl *kgo.Client, max int, into []Message) ([]Message, error) {
+// poll fetches at most max messages (0: what is buffered); a nil ctx takes only what is
+// buffered, without waiting. Every record the client handed over is returned, even beside
+// a partition's error: the client counts it as polled, so a commit would pass it, and
+// dropping it would lose it. The error is returned only when no record came.
+func poll(ctx context.Context, cl *kgo.Client, max int, into []Message, logger *slog.Logger) ([]Message, error) {
 	fetches := cl.PollRecords(ctx, max)
 	if fetches.IsClientClosed() {
 		return into, fmt.Errorf("kafka poll: %w", kgo.ErrClientClosed)
 	}
-	if err := ctx.Err(); err != nil {
-		return into, err
+	if ctx != nil {
+		if err := ctx.Err(); err != nil {
+			return into, err
+		}
 	}
-	var ferr error
-	fetches.EachError(func(topic string, part int32, err error) {
-		ferr = errors.Join(ferr, fmt.Errorf("kafka fetch %s/%d: %w", topic, part, err))
-	})
-	if ferr != nil {
-		return into, ferr
-	}
+	n := len(into)
 	fetches.EachRecord(func(r *kgo.Record) {
 		into = append(into, Message{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Value: r.Value,
 			Time: r.Timestamp.UnixMilli()})
 	})
-	return into, nil
+	var ferr error
+	fetches.EachError(func(topic string, part int32, err error) {
+		ferr = errors.Join(ferr, fmt.Errorf("kafka fetch %s/%d: %w", topic, part, err))
+	})
+	if ferr != nil && len(into) > n {
+		if logger != nil {
+			logger.Warn("kafka fetch failed beside records fetched; the client retries", "err", ferr)
+		}
+		ferr = nil
+	}
+	return into, ferr
+}
+
+// Buffered appends what the client has already fetched, without waiting, up to max
+// messages (0: all of it).
+func (c *Consumer) Buffered(into []Message, max int) []Message {
+	into, _ = poll(nil, c.cl, max, into, c.logger) //nolint:staticcheck // nil: no wait
+	return into
 }
 
 // Commit commits everything polled so far: call it only after all of it is durably

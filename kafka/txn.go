@@ -1,10 +1,12 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -86,16 +88,43 @@ func NewTxSession(ctx context.Context, cfg Config, group, txID, in string, out [
 	return &TxSession{sess: sess, cfg: cfg, logger: logger}, nil
 }
 
-// maxPollMessages bounds one transaction: a backlog after an outage is worked off in
-// transactions of bounded size (each message holds up to Config.BatchRecords records).
-// Two messages (10,000 records by default) keep a rater's working set near 60 MB, which
-// is what it holds besides its devices; more per transaction saves little, as a commit
-// costs a few milliseconds.
-const maxPollMessages = 2
+// One transaction takes the first message a poll waits for and then whatever is already
+// fetched, up to these bounds: so a rater that keeps up commits a transaction per
+// message without waiting for more, and one that lags (a burst, a backlog after an
+// outage) commits fewer, larger transactions, each bounded. A transaction's fixed cost
+// (registering its partitions, committing the offsets, the two-phase commit, a forced
+// heartbeat) is several round trips: at the mediator's linger a message carries a few
+// dozen records, and two messages per transaction, as before, left the rater committing
+// a transaction per 30 records and falling behind at a quarter of the pipeline's maximum.
+// The bounds are of the input: maxTxnBytes of encoded usage is some tens of thousands of
+// records (the rated output is split by its encoded size, see rater), and keeps a
+// rater's working set within a few tens of MB besides its devices.
+const (
+	maxTxnMessages = 64
+	maxTxnBytes    = 1 << 20
+)
 
-// Poll appends the next fetched messages to into, at most maxPollMessages.
+// Poll appends the next fetched messages to into: it waits for one, then takes what is
+// already fetched, within maxTxnMessages and maxTxnBytes. The messages come grouped by
+// partition, each partition's in offset order.
 func (s *TxSession) Poll(ctx context.Context, into []Message) ([]Message, error) {
-	return poll(ctx, s.sess.Client(), maxPollMessages, into)
+	n := len(into)
+	into, err := poll(ctx, s.sess.Client(), 1, into, s.logger)
+	if err != nil || len(into) == n {
+		return into, err
+	}
+	size := len(into[n].Value)
+	for len(into)-n < maxTxnMessages && size < maxTxnBytes {
+		k := len(into)
+		into, _ = poll(nil, s.sess.Client(), 1, into, s.logger) //nolint:staticcheck // nil: no wait
+		if len(into) == k {
+			break
+		}
+		size += len(into[k].Value)
+	}
+	// Each poll's messages are grouped by partition; several polls' are regrouped.
+	slices.SortStableFunc(into[n:], func(a, b Message) int { return cmp.Compare(a.Partition, b.Partition) })
+	return into, nil
 }
 
 // Begin opens the transaction of one batch.

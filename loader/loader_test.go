@@ -1,9 +1,11 @@
 package loader
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -18,11 +20,25 @@ type fakeSource struct {
 	committed int // next message to deliver after a restart
 	pos       int
 	commitErr error // Commit fails with it while set
+	perPoll   int   // messages a poll delivers at most (default 3)
+	gap       time.Duration
+	next      time.Time // with gap: when the next message becomes available
 }
 
 func (s *fakeSource) Poll(ctx context.Context, into []Message) ([]Message, error) {
+	if s.gap > 0 {
+		s.mu.Lock()
+		wait := time.Until(s.next)
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return into, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 	s.mu.Lock()
-	n := min(len(s.log)-s.pos, 3)
+	n := min(len(s.log)-s.pos, cmp.Or(s.perPoll, 3))
+	s.next = time.Now().Add(s.gap)
 	into = append(into, s.log[s.pos:s.pos+n]...)
 	s.pos += n
 	s.mu.Unlock()
@@ -67,10 +83,15 @@ type fakeStore struct {
 	mu       sync.Mutex
 	rows     []record.Rated
 	rejs     []record.Rejection
-	failures int // the next inserts that fail
+	failures int   // the next inserts that fail
+	inserts  []int // rows of each successful rated insert
+	onInsert func(recs []record.Rated)
 }
 
 func (s *fakeStore) InsertRated(_ context.Context, recs []record.Rated) error {
+	if s.onInsert != nil {
+		s.onInsert(recs)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failures > 0 {
@@ -78,6 +99,7 @@ func (s *fakeStore) InsertRated(_ context.Context, recs []record.Rated) error {
 		return errors.New("store down")
 	}
 	s.rows = append(s.rows, recs...)
+	s.inserts = append(s.inserts, len(recs))
 	return nil
 }
 
@@ -214,5 +236,62 @@ func TestUndecodableMessagesAreRejections(t *testing.T) {
 	}
 	if reasons[record.ReasonBadBatch] != 1 || reasons[record.ReasonBadRejection] != 1 {
 		t.Fatalf("rejections by reason %v, want one bad_batch and one bad_rejection", reasons)
+	}
+}
+
+// A batch gathers polls until BatchRows rows, and offsets are committed only once the
+// insert holding every polled message succeeded: at each insert, nothing of its batch is
+// committed yet, and every earlier batch is.
+func TestBatchUpToRows(t *testing.T) {
+	msgs, sum := ratedLog(t, 20, 10)
+	src := &fakeSource{log: msgs, perPoll: 1}
+	st := &fakeStore{}
+	inserted := 0 // messages inserted so far
+	st.onInsert = func(recs []record.Rated) {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		if src.committed != inserted {
+			t.Errorf("insert of %d rows with %d messages committed, want %d (the inserted ones)", len(recs), src.committed, inserted)
+		}
+		if src.pos != inserted+len(recs)/10 {
+			t.Errorf("insert of %d rows while %d messages were polled: not all of the batch", len(recs), src.pos-inserted)
+		}
+		inserted = src.pos
+	}
+	l := New(src, st, nil, nil)
+	l.BatchRows, l.BatchWait = 50, time.Minute
+	runUntil(t, l, src, src.done)
+	if want := []int{50, 50, 50, 50}; !slices.Equal(st.inserts, want) {
+		t.Errorf("inserts of %v rows, want %v", st.inserts, want)
+	}
+	if n, got := st.billing(); n != 200 || got != sum {
+		t.Fatalf("store holds %d records, %s; want 200, %s", n, got, sum)
+	}
+}
+
+// A batch waits at most BatchWait after its first message: a trickle of one message
+// every 10 ms is loaded in inserts of several messages, each within the wait.
+func TestBatchUpToWait(t *testing.T) {
+	msgs, sum := ratedLog(t, 30, 10)
+	src := &fakeSource{log: msgs, perPoll: 1, gap: 10 * time.Millisecond}
+	st := &fakeStore{}
+	l := New(src, st, nil, nil)
+	l.BatchWait = 60 * time.Millisecond
+	start := time.Now()
+	runUntil(t, l, src, src.done)
+	took := time.Since(start)
+	// 30 messages 10 ms apart: 300 ms, so about 300/60 = 5 inserts; a slow machine may
+	// see fewer, larger ones but never one per message, nor one holding more than the
+	// wait lets through (60 ms / 10 ms, and a message at each end).
+	if len(st.inserts) < 2 || len(st.inserts) > 15 {
+		t.Errorf("%d inserts (%v rows) in %v, want a few", len(st.inserts), st.inserts, took)
+	}
+	for _, n := range st.inserts {
+		if n > 10*max(8, int(l.BatchWait/src.gap)+2) && took < 2*time.Second {
+			t.Errorf("an insert of %d rows: more than %v lets through", n, l.BatchWait)
+		}
+	}
+	if n, got := st.billing(); n != 300 || got != sum {
+		t.Fatalf("store holds %d records, %s; want 300, %s", n, got, sum)
 	}
 }

@@ -34,6 +34,7 @@ func TestInsertLatencyAndRecordDelay(t *testing.T) {
 	st := &fakeStore{failures: 2}
 	l := New(src, st, prometheus.NewRegistry(), nil)
 	l.MaxBackoff = time.Millisecond
+	l.BatchWait = 0 // a batch per poll
 	runUntil(t, l, src, src.done)
 
 	rows := testutil.ToFloat64(l.loaded.WithLabelValues(tableRated))

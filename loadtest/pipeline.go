@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -258,7 +259,10 @@ type probe struct {
 // sendTick generates and sends one tick over every protocol at once and returns when
 // every message was acknowledged (PUBACK, 2.04, 202, the CDR file handed over). Every
 // probeEvery-th message of each protocol becomes a latency probe (0: none).
-func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Duration) (records int, probes []probe, err error) {
+// Each probe goes to track the moment it is sent, so the ClickHouse poll looks for it at
+// once (collected at the tick's end instead, a probe's latency would include the rest of
+// the tick: up to the whole tick's spread, most of it at low load).
+func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Duration, track func(probe)) (records int, err error) {
 	now := time.Now()
 	// pace spreads a tick's messages evenly over spread, as a real fleet's reports are
 	// spread over their period rather than sent in one burst.
@@ -285,9 +289,9 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 		mu.Unlock()
 	}
 	addProbe := func(proto sim.Protocol, tenant, id string, at time.Time) {
-		mu.Lock()
-		probes = append(probes, probe{tenant: tenant, id: id, proto: proto, sent: at})
-		mu.Unlock()
+		if id != "" {
+			track(probe{tenant: tenant, id: id, proto: proto, sent: at})
+		}
 	}
 	// The event id a collector gives a device message: parsed as the collector parses it.
 	msgID := func(d *sim.Device, source string, payload []byte) string {
@@ -343,6 +347,26 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 			}
 		})
 	}
+	// CDR: the tick's file lands in the drop directory as the CHF writes it (temporary
+	// name, then renamed), at the tick's start; its probe is the file's first session.
+	if b.CDR != nil {
+		name := fmt.Sprintf("chf-%08d.cdr", r.tick)
+		tmp := filepath.Join(r.cdrDir, "."+name+".tmp")
+		if err := os.WriteFile(tmp, b.CDR, 0o600); err != nil {
+			return 0, err
+		}
+		dec, _ := cdr.NewDecoder(cdr.Config{Tenants: cdr.TenantMap{Default: sim.SliceTenant}})
+		first, err := dec.Decode(b.CDR, nil)
+		if err != nil || len(first) == 0 {
+			return 0, fmt.Errorf("generated cdr file: %v", err)
+		}
+		if err := os.Rename(tmp, filepath.Join(r.cdrDir, name)); err != nil {
+			return 0, err
+		}
+		if probeEvery > 0 {
+			addProbe(sim.CDR, first[0].Tenant, first[0].EventID, time.Now())
+		}
+	}
 	// HTTP: each gateway posts its trucks' JSON Lines; 8 gateways at a time.
 	sem := make(chan struct{}, 8)
 	for j, post := range b.HTTP {
@@ -374,28 +398,8 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 			}
 		})
 	}
-	// CDR: the tick's file lands in the drop directory as the CHF writes it (temporary
-	// name, then renamed); its probe is the file's first session.
-	if b.CDR != nil {
-		name := fmt.Sprintf("chf-%08d.cdr", r.tick)
-		tmp := filepath.Join(r.cdrDir, "."+name+".tmp")
-		if err := os.WriteFile(tmp, b.CDR, 0o600); err != nil {
-			return 0, nil, err
-		}
-		dec, _ := cdr.NewDecoder(cdr.Config{Tenants: cdr.TenantMap{Default: sim.SliceTenant}})
-		first, err := dec.Decode(b.CDR, nil)
-		if err != nil || len(first) == 0 {
-			return 0, nil, fmt.Errorf("generated cdr file: %v", err)
-		}
-		if err := os.Rename(tmp, filepath.Join(r.cdrDir, name)); err != nil {
-			return 0, nil, err
-		}
-		if probeEvery > 0 {
-			addProbe(sim.CDR, first[0].Tenant, first[0].EventID, time.Now())
-		}
-	}
 	wg.Wait()
-	return b.Records, probes, errors.Join(errs...)
+	return b.Records, errors.Join(errs...)
 }
 
 func gatewayLines(p sim.Post) int { return max(1, len(p.Devices)) }
@@ -444,7 +448,12 @@ type phase struct {
 	CPU       map[string]time.Duration
 	Latencies []time.Duration // probes, device send -> row visible
 	ByProto   [4][]time.Duration
-	Lost      int // probes not visible by the end of the wait
+	// Stages splits the probes' latency by their rows' own times: device send -> the
+	// mediator's receipt (received_time_ms; for a CDR the file's pick-up), receipt -> rating
+	// (rated_time_ms), rating -> visible (the rater's commit, the loader's fetch and insert,
+	// and this harness's 50 ms poll).
+	Stages [3][]time.Duration
+	Lost   int // probes not visible by the end of the wait
 	// The services' own view (bucket bounds of their histograms): mediator receipt to
 	// ClickHouse insert, and one rater batch from poll to commit; p50 and p99.
 	LoaderDelay, RaterBatch [2]float64
@@ -463,6 +472,7 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 	batch0 := r.scrapeHistogram("rater", "fleetmeter_rater_batch_seconds")
 	pending := map[[2]string]probe{} // (tenant, event id) -> the probe
 	var byProto [4][]time.Duration
+	var stages [3][]time.Duration
 	var mu sync.Mutex
 	var lat []time.Duration
 	pollCtx, stopPoll := context.WithCancel(ctx)
@@ -474,28 +484,41 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 		for pollCtx.Err() == nil {
 			<-t.C
 			mu.Lock()
-			keys := make([]string, 0, len(pending))
+			tenants, ids := map[string]bool{}, make([]string, 0, len(pending))
 			for k := range pending {
-				keys = append(keys, "("+quote(k[0])+","+quote(k[1])+")")
+				tenants[quote(k[0])] = true
+				ids = append(ids, quote(k[1]))
 			}
 			mu.Unlock()
-			if len(keys) == 0 {
+			if len(ids) == 0 {
 				continue
 			}
-			rows, err := r.store.Conn().Query(pollCtx, "SELECT tenant, record_id FROM "+benchDatabase+".rated_usage WHERE (tenant, record_id) IN ("+strings.Join(keys, ",")+")")
+			// Both key columns as sets, which the primary key index serves on every server
+			// version (the rows found are matched to the probes below).
+			rows, err := r.store.Conn().Query(pollCtx, "SELECT tenant, record_id, received_time_ms, rated_time_ms FROM "+benchDatabase+
+				".rated_usage WHERE tenant IN ("+strings.Join(slices.Collect(maps.Keys(tenants)), ",")+") AND record_id IN ("+
+				strings.Join(ids, ",")+")")
 			if err != nil {
 				continue
 			}
 			seen := time.Now()
 			for rows.Next() {
 				var k [2]string
-				if rows.Scan(&k[0], &k[1]) != nil {
+				var received, rated uint64
+				if rows.Scan(&k[0], &k[1], &received, &rated) != nil {
 					continue
 				}
 				mu.Lock()
 				if p, ok := pending[k]; ok {
 					lat = append(lat, seen.Sub(p.sent))
 					byProto[p.proto] = append(byProto[p.proto], seen.Sub(p.sent))
+					// The row's own times split the probe's way: the clocks are this machine's.
+					at := func(ms uint64) time.Time { return time.UnixMilli(int64(ms)) }
+					if received > 0 && rated >= received {
+						stages[0] = append(stages[0], at(received).Sub(p.sent))
+						stages[1] = append(stages[1], at(rated).Sub(at(received)))
+						stages[2] = append(stages[2], seen.Sub(at(rated)))
+					}
 					delete(pending, k)
 				}
 				mu.Unlock()
@@ -503,6 +526,11 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 			rows.Close()
 		}
 	}()
+	track := func(p probe) {
+		mu.Lock()
+		pending[[2]string{p.tenant, p.id}] = p
+		mu.Unlock()
+	}
 	start := time.Now()
 	for time.Since(start) < d && ctx.Err() == nil {
 		t0 := time.Now()
@@ -511,20 +539,13 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 			// Over most of the tick's interval, leaving room for the last acknowledgements.
 			spread = time.Duration(0.8 * float64(r.fleet.TickRecords(r.tick)) / rate * float64(time.Second))
 		}
-		n, probes, err := r.sendTick(ctx, probeEvery, spread)
+		n, err := r.sendTick(ctx, probeEvery, spread, track)
 		if err != nil {
 			stopPoll()
 			<-pollDone
 			return ph, err
 		}
 		ph.Sent += n
-		mu.Lock()
-		for _, p := range probes {
-			if p.id != "" {
-				pending[[2]string{p.tenant, p.id}] = p
-			}
-		}
-		mu.Unlock()
 		if rate > 0 {
 			next := t0.Add(time.Duration(float64(n) / rate * float64(time.Second)))
 			time.Sleep(time.Until(next))
@@ -573,6 +594,10 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 		slices.Sort(byProto[i])
 	}
 	ph.ByProto = byProto
+	for i := range stages {
+		slices.Sort(stages[i])
+	}
+	ph.Stages = stages
 	ph.Lost = len(pending)
 	slices.Sort(ph.Latencies)
 	progress("pipeline %s: sent %d, landed %d in %.1fs (%.0f rows/s), %d probes timed, %d not seen", name, ph.Sent, ph.Landed,

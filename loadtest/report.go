@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"fleetmeter/sim"
 )
 
 // ReportConfig shapes a benchmark report run.
@@ -22,6 +25,11 @@ type ReportConfig struct {
 	Plots  string // directory of the plots (docs/bench)
 	Work   string // scratch directory (default: a temporary one)
 	Rounds int
+	// PipelineOnly runs only the whole pipeline (maximum and latency levels) and logs its
+	// figures instead of writing the report: for working on the pipeline.
+	PipelineOnly bool
+	// Devices overrides the fleet's size (default 20,000; 400 when Short).
+	Devices int
 	// Self starts this program again with a subcommand ("load-rater", "kafka-broker").
 	Self []string
 	Log  io.Writer
@@ -75,6 +83,9 @@ func RunReport(ctx context.Context, cfg ReportConfig) (*Report, error) {
 	rep := &Report{Started: time.Now(), Short: cfg.Short, Load: uptime()}
 	logger := slog.New(slog.DiscardHandler)
 
+	if cfg.PipelineOnly {
+		return rep, runPipelineOnly(ctx, root, work, cfg, rep, logger, progress)
+	}
 	// 1. Each stage beside its ceiling, each side in a process of its own.
 	var pkgs []string
 	for _, p := range pairs {
@@ -88,13 +99,8 @@ func RunReport(ctx context.Context, cfg ReportConfig) (*Report, error) {
 	rep.Pairs = runPairs(ctx, root, bins, cfg.Rounds, cfg.Short, progress)
 
 	// 2. The whole pipeline fed by the mixed fleet over MQTT, CoAP, HTTP and CDR at once.
-	devices, maxFor, levelFor := 20_000, 25*time.Second, 20*time.Second
-	if cfg.Short {
-		devices, maxFor, levelFor = 400, 3*time.Second, 2*time.Second
-	}
-	rep.FleetDevices = devices
-	if err := runFleet(ctx, root, filepath.Join(work, "fleet"), cfg, devices, maxFor, levelFor, rep, logger, progress); err != nil {
-		return nil, fmt.Errorf("pipeline: %w", err)
+	if err := runWholePipeline(ctx, root, work, cfg, rep, logger, progress); err != nil {
+		return nil, err
 	}
 
 	// 3. Scale: `fleetmeter load` (rater state and loader at scale) by devices, by partitions.
@@ -135,6 +141,60 @@ func RunReport(ctx context.Context, cfg ReportConfig) (*Report, error) {
 	}
 	progress("wrote %s and the plots in %s", cfg.Out, cfg.Plots)
 	return rep, nil
+}
+
+// runWholePipeline is the report's whole-pipeline part.
+func runWholePipeline(ctx context.Context, root, work string, cfg ReportConfig, rep *Report, logger *slog.Logger,
+	progress func(string, ...any)) error {
+	devices, maxFor, levelFor := 20_000, 25*time.Second, 20*time.Second
+	if cfg.Short {
+		devices, maxFor, levelFor = 400, 3*time.Second, 2*time.Second
+	}
+	if cfg.Devices > 0 {
+		devices = cfg.Devices
+	}
+	rep.FleetDevices = devices
+	if err := runFleet(ctx, root, filepath.Join(work, "fleet"), cfg, devices, maxFor, levelFor, rep, logger, progress); err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	return nil
+}
+
+// runPipelineOnly measures the whole pipeline alone and logs what the report would say of it.
+func runPipelineOnly(ctx context.Context, root, work string, cfg ReportConfig, rep *Report, logger *slog.Logger,
+	progress func(string, ...any)) error {
+	if err := runWholePipeline(ctx, root, work, cfg, rep, logger, progress); err != nil {
+		return err
+	}
+	var rs []float64
+	for _, ph := range rep.MaxPhases {
+		rs = append(rs, ph.Rate)
+	}
+	s := summarize(rs)
+	progress("sustained maximum %.0f / %.0f / %.0f records/s (min / median / max)", s.Min, s.Med, s.Max)
+	a, z := rep.Diag[0], rep.Diag[1]
+	if txns, ins := z.RaterTxns-a.RaterTxns, z.LoaderInserts-a.LoaderInserts; txns > 0 && ins > 0 {
+		progress("during the maximum: rater %.0f records per transaction, loader %.0f rows per insert, %d active parts",
+			(z.RaterRated-a.RaterRated)/txns, (z.LoaderRows-a.LoaderRows)/ins, z.Parts)
+	}
+	for _, ph := range rep.Levels {
+		progress("%s: offered %.0f, landed %.0f records/s; probes p50 %v p99 %v max %v; mediator -> insert p50 <= %gs p99 <= %gs; rater batch p50 <= %gs p99 <= %gs",
+			ph.Name, ph.Offered, ph.Rate, quantile(ph.Latencies, 0.5).Round(time.Millisecond), quantile(ph.Latencies, 0.99).Round(time.Millisecond),
+			quantile(ph.Latencies, 1).Round(time.Millisecond), ph.LoaderDelay[0], ph.LoaderDelay[1], ph.RaterBatch[0], ph.RaterBatch[1])
+		var cpu []string
+		for _, k := range slices.Sorted(maps.Keys(ph.CPU)) {
+			cpu = append(cpu, fmt.Sprintf("%s %.1f", k, ph.CPU[k].Seconds()))
+		}
+		progress("  CPU seconds over %.1fs: %s", ph.Seconds, strings.Join(cpu, ", "))
+		for i, name := range []string{"send -> mediator receipt", "receipt -> rated", "rated -> visible"} {
+			l := ph.Stages[i]
+			progress("  %s: p50 %v p99 %v", name, quantile(l, 0.5).Round(time.Millisecond), quantile(l, 0.99).Round(time.Millisecond))
+		}
+		for i, l := range ph.ByProto {
+			progress("  %v: p50 %v p99 %v", sim.Protocol(i), quantile(l, 0.5).Round(time.Millisecond), quantile(l, 0.99).Round(time.Millisecond))
+		}
+	}
+	return nil
 }
 
 func runFleet(ctx context.Context, root, dir string, cfg ReportConfig, devices int, maxFor, levelFor time.Duration, rep *Report,

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -17,6 +18,10 @@ type Store = loader.Store
 type LoaderConfig struct {
 	Kafka kafka.Config
 	Group string
+	// BatchRows and BatchWait bound one insert (loader.Loader's fields of the same names)
+	// when BatchRows is set (BatchWait 0: an insert per poll); else the loader's defaults.
+	BatchRows int
+	BatchWait time.Duration
 }
 
 // Loader is the loading stage on Kafka: the loader loop (package loader) over a consumer
@@ -34,6 +39,9 @@ func NewLoader(ctx context.Context, cfg LoaderConfig, store Store, reg prometheu
 		return nil, err
 	}
 	l := loader.New(&consumerSource{c: cons}, store, reg, logger)
+	if cfg.BatchRows > 0 {
+		l.BatchRows, l.BatchWait = cfg.BatchRows, cfg.BatchWait
+	}
 	if reg != nil {
 		reg.MustRegister(cons.LagCollector())
 	}

@@ -12,6 +12,7 @@ import (
 	"fleetmeter/clickhouse"
 	"fleetmeter/internal/config"
 	"fleetmeter/kafka"
+	"fleetmeter/loader"
 )
 
 // streamConfig is the one file rater run, load and close share; each takes the flags
@@ -25,6 +26,9 @@ type streamConfig struct {
 	Rules      string            `yaml:"rules"`
 	Reload     time.Duration     `yaml:"reload"`
 	CloseAfter time.Duration     `yaml:"close_after"`
+	// LoadBatchRows and LoadBatchWait bound one insert of rater load.
+	LoadBatchRows int           `yaml:"load_batch_rows"`
+	LoadBatchWait time.Duration `yaml:"load_batch_wait"`
 	// InvoiceNotify publishes invoice.finalized when closing a period finalizes invoices.
 	InvoiceNotify billing.NotifyConfig `yaml:"invoice_notify"`
 	Listen        string               `yaml:"listen"`
@@ -34,7 +38,7 @@ type streamConfig struct {
 func defaultStream() streamConfig {
 	host, _ := os.Hostname()
 	return streamConfig{Kafka: kafka.DefaultConfig(), ClickHouse: clickhouse.DefaultConfig(), Group: "fleetmeter-rater",
-		LoadGroup: "fleetmeter-loader", Instance: host, Rules: "/etc/fleetmeter/tariffs", Reload: 5 * time.Second,
+		LoadGroup: "fleetmeter-loader", LoadBatchRows: loader.DefaultBatchRows, LoadBatchWait: loader.DefaultBatchWait, Instance: host, Rules: "/etc/fleetmeter/tariffs", Reload: 5 * time.Second,
 		InvoiceNotify: billing.DefaultNotifyConfig(), Listen: "127.0.0.1:9465", LogLevel: "info"}
 }
 
@@ -45,6 +49,8 @@ var streamHelp = map[string]string{
 	"instance":                   "this instance's id: stable across restarts, unique per group (static membership, transactional id); default the host name",
 	"rules":                      "tariff directory or file (reloaded on change)",
 	"close_after":                "rater load: close each period this long after it ends (0: only by rater close; needs rules)",
+	"load_batch_rows":            "rater load: insert into ClickHouse once a batch holds this many rows (rated and rejected)",
+	"load_batch_wait":            "rater load: ... or once this long has passed since the batch's first record (0: an insert per poll); the most a record waits for others",
 	"invoice_notify.url":         "AMQP URL to publish invoice.finalized to when a close finalizes invoices (empty: off)",
 	"invoice_notify.exchange":    "AMQP exchange of invoice.finalized (declared durable, type topic)",
 	"invoice_notify.routing_key": "routing key of invoice.finalized",
@@ -63,8 +69,8 @@ func streamSpec(name string, cfg *streamConfig, period *string) config.Spec {
 		spec.Keys = []string{"kafka", "group", "instance", "rules", "reload", "listen", "log_level"}
 	case "rater load":
 		spec.Summary = "Load topics rated and rejected into ClickHouse until SIGTERM; with close_after, also close periods."
-		spec.Keys = []string{"kafka", "clickhouse", "load_group", "instance", "rules", "reload", "close_after", "invoice_notify",
-			"listen", "log_level"}
+		spec.Keys = []string{"kafka", "clickhouse", "load_group", "load_batch_rows", "load_batch_wait", "instance", "rules", "reload",
+			"close_after", "invoice_notify", "listen", "log_level"}
 	case "rater close":
 		spec.Summary = "Write each tenant's device-fee adjustment of a period into ClickHouse (idempotent)."
 		spec.Keys = []string{"clickhouse", "rules", "invoice_notify", "log_level"}
@@ -94,6 +100,12 @@ func (c *streamConfig) validate(name, period string) error {
 	case "rater load":
 		if c.LoadGroup == "" {
 			errs = append(errs, errors.New("load_group: required"))
+		}
+		if c.LoadBatchRows < 1 {
+			errs = append(errs, fmt.Errorf("load_batch_rows: must be >= 1, got %d", c.LoadBatchRows))
+		}
+		if c.LoadBatchWait < 0 || c.LoadBatchWait > time.Minute {
+			errs = append(errs, fmt.Errorf("load_batch_wait: must be within [0, 1m], got %s", c.LoadBatchWait))
 		}
 		if c.CloseAfter < 0 {
 			errs = append(errs, fmt.Errorf("close_after: must be >= 0 (0: off), got %s", c.CloseAfter))

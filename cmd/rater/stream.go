@@ -74,7 +74,8 @@ func runLoad(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return nil, err
 		}
-		l, err := pipeline.NewLoader(ctx, pipeline.LoaderConfig{Kafka: cfg.Kafka, Group: cfg.LoadGroup}, store, reg, logger)
+		l, err := pipeline.NewLoader(ctx, pipeline.LoaderConfig{Kafka: cfg.Kafka, Group: cfg.LoadGroup,
+			BatchRows: cfg.LoadBatchRows, BatchWait: cfg.LoadBatchWait}, store, reg, logger)
 		if err != nil {
 			store.Close()
 			return nil, err

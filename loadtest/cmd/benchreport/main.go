@@ -33,6 +33,8 @@ func main() {
 	flag.StringVar(&cfg.Work, "work", "", "scratch directory (default: a temporary one, removed)")
 	flag.IntVar(&cfg.Rounds, "rounds", 0, "rounds of each measurement (default 3, 1 with BENCH_SHORT=1)")
 	flag.BoolVar(&cfg.Short, "short", cfg.Short, "tiny sizes, one round (as BENCH_SHORT=1)")
+	flag.BoolVar(&cfg.PipelineOnly, "pipeline-only", false, "measure only the whole pipeline and log its figures (writes no report)")
+	flag.IntVar(&cfg.Devices, "devices", 0, "the pipeline's fleet size (default 20000, 400 when short)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
