@@ -1,6 +1,7 @@
 package chstore_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -113,6 +114,66 @@ func benchStore(b *testing.B) (*chstore.Store, string, int) {
 	return benchOnce.cs, benchOnce.db, benchOnce.n
 }
 
+// pullAll follows cursors from the empty one until caught up, writing each page in f to
+// io.Discard, and returns the rows written. pipelined: see BenchmarkExport.
+func pullAll(b *testing.B, exp *billing.Exporter, f billing.Format, pipelined bool) int {
+	write := func(page billing.Page) (int, error) {
+		defer page.Release()
+		w, err := billing.NewRecordWriter(f, io.Discard)
+		if err != nil {
+			return 0, err
+		}
+		if err := page.Write(w); err != nil {
+			return 0, err
+		}
+		return page.Len(), w.Close()
+	}
+	pages := make(chan billing.Page) // the page being written while the next is read
+	type result struct {
+		rows int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		for page := range pages {
+			n, err := write(page)
+			r.rows += n
+			r.err = cmp.Or(r.err, err)
+		}
+		done <- r
+	}()
+	rows, cursor := 0, ""
+	for {
+		page, err := exp.Page(context.Background(), "", cursor, 1_000_000)
+		if err != nil {
+			close(pages)
+			b.Fatal(err)
+		}
+		cursor = page.Next
+		caughtUp := page.CaughtUp
+		if pipelined {
+			pages <- page
+		} else {
+			n, err := write(page)
+			if err != nil {
+				close(pages)
+				b.Fatal(err)
+			}
+			rows += n
+		}
+		if caughtUp {
+			break
+		}
+	}
+	close(pages)
+	r := <-done
+	if r.err != nil {
+		b.Fatal(r.err)
+	}
+	return rows + r.rows
+}
+
 // cpuMeter measures CPU seconds: this process's (getrusage) and the ClickHouse server's
 // (its UserTime and SystemTime counters in system.events), so a run on a shared box says
 // what the work cost, not only how long it waited.
@@ -152,6 +213,12 @@ func (m *cpuMeter) report(b *testing.B, rows int, extra float64) {
 // per million rows, of the client (this process, or clickhouse-client) and of the server,
 // say what it cost on a box other jobs share.
 //
+// pull=sequential asks for a page once the previous one is written; pull=pipelined asks
+// for the next page as soon as a page is read and writes the page meanwhile, as an HTTP
+// consumer does that sends the next request when a response's headers
+// (Fleetmeter-Next-Cursor) arrive, on a second connection: the API then encodes one page
+// while it reads the next.
+//
 //	go test -run '^$' -bench Export -benchtime 1x ./billing/chstore/
 //	FLEETMETER_BENCH_ROWS=10000000 go test -run '^$' -bench Export -benchtime 1x -timeout 60m ./billing/chstore/
 func BenchmarkExport(b *testing.B) {
@@ -160,40 +227,21 @@ func BenchmarkExport(b *testing.B) {
 	sig, _ := billing.NewSigner(testKey)
 	exp := billing.NewExporter(cs, sig, time.Second, 1_000_000)
 	for _, f := range []billing.Format{billing.ArrowStream, billing.Parquet, billing.JSONLines, billing.CSV} {
-		b.Run("format="+f.String(), func(b *testing.B) {
-			m.start(b)
-			for b.Loop() {
-				rows := 0
-				cursor := ""
-				for {
-					page, err := exp.Page(context.Background(), "", cursor, 1_000_000)
-					if err != nil {
-						b.Fatal(err)
-					}
-					w, err := billing.NewRecordWriter(f, io.Discard)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := page.Write(w); err != nil {
-						b.Fatal(err)
-					}
-					if err := w.Close(); err != nil {
-						b.Fatal(err)
-					}
-					rows += page.Len()
-					page.Release()
-					cursor = page.Next
-					if page.CaughtUp {
-						break
-					}
-				}
-				if rows != n {
-					b.Fatalf("exported %d rows, want %d", rows, n)
-				}
+		for _, pipelined := range []bool{false, true} {
+			if pipelined && f == billing.CSV {
+				continue
 			}
-			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
-			m.report(b, n*b.N, 0)
-		})
+			b.Run(fmt.Sprintf("format=%s/pull=%s", f, map[bool]string{false: "sequential", true: "pipelined"}[pipelined]), func(b *testing.B) {
+				m.start(b)
+				for b.Loop() {
+					if rows := pullAll(b, exp, f, pipelined); rows != n {
+						b.Fatalf("exported %d rows, want %d", rows, n)
+					}
+				}
+				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+				m.report(b, n*b.N, 0)
+			})
+		}
 	}
 	b.Run("raw=clickhouse-client-native", func(b *testing.B) {
 		addr, _, _ := benchAddr()

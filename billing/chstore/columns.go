@@ -45,7 +45,7 @@ func (s *Store) ExportColumns(ctx context.Context, req billing.ExportRequest, in
 			early <- r
 		}()
 	}
-	pk, err := s.pageKeys(ctx, p.req, p.whole, p.keys, p.sizeHint)
+	pk, err := s.pageKeys(ctx, p.req, p.whole, p.keys, p.sizeHint, early == nil)
 	if err != nil || len(pk.page) == 0 {
 		return p.req.UpTo, err
 	}

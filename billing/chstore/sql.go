@@ -157,8 +157,9 @@ const keyHash = "cityHash64(tenant, record_id)"
 // computed over all their copies, decides.
 //
 // Unordered (!ordered), the keys come in no particular order and LIMIT only bounds how
-// many: the caller orders them (Store.pageKeys).
-func ExportKeysQuery(db string, req billing.ExportRequest, whole bool, keys KeyRange, final, ordered bool) string {
+// many: the caller orders them (Store.pageKeys). Without hash, h is 0: for a caller that
+// matches rows to keys by their strings only.
+func ExportKeysQuery(db string, req billing.ExportRequest, whole bool, keys KeyRange, final, ordered, hash bool) string {
 	a, w := num(req.After.Seen), num(req.UpTo)
 	scope := ""
 	if req.Tenant != "" {
@@ -177,7 +178,11 @@ func ExportKeysQuery(db string, req billing.ExportRequest, whole bool, keys KeyR
 	if ordered {
 		order = "ORDER BY e, tenant, record_id\n"
 	}
-	return "SELECT tenant, record_id, e, " + keyHash + " AS h FROM (\n" + seenSQL(db, cand, req.Tenant, final) + "\n)\n" +
+	h := keyHash
+	if !hash {
+		h = "toUInt64(0)"
+	}
+	return "SELECT tenant, record_id, e, " + h + " AS h FROM (\n" + seenSQL(db, cand, req.Tenant, final) + "\n)\n" +
 		"WHERE e <= " + w + " AND (e > " + a + " OR e = " + a + " AND (tenant > " + t + " OR tenant = " + t + " AND record_id > " + r + "))\n" +
 		order +
 		"LIMIT " + strconv.Itoa(req.Limit)

@@ -162,7 +162,7 @@ func (x *pageIndex) find(h uint64, page []keyRow, tenant, recordID string) (int,
 }
 
 func (s *Store) export(ctx context.Context, req billing.ExportRequest, whole bool, keyRange KeyRange, sizeHint int, into []billing.Exported) ([]billing.Exported, error) {
-	pk, err := s.pageKeys(ctx, req, whole, keyRange, sizeHint)
+	pk, err := s.pageKeys(ctx, req, whole, keyRange, sizeHint, true)
 	if err != nil || len(pk.page) == 0 {
 		return into, err
 	}
@@ -253,20 +253,25 @@ type keyRow struct {
 // sort of a million rows by e, tenant, record_id was a third of the keys query on the
 // server). Past twice the limit (a second holding many records: fees of a close, a
 // back-fill at Seen 0) the server sorts and cuts, as on a cluster.
-func (s *Store) pageKeys(ctx context.Context, req billing.ExportRequest, whole bool, keyRange KeyRange, sizeHint int) (pageKeys, error) {
+//
+// With !hash the keys may come without their hashes (h 0) where they are in (tenant,
+// record_id) order (byKey): for a caller that then walks them and needs no hash.
+func (s *Store) pageKeys(ctx context.Context, req billing.ExportRequest, whole bool, keyRange KeyRange, sizeHint int, hash bool) (pageKeys, error) {
 	if s.final {
 		bound := 2 * req.Limit
 		q := req
 		q.Limit = bound + 1
-		keys, err := s.readKeys(ctx, ExportKeysQuery(s.db, q, whole, keyRange, true, false), sizeHint)
+		keys, err := s.readKeys(ctx, ExportKeysQuery(s.db, q, whole, keyRange, true, false, hash), sizeHint)
 		if err != nil {
 			return pageKeys{}, err
 		}
 		if len(keys) <= bound {
-			return orderKeys(keys, req.Limit), nil
+			if pk := orderKeys(keys, req.Limit); hash || pk.byKey != nil {
+				return pk, nil
+			}
 		}
 	}
-	page, err := s.readKeys(ctx, ExportKeysQuery(s.db, req, whole, keyRange, s.final, true), sizeHint)
+	page, err := s.readKeys(ctx, ExportKeysQuery(s.db, req, whole, keyRange, s.final, true, true), sizeHint)
 	return pageKeys{page: page}, err
 }
 
