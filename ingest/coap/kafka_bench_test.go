@@ -40,10 +40,11 @@ import (
 // ratio-kafka and cpu-ratio-kafka compare the collector with it, kafka-req/s is its rate.
 //
 // Each client waits for its answer before it sends again, so with few clients the
-// collector's rate is clients / acknowledgement latency, and that latency holds the
-// sink's linger (kafka.linger, 2 ms by default, which is what makes batches): 64 clients
-// measure the latency, 512 the capacity. A fleet is many devices each sending now and
-// then; 512 concurrent devices are still a small one.
+// collector's rate is clients / acknowledgement latency. The sink sends a partition's
+// records at once when none of its messages is in flight, so that latency is a broker
+// round trip and what queued behind it (kafka.linger bounds the wait), not the linger:
+// 64 clients measure the latency, 256 the capacity. A fleet is many devices each
+// sending now and then; 256 concurrent devices are still a small one.
 //
 //	go test -run '^$' -bench CoAPKafka -benchtime 20000x -count 5 ./ingest/coap/
 func BenchmarkCoAPKafka(b *testing.B) {
