@@ -1,0 +1,90 @@
+package billing_test
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+
+	"fleetmeter/billing"
+	"fleetmeter/record"
+)
+
+// TestColumnsWriteAsRecords lays 70,000 records out as Columns (more than one Arrow batch
+// and many JSON Lines chunks), reads each back, wants the same bytes from WriteColumns as
+// from Write in JSON Lines and CSV, and reads the Arrow stream back field by field.
+func TestColumnsWriteAsRecords(t *testing.T) {
+	const n = 70_000
+	recs := make([]billing.Exported, n)
+	for i := range recs {
+		id := fmt.Sprintf("ev-%x", i*7919)
+		r := record.Rated{
+			Usage: record.Usage{EventID: id, Tenant: []string{"acme", "zeta-ü"}[i%2], Device: fmt.Sprintf("d%d", i%13),
+				StartTime: 1_790_000_000_000 + int64(i), EndTime: 1_790_000_060_000, ReceivedTime: 1_790_000_061_000,
+				BytesUp: uint64(i), RatingGroup: uint32(i % 7), Cell: []string{"", "ecgi-1"}[i%2], RAT: "NR"},
+			RecordID: id, Charge: record.ChargeUsage, Tariff: "t", Currency: "EUR", Amount: record.Micros(i*31 - 1_000_000),
+			RatedTime: 1_790_000_062_000 + int64(i),
+		}
+		if i%3 == 0 {
+			r.Lat, r.Lon, r.HasPos = float64(i)/1000, -13.4, true
+		}
+		if i%5 == 0 {
+			r.SliceSST, r.HasSlice = uint8(i), true
+		}
+		recs[i] = billing.Exported{Pos: billing.Position{Seen: int64(i), Tenant: r.Tenant, RecordID: id}, Rec: r}
+	}
+	c := billing.NewColumns(recs, nil)
+	if c.N != n || c.Last != recs[n-1].Pos {
+		t.Fatalf("columns of %d records, last %v", c.N, c.Last)
+	}
+	for i, r := range c.Records() {
+		if r != recs[i].Rec {
+			t.Fatalf("record %d:\n got %+v\nwant %+v", i, r, recs[i].Rec)
+		}
+	}
+	enc := func(f billing.Format, write func(billing.RecordWriter) error) []byte {
+		var buf bytes.Buffer
+		w, err := billing.NewRecordWriter(f, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := write(w); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	for _, f := range []billing.Format{billing.JSONLines, billing.CSV} {
+		a := enc(f, func(w billing.RecordWriter) error { return w.WriteColumns(c) })
+		b := enc(f, func(w billing.RecordWriter) error { return w.Write(recs) })
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s: %d bytes from the columns, %d from the records, not the same", f, len(a), len(b))
+		}
+	}
+	rd, err := ipc.NewReader(bytes.NewReader(enc(billing.ArrowStream, func(w billing.RecordWriter) error { return w.WriteColumns(c) })))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	for rd.Next() {
+		b := rd.RecordBatch()
+		id, ten, cell := b.Column(0).(*array.String), b.Column(1).(*array.String), b.Column(13).(*array.String)
+		lat, sst, amt := b.Column(billing.ColLat).(*array.Float64), b.Column(billing.ColSliceSST).(*array.Uint8), b.Column(billing.ColAmount).(*array.Decimal128)
+		for k := 0; k < int(b.NumRows()); k, i = k+1, i+1 {
+			r := &recs[i].Rec
+			if id.Value(k) != r.EventID || ten.Value(k) != r.Tenant || cell.Value(k) != r.Cell ||
+				lat.IsValid(k) != r.HasPos || r.HasPos && lat.Value(k) != r.Lat || sst.IsValid(k) != r.HasSlice ||
+				r.HasSlice && sst.Value(k) != r.SliceSST || amt.Value(k).LowBits() != uint64(r.Amount) {
+				t.Fatalf("arrow row %d: %s %s %q lat %v/%v sst %v amount %v, want %+v", i, id.Value(k), ten.Value(k), cell.Value(k),
+					lat.IsValid(k), lat.Value(k), sst.IsValid(k), amt.Value(k), *r)
+			}
+		}
+	}
+	if err := rd.Err(); err != nil || i != n {
+		t.Fatalf("arrow: read %d rows of %d: %v", i, n, err)
+	}
+}
