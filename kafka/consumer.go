@@ -77,25 +77,31 @@ func (c *Consumer) Poll(ctx context.Context, into []Message) ([]Message, error) 
 
 // poll fetches at most max messages (0: what is buffered); a nil ctx takes only what is
 // buffered, without waiting. Every record the client handed over is returned, even beside
-// a partition's error: the client counts it as polled, so a commit would pass it, and
-// dropping it would lose it. The error is returned only when no record came.
+// a partition's error or a context that ended meanwhile: the client counts it as polled,
+// so a commit would pass it, and dropping it would lose it. The error is returned only
+// when no record came.
 func poll(ctx context.Context, cl *kgo.Client, max int, into []Message, logger *slog.Logger) ([]Message, error) {
 	fetches := cl.PollRecords(ctx, max)
 	if fetches.IsClientClosed() {
 		return into, fmt.Errorf("kafka poll: %w", kgo.ErrClientClosed)
-	}
-	if ctx != nil {
-		if err := ctx.Err(); err != nil {
-			return into, err
-		}
 	}
 	n := len(into)
 	fetches.EachRecord(func(r *kgo.Record) {
 		into = append(into, Message{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Value: r.Value,
 			Time: r.Timestamp.UnixMilli()})
 	})
+	// A context that ends while the poll returns records (a batch's deadline, above all)
+	// must not drop them either.
+	if ctx != nil && len(into) == n {
+		if err := ctx.Err(); err != nil {
+			return into, err
+		}
+	}
 	var ferr error
 	fetches.EachError(func(topic string, part int32, err error) {
+		if ctx != nil && errors.Is(err, ctx.Err()) {
+			return // the injected fetch of a context that ended: records came nonetheless
+		}
 		ferr = errors.Join(ferr, fmt.Errorf("kafka fetch %s/%d: %w", topic, part, err))
 	})
 	if ferr != nil && len(into) > n {

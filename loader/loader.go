@@ -152,8 +152,12 @@ func (l *Loader) Run(ctx context.Context) error {
 			wait.Sleep(ctx, time.Second)
 			continue
 		}
+		if len(msgs) == 0 {
+			l.src.Done()
+			continue
+		}
 		rated, rejs = decode(msgs, rated[:0], rejs[:0])
-		if len(msgs) > 0 && !l.fill(ctx, &msgs, &rated, &rejs) {
+		if !l.fill(ctx, &msgs, &rated, &rejs) {
 			return nil
 		}
 		if !l.retry(ctx, "insert rated", l.timed(tableRated, func() error { return l.store.InsertRated(ctx, rated) })) {

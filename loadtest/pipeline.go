@@ -52,6 +52,10 @@ type fleetRig struct {
 }
 
 const (
+	// The fleet's concurrency: CoAP requests in flight per socket (32 sockets), HTTP
+	// gateways posting at once (each on a keep-alive connection of its own).
+	coapPerSocket = 8
+	httpGateways  = 16
 	fleetProcess  = "fleet (this process)"
 	benchDatabase = "fleetmeter_bench"
 	benchHTTPKey  = "bench-key-agrico-0123456789"
@@ -204,7 +208,7 @@ clickhouse:
 		}
 		r.coap = append(r.coap, c)
 	}
-	r.httpc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 30 * time.Second}
+	r.httpc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: httpGateways}, Timeout: 30 * time.Second}
 	ok = true
 	return r, nil
 }
@@ -323,10 +327,14 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 			}
 		})
 	}
-	// CoAP: confirmable POSTs, one socket per worker.
-	for k, c := range r.coap {
+	// CoAP: confirmable POSTs, coapPerSocket in flight on each socket: a fleet's meters
+	// each wait for their own 2.04, not for one another's (one request at a time per
+	// socket made the fleet, not the pipeline, the limit of the paced phases).
+	workers := len(r.coap) * coapPerSocket
+	for k := range workers {
+		c := r.coap[k%len(r.coap)]
 		wg.Go(func() {
-			for j := k; j < len(b.CoAP); j += len(r.coap) {
+			for j := k; j < len(b.CoAP); j += workers {
 				pace(j, len(b.CoAP))
 				m := b.CoAP[j]
 				d := &r.fleet.Devices[m.Device]
@@ -367,8 +375,8 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 			addProbe(sim.CDR, first[0].Tenant, first[0].EventID, time.Now())
 		}
 	}
-	// HTTP: each gateway posts its trucks' JSON Lines; 8 gateways at a time.
-	sem := make(chan struct{}, 8)
+	// HTTP: each gateway posts its trucks' JSON Lines; httpGateways at a time.
+	sem := make(chan struct{}, httpGateways)
 	for j, post := range b.HTTP {
 		pace(j, len(b.HTTP))
 		sem <- struct{}{}
