@@ -230,10 +230,11 @@ func TestProducerRecordTooLarge(t *testing.T) {
 	}
 }
 
-// A record whose partition has no message in flight goes out at once, not after the
-// linger (group commit): one device sending now and then is answered in a broker round
-// trip. Records that come while a message is in flight wait for it and share the next.
-func TestProducerIdleFlushesAtOnce(t *testing.T) {
+// A record whose partition has no message in flight goes out after gather (half a
+// millisecond), not after the linger (group commit): one device sending now and then is
+// answered in about a broker round trip. Records that come while a message is in flight
+// wait for it and share the next.
+func TestProducerIdleFlushesEarly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := testCluster(t)
