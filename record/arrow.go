@@ -337,7 +337,7 @@ var eos = []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}
 // encode appends rec as one stream to dst; false when the writer's output was not what
 // was expected (the smallStream is then not to be used again).
 func (s *smallStream) encode(dst []byte, rec arrow.RecordBatch, dicts []*dictBuilder) ([]byte, bool) {
-	var changed [8]bool // by dictionary column; schemas here have at most 8
+	var changed [16]bool // by dictionary column; usage has 3, rated 9
 	k, want := 0, 0
 	for _, d := range dicts {
 		if d == nil {

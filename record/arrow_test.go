@@ -520,6 +520,9 @@ func TestEncoderManyMessages(t *testing.T) {
 		if err != nil {
 			t.Fatalf("rated batch %d: %v", i, err)
 		}
+		if len(b) < minLZ4Rows && re.e.small == nil {
+			t.Fatalf("rated batch %d: the kept writer fell out of step, the batch was encoded by a fresh one", i)
+		}
 		if !reflect.DeepEqual(got, b) {
 			t.Fatalf("rated batch %d (%d rows) decoded differently", i, len(b))
 		}
