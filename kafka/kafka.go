@@ -33,7 +33,7 @@ type Config struct {
 	Brokers           []string      `yaml:"brokers"`
 	Partitions        int32         `yaml:"partitions"`         // for topics created on start
 	ReplicationFactor int16         `yaml:"replication_factor"` // -1: broker default
-	Linger            time.Duration `yaml:"linger"`             // how long a partition batch waits to fill
+	Linger            time.Duration `yaml:"linger"`             // the longest a partition batch waits (producer.go: gather, group commit)
 	BatchRecords      int           `yaml:"batch_records"`      // flush a partition batch at this many records
 	BatchBytes        int           `yaml:"batch_bytes"`        // ... or at this estimated size (at most MaxMessageBytes)
 	ClientID          string        `yaml:"client_id"`
