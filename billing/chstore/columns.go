@@ -34,15 +34,20 @@ func (s *Store) ExportColumns(ctx context.Context, req billing.ExportRequest, in
 	if err != nil || p.empty {
 		return p.req.UpTo, err
 	}
-	var early chan readResult
+	// early: the data read under way beside the keys query; its blocks arrive on arrived
+	// as they come and are matched once the keys are known.
+	var early chan error
+	var arrived chan block
+	cancel := func() {}
 	if s.final && p.dense {
-		rctx, cancel := context.WithCancel(ctx)
+		var rctx context.Context
+		rctx, cancel = context.WithCancel(ctx)
 		defer cancel() // a read not waited for ends here
-		early = make(chan readResult, 1)
+		early, arrived = make(chan error, 1), make(chan block, 64)
 		go func() {
-			var r readResult
-			r.blocks, r.err = s.readData(rctx, ExportColumnsQuery(s.db, p.req.Tenant, p.keys, ""), false, nil)
-			early <- r
+			defer close(arrived)
+			_, err := s.readData(rctx, ExportColumnsQuery(s.db, p.req.Tenant, p.keys, ""), false, nil, arrived)
+			early <- err
 		}()
 	}
 	pk, err := s.pageKeys(ctx, p.req, p.whole, p.keys, p.sizeHint, early == nil)
@@ -51,18 +56,19 @@ func (s *Store) ExportColumns(ctx context.Context, req billing.ExportRequest, in
 	}
 	var g *gathered
 	if early != nil && pk.byKey != nil {
-		r := <-early
-		if err = r.err; err == nil {
-			m := newMatcher(pk)
-			for bi := range r.blocks {
-				b := &r.blocks[bi]
-				for row := range len(b.str.Pos) {
-					m.add(r.blocks, bi, row)
-				}
+		m := newMatcher(pk)
+		var blocks []block
+		for b := range arrived {
+			blocks = append(blocks, b)
+			for row := range len(b.str.Pos) {
+				m.add(blocks, len(blocks)-1, row)
 			}
-			g, err = m.done(r.blocks)
+		}
+		if err = <-early; err == nil {
+			g, err = m.done(blocks)
 		}
 	} else {
+		cancel() // the keys are not walked: read them by their hashes
 		g, err = s.readBlocks(ctx, p.req, p.keys, pk)
 	}
 	if err == errNotInPlace {
@@ -79,11 +85,6 @@ func (s *Store) ExportColumns(ctx context.Context, req billing.ExportRequest, in
 	g.gather(into)
 	into.Last = pk.page[len(pk.page)-1].pos
 	return p.req.UpTo, nil
-}
-
-type readResult struct {
-	blocks []block
-	err    error
 }
 
 // errNotInPlace: the driver's blocks cannot be viewed in place.
@@ -223,8 +224,9 @@ func (m *matcher) done(blocks []block) (*gathered, error) {
 }
 
 // readData runs query (ExportColumnsQuery; hash: with h) and returns its blocks, calling
-// each (if not nil) with every row as it comes.
-func (s *Store) readData(ctx context.Context, query string, hash bool, each func(blocks []block, bi, row int)) ([]block, error) {
+// each (if not nil) with every row as it comes, and sending each block (if out is not nil)
+// as soon as it is decoded.
+func (s *Store) readData(ctx context.Context, query string, hash bool, each func(blocks []block, bi, row int), out chan<- block) ([]block, error) {
 	rows, err := s.conn.Query(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("billing export: %w", err)
@@ -242,6 +244,13 @@ func (s *Store) readData(ctx context.Context, query string, hash bool, each func
 			blocks = append(blocks, block{})
 			if !blocks[len(blocks)-1].view(c, hash) {
 				return nil, errNotInPlace
+			}
+			if out != nil {
+				select {
+				case out <- blocks[len(blocks)-1]:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
 			}
 		}
 		if each != nil {
@@ -275,7 +284,7 @@ func (s *Store) readBlocks(ctx context.Context, req billing.ExportRequest, keyRa
 	}
 	m := newMatcher(pk)
 	blocks, err := s.readData(ch.Context(ctx, ch.WithExternalTable(keys)), ExportColumnsQuery(s.db, req.Tenant, keyRange, "page_keys"),
-		pk.byKey == nil, m.add)
+		pk.byKey == nil, m.add, nil)
 	if err != nil {
 		return nil, err
 	}
