@@ -46,15 +46,24 @@ type fleetRig struct {
 	fleet                        *sim.Fleet
 	tick                         int
 	metrics                      map[string]string // service -> its /metrics address
-	mq                           []paho.Client
-	coap                         []*udpClient.Conn
-	httpc                        *http.Client
+	// tookSum sums, over tookTicks ticks, when each protocol's last acknowledgement of a
+	// tick came after its start (the fleet's own view of a tick).
+	genMu     sync.Mutex // r.tick and the fleet's generation; tookSum, tookTicks
+	tookSum   [4]time.Duration
+	tookTicks int
+	mq        []paho.Client
+	coap      []*udpClient.Conn
+	httpc     *http.Client
 }
 
 const (
-	// The fleet's concurrency: CoAP requests in flight per socket (32 sockets), HTTP
-	// gateways posting at once (each on a keep-alive connection of its own).
-	coapPerSocket = 8
+	// The fleet's concurrency: CoAP sockets, each with one request in flight, as a meter
+	// has (the collector answers a socket's requests one after the other, each once Kafka
+	// acknowledged it, so 32 sockets capped the fleet at about 32 requests per Kafka
+	// round trip, some 1.5k/s here, whatever was in flight on each); HTTP gateways
+	// posting at once (each on a keep-alive connection of its own).
+	coapSockets   = 128
+	coapPerSocket = 1
 	httpGateways  = 16
 	fleetProcess  = "fleet (this process)"
 	benchDatabase = "fleetmeter_bench"
@@ -201,7 +210,7 @@ clickhouse:
 		}
 		r.mq = append(r.mq, c)
 	}
-	for range 32 {
+	for range coapSockets {
 		c, err := udp.Dial(r.coapAddr)
 		if err != nil {
 			return nil, err
@@ -266,8 +275,22 @@ type probe struct {
 // Each probe goes to track the moment it is sent, so the ClickHouse poll looks for it at
 // once (collected at the tick's end instead, a probe's latency would include the rest of
 // the tick: up to the whole tick's spread, most of it at low load).
+// The tick is generated at once (ticks are generated one at a time, in order); its
+// sending may overlap the previous ticks' last acknowledgements.
 func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Duration, track func(probe)) (records int, err error) {
 	now := time.Now()
+	r.genMu.Lock()
+	b := r.fleet.Tick(r.tick, now)
+	tick := r.tick
+	r.tick++
+	r.genMu.Unlock()
+	return r.send(ctx, b, tick, now, probeEvery, spread, track)
+}
+
+// send sends generated tick b (generated at now) and returns when every message was
+// acknowledged.
+func (r *fleetRig) send(ctx context.Context, b sim.Batch, tick int, now time.Time, probeEvery int, spread time.Duration,
+	track func(probe)) (records int, err error) {
 	// pace spreads a tick's messages evenly over spread, as a real fleet's reports are
 	// spread over their period rather than sent in one burst.
 	// It sleeps only when a message is due 5 ms or more ahead: sleeping per message would
@@ -279,8 +302,6 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 			}
 		}
 	}
-	b := r.fleet.Tick(r.tick, now)
-	r.tick++
 	ms := now.UnixMilli()
 	var (
 		wg   sync.WaitGroup
@@ -306,9 +327,25 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 		}
 		return recs[0].EventID
 	}
+	// finished notes when a protocol's last acknowledgement of the tick came.
+	var took [4]time.Duration
+	finished := func(proto sim.Protocol) {
+		mu.Lock()
+		took[proto] = max(took[proto], time.Since(now))
+		mu.Unlock()
+	}
+	defer func() {
+		r.genMu.Lock()
+		for i, d := range took {
+			r.tookSum[i] += d
+		}
+		r.tookTicks++
+		r.genMu.Unlock()
+	}()
 	// MQTT: each client publishes its share, QoS 1, and waits for every PUBACK.
 	for k, c := range r.mq {
 		wg.Go(func() {
+			defer finished(sim.MQTT)
 			var toks []paho.Token
 			for j := k; j < len(b.MQTT); j += len(r.mq) {
 				pace(j, len(b.MQTT))
@@ -328,12 +365,12 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 		})
 	}
 	// CoAP: confirmable POSTs, coapPerSocket in flight on each socket: a fleet's meters
-	// each wait for their own 2.04, not for one another's (one request at a time per
-	// socket made the fleet, not the pipeline, the limit of the paced phases).
+	// each wait for their own 2.04, not for one another's.
 	workers := len(r.coap) * coapPerSocket
 	for k := range workers {
 		c := r.coap[k%len(r.coap)]
 		wg.Go(func() {
+			defer finished(sim.CoAP)
 			for j := k; j < len(b.CoAP); j += workers {
 				pace(j, len(b.CoAP))
 				m := b.CoAP[j]
@@ -358,7 +395,7 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 	// CDR: the tick's file lands in the drop directory as the CHF writes it (temporary
 	// name, then renamed), at the tick's start; its probe is the file's first session.
 	if b.CDR != nil {
-		name := fmt.Sprintf("chf-%08d.cdr", r.tick)
+		name := fmt.Sprintf("chf-%08d.cdr", tick+1)
 		tmp := filepath.Join(r.cdrDir, "."+name+".tmp")
 		if err := os.WriteFile(tmp, b.CDR, 0o600); err != nil {
 			return 0, err
@@ -381,7 +418,7 @@ func (r *fleetRig) sendTick(ctx context.Context, probeEvery int, spread time.Dur
 		pace(j, len(b.HTTP))
 		sem <- struct{}{}
 		wg.Go(func() {
-			defer func() { <-sem }()
+			defer func() { <-sem; finished(sim.HTTP) }()
 			if probeEvery > 0 && j%max(1, probeEvery/gatewayLines(post)) == 0 {
 				line, _, _ := bytes.Cut(post.Body, []byte("\n"))
 				if u, err := record.ParseJSON(line); err == nil {
@@ -539,25 +576,64 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 		pending[[2]string{p.tenant, p.id}] = p
 		mu.Unlock()
 	}
+	r.tookSum, r.tookTicks = [4]time.Duration{}, 0
+	var lastSpread time.Duration
+	// Paced, a tick starts on time even while the previous ones wait for their last
+	// acknowledgements (up to maxTicksInFlight of them), as a fleet's devices do not wait
+	// for one another: a slow acknowledgement delays its own device, not the fleet's rate.
+	// Closed loop (rate 0), a tick starts once the previous one is acknowledged.
+	const maxTicksInFlight = 3
+	var (
+		sendWG   sync.WaitGroup
+		sendMu   sync.Mutex
+		sendErrs []error
+		inFlight = make(chan struct{}, maxTicksInFlight)
+	)
 	start := time.Now()
 	for time.Since(start) < d && ctx.Err() == nil {
+		sendMu.Lock()
+		failed := len(sendErrs) > 0
+		sendMu.Unlock()
+		if failed {
+			break
+		}
 		t0 := time.Now()
-		var spread time.Duration
-		if rate > 0 {
-			// Over most of the tick's interval, leaving room for the last acknowledgements.
-			spread = time.Duration(0.8 * float64(r.fleet.TickRecords(r.tick)) / rate * float64(time.Second))
+		if rate == 0 {
+			n, err := r.sendTick(ctx, probeEvery, 0, track)
+			if err != nil {
+				sendErrs = append(sendErrs, err)
+				break
+			}
+			ph.Sent += n
+			continue
 		}
-		n, err := r.sendTick(ctx, probeEvery, spread, track)
-		if err != nil {
-			stopPoll()
-			<-pollDone
-			return ph, err
-		}
+		inFlight <- struct{}{}
+		t0 = time.Now()
+		r.genMu.Lock()
+		b := r.fleet.Tick(r.tick, t0)
+		tick := r.tick
+		r.tick++
+		r.genMu.Unlock()
+		n := b.Records
+		// Over most of the tick's interval.
+		spread := time.Duration(0.8 * float64(n) / rate * float64(time.Second))
+		lastSpread = spread
 		ph.Sent += n
-		if rate > 0 {
-			next := t0.Add(time.Duration(float64(n) / rate * float64(time.Second)))
-			time.Sleep(time.Until(next))
-		}
+		sendWG.Go(func() {
+			defer func() { <-inFlight }()
+			if _, err := r.send(ctx, b, tick, t0, probeEvery, spread, track); err != nil {
+				sendMu.Lock()
+				sendErrs = append(sendErrs, err)
+				sendMu.Unlock()
+			}
+		})
+		time.Sleep(time.Until(t0.Add(time.Duration(float64(n) / rate * float64(time.Second)))))
+	}
+	sendWG.Wait()
+	if err := errors.Join(sendErrs...); err != nil {
+		stopPoll()
+		<-pollDone
+		return ph, err
 	}
 	sending := time.Since(start)
 	// Wait for the sent rows (bounded), then for the last probes.
@@ -608,9 +684,16 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 	ph.Stages = stages
 	ph.Lost = len(pending)
 	slices.Sort(ph.Latencies)
-	progress("pipeline %s: sent %d, landed %d in %.1fs (%.0f rows/s), %d probes timed, %d not seen", name, ph.Sent, ph.Landed,
-		ph.Seconds, ph.Rate, len(lat), ph.Lost)
+	progress("pipeline %s: sent %d, landed %d in %.1fs (%.0f rows/s), %d probes timed, %d not seen; a tick's last acknowledgement, mean: MQTT %v, CoAP %v, HTTP %v (spread %v)",
+		name, ph.Sent, ph.Landed, ph.Seconds, ph.Rate, len(lat), ph.Lost, r.tookMean(sim.MQTT), r.tookMean(sim.CoAP), r.tookMean(sim.HTTP), lastSpread)
 	return ph, err
+}
+
+func (r *fleetRig) tookMean(p sim.Protocol) time.Duration {
+	if r.tookTicks == 0 {
+		return 0
+	}
+	return (r.tookSum[p] / time.Duration(r.tookTicks)).Round(time.Millisecond)
 }
 
 // quote is a ClickHouse string literal.

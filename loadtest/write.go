@@ -201,7 +201,7 @@ func (r *Report) write(cfg ReportConfig) error {
 	}
 	w("\nThe last two columns are the services' own histograms (bucket bounds): the loader's delay from the mediator's\n")
 	w("receipt of a record to its insert, and the rater's batch from poll to committed transaction. By protocol\n")
-	w("(p50 / p99; the fleet's devices share 32 MQTT connections, 32 CoAP sockets (8 requests in flight on each) and 16 HTTP connections, so a\n")
+	w("(p50 / p99; the fleet's devices share 32 MQTT connections, 128 CoAP sockets and 16 HTTP connections, so a\n")
 	w("tick's messages also queue in the load generator):\n\n")
 	w("| load | MQTT | CoAP | HTTP | CDR |\n|---|---|---|---|---|\n")
 	for _, ph := range r.Levels {
