@@ -164,7 +164,18 @@ type batchEncoder struct {
 	lz4    bool
 	perRow int // bytes per row of the last output, to pre-grow dst
 	out    appendWriter
-	small  *smallStream // the writer kept for batches below minLZ4Rows; nil until one comes
+	small  *smallWriter // writes batches of 1 to minLZ4Rows-1 rows; nil until one comes
+}
+
+// smallBatch returns the writer of small batches when a batch of n rows is one.
+func (e *batchEncoder) smallBatch(n int) *smallWriter {
+	if n == 0 || n >= minLZ4Rows {
+		return nil
+	}
+	if e.small == nil {
+		e.small = newSmallWriter(e.schema)
+	}
+	return e.small
 }
 
 func newBatchEncoder(schema *arrow.Schema, lz4 bool) batchEncoder {
@@ -207,25 +218,8 @@ func (e *batchEncoder) encode(dst []byte, n int) ([]byte, error) {
 		e.cols[i] = nil
 	}
 	defer rec.Release()
-	defer func() {
-		for _, d := range e.dicts {
-			if d != nil {
-				clear(d.order) // the strings may be large, and belong to the caller
-				d.order = d.order[:0]
-			}
-		}
-	}()
 	est := 1024 + n*max(e.perRow, 64)
 	start := len(dst)
-	if n < minLZ4Rows {
-		if e.small == nil {
-			e.small = newSmallStream(e.schema, e.mem)
-		}
-		if out, ok := e.small.encode(slices.Grow(dst, 4096+n*max(e.perRow, 64)), rec, e.dicts); ok {
-			return out, nil
-		}
-		e.small = nil // out of step with the writer: a fresh one next time, and this batch as below
-	}
 	e.out.b = slices.Grow(dst, est)
 	opts := []ipc.Option{ipc.WithSchema(e.schema), ipc.WithAllocator(e.mem)}
 	if e.lz4 && n >= minLZ4Rows {
@@ -257,8 +251,6 @@ type dictBuilder struct {
 	memo    map[string]int32
 	last    string
 	lastIdx int32
-	order   []string // the values in index order, of the batch being built
-	prev    []string // order of the previous small batch (smallStream)
 }
 
 func newDictBuilder(mem memory.Allocator) *dictBuilder {
@@ -274,7 +266,6 @@ func (d *dictBuilder) append(s string) {
 			k = int32(len(d.memo))
 			d.memo[s] = k
 			d.vals.Append(s)
-			d.order = append(d.order, s)
 		}
 		d.last, d.lastIdx = s, k
 	}
@@ -290,99 +281,6 @@ func (d *dictBuilder) newArray() arrow.Array {
 	clear(d.memo)
 	d.last, d.lastIdx = "", -1
 	return array.NewDictionaryArray(dictString, idx, vals)
-}
-
-// smallStream encodes small batches with one ipc.Writer kept from batch to batch, which
-// saves what a fresh writer costs each time (the schema's flatbuffer built again, the
-// writer's state allocated again): for a batch of a few rows that was most of the cost.
-// Each message must still be a stream of its own (schema, every dictionary, the batch,
-// end of stream), so the writer's output is taken apart: the schema message it wrote
-// once is kept and put in front of every message, and a dictionary the writer skips
-// because the previous batch had the same values (it would not repeat it within one
-// stream) is put back from the copy kept of it. Which ones it skips is known: a
-// dictionary is skipped exactly when its values, in order, are the previous batch's.
-type smallStream struct {
-	w      *ipc.Writer
-	pw     payloadSink
-	schema []byte   // the schema message
-	dicts  [][]byte // the last message written of each dictionary column, in field order
-}
-
-// payloadSink collects what the writer hands over, one message each.
-type payloadSink struct {
-	msgs [][]byte
-	buf  bytes.Buffer
-}
-
-func (p *payloadSink) Start() error { return nil }
-func (p *payloadSink) Close() error { return nil }
-func (p *payloadSink) WritePayload(pl ipc.Payload) error {
-	p.buf.Reset()
-	if _, err := pl.WritePayload(&p.buf); err != nil {
-		return err
-	}
-	p.msgs = append(p.msgs, bytes.Clone(p.buf.Bytes()))
-	return nil
-}
-
-func newSmallStream(schema *arrow.Schema, mem memory.Allocator) *smallStream {
-	s := &smallStream{}
-	s.w = ipc.NewWriterWithPayloadWriter(&s.pw, ipc.WithSchema(schema), ipc.WithAllocator(mem))
-	return s
-}
-
-// eos is the end-of-stream marker: continuation, then a zero metadata length.
-var eos = []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}
-
-// encode appends rec as one stream to dst; false when the writer's output was not what
-// was expected (the smallStream is then not to be used again).
-func (s *smallStream) encode(dst []byte, rec arrow.RecordBatch, dicts []*dictBuilder) ([]byte, bool) {
-	var changed [16]bool // by dictionary column; usage has 3, rated 9
-	k, want := 0, 0
-	for _, d := range dicts {
-		if d == nil {
-			continue
-		}
-		if k == len(changed) {
-			return dst, false
-		}
-		changed[k] = s.dicts == nil || !slices.Equal(d.order, d.prev)
-		if changed[k] {
-			want++
-		}
-		k++
-	}
-	s.pw.msgs = s.pw.msgs[:0]
-	if err := s.w.Write(rec); err != nil {
-		return dst, false
-	}
-	msgs := s.pw.msgs
-	if s.schema == nil { // the first batch: the writer began with the schema
-		if len(msgs) == 0 {
-			return dst, false
-		}
-		s.schema, msgs = msgs[0], msgs[1:]
-		s.dicts = make([][]byte, k)
-	}
-	if len(msgs) != want+1 {
-		return dst, false
-	}
-	dst = append(dst, s.schema...)
-	j := 0
-	for i := range k {
-		if changed[i] {
-			s.dicts[i] = msgs[j]
-			j++
-		}
-		dst = append(dst, s.dicts[i]...)
-	}
-	dst = append(dst, msgs[j]...)
-	for _, d := range dicts {
-		if d != nil {
-			d.prev = append(d.prev[:0], d.order...)
-		}
-	}
-	return append(dst, eos...), true
 }
 
 type appendWriter struct{ b []byte }
@@ -470,6 +368,14 @@ func newUsageEncoder(lz4 bool) *UsageEncoder {
 
 // Encode appends one Arrow IPC stream holding recs as one record batch to dst.
 func (e *UsageEncoder) Encode(dst []byte, recs []Usage) ([]byte, error) {
+	if s := e.e.smallBatch(len(recs)); s != nil {
+		return s.encodeUsage(dst, recs), nil
+	}
+	return e.encodeArrow(dst, recs)
+}
+
+// encodeArrow encodes recs through arrow's builders and ipc.Writer.
+func (e *UsageEncoder) encodeArrow(dst []byte, recs []Usage) ([]byte, error) {
 	e.e.reserve(len(recs))
 	for i := range recs {
 		e.cols.append(&recs[i])
@@ -517,6 +423,15 @@ func (e *RatedEncoder) Encode(dst []byte, recs []Rated) ([]byte, error) {
 			return dst, fmt.Errorf("encode arrow: record %d: amount %s exceeds decimal(18,6)", i, a)
 		}
 	}
+	if s := e.e.smallBatch(len(recs)); s != nil {
+		return s.encodeRated(dst, recs), nil
+	}
+	return e.encodeArrow(dst, recs)
+}
+
+// encodeArrow encodes recs, whose amounts were checked, through arrow's builders and
+// ipc.Writer.
+func (e *RatedEncoder) encodeArrow(dst []byte, recs []Rated) ([]byte, error) {
 	e.e.reserve(len(recs))
 	for i := range recs {
 		r := &recs[i]
