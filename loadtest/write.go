@@ -211,6 +211,17 @@ func (r *Report) write(cfg ReportConfig) error {
 		}
 		w("\n")
 	}
+	w("\nWhere the time goes (p50 / p99), split by the probes' rows' own times: `received_time_ms` (the mediator's\n")
+	w("receipt; for a CDR, the file's pick-up) and `rated_time_ms` (the rater's rating); rated -> visible holds the\n")
+	w("rater's commit, the loader's batch (up to `load_batch_wait`) and insert, and this harness's 50 ms poll:\n\n")
+	w("| load | send -> mediator receipt | receipt -> rated | rated -> visible |\n|---|---|---|---|\n")
+	for _, ph := range r.Levels {
+		w("| %s |", ph.Name)
+		for _, l := range ph.Stages {
+			w(" %s / %s |", ms(quantile(l, 0.5)), ms(quantile(l, 0.99)))
+		}
+		w("\n")
+	}
 	if n := len(r.Levels); n > 0 {
 		p99 := quantile(r.Levels[n-1].Latencies, 0.99)
 		w("\np99 at 80%% of the maximum: **%s** (aim < 1 s: %s).\n\n", ms(p99), map[bool]string{true: "met", false: "**not met**"}[p99 < time.Second && p99 > 0])
