@@ -143,7 +143,7 @@ func TestRateZeroAllocs(t *testing.T) {
 	}
 	e := NewEngine(benchSet(t), Options{})
 	st := NewState()
-	in := benchInput(rand.New(rand.NewPCG(9, 10)), 1000, 4096)
+	in := benchInput(t, rand.New(rand.NewPCG(9, 10)), 1000, 4096)
 	out := make([]record.Rated, 0, 4)
 	for i := range in {
 		out, _ = e.Rate(st, &in[i], out[:0])

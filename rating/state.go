@@ -44,25 +44,28 @@ type State struct {
 // stateMem owns the off-heap pages and table of a State; its finalizer returns them
 // if the State is dropped without Release.
 type stateMem struct {
-	pages     [][]device
-	pageFree  []func()
-	table     []slot // len is a power of two, at most half full
-	tableFree func()
+	pages    [][]device
+	pageMaps []mapping
+	table    []slot // len is a power of two, at most half full
+	tableMap mapping
 }
 
 func (m *stateMem) release() {
-	for _, f := range m.pageFree {
-		f()
+	for _, p := range m.pageMaps {
+		p.free()
 	}
-	if m.tableFree != nil {
-		m.tableFree()
-	}
+	m.tableMap.free()
 	*m = stateMem{}
 }
 
 const (
-	pageShift = 13
+	// A page of 2^18 devices is 13 huge pages exactly (104 * 2^18 = 13 * 2 MiB).
+	pageShift = 18
 	pageDevs  = 1 << pageShift
+	// hugeFrom is the device count from which a State asks for huge pages (see
+	// mapping.adviseHuge): about 7 MB of devices, where small pages start to cost more
+	// in address translation than a partly used huge page costs in memory.
+	hugeFrom = 1 << 16
 )
 
 type slot struct {
@@ -123,7 +126,7 @@ type loc struct {
 func NewState() *State {
 	s := &State{seed: maphash.MakeSeed(), mem: &stateMem{}, exts: make([]devExt, 1), tenants: map[string]string{},
 		aggs: map[aggKey]*agg{}, names: map[month]string{}}
-	s.mem.table, s.mem.tableFree = offHeap[slot](64)
+	s.mem.table, s.mem.tableMap = offHeap[slot](64)
 	runtime.SetFinalizer(s.mem, (*stateMem).release)
 	return s
 }
@@ -224,11 +227,20 @@ func (s *State) add(tenant, dev string, h uint64) int32 {
 	}
 	idx := s.ndev
 	if int(idx)>>pageShift == len(s.mem.pages) {
-		p, free := offHeap[device](pageDevs)
+		p, m := offHeap[device](pageDevs)
+		if idx >= hugeFrom {
+			m.adviseHuge()
+		}
 		s.mem.pages = append(s.mem.pages, p)
-		s.mem.pageFree = append(s.mem.pageFree, free)
+		s.mem.pageMaps = append(s.mem.pageMaps, m)
 	}
 	s.ndev++
+	if s.ndev == hugeFrom {
+		for _, m := range s.mem.pageMaps {
+			m.adviseHuge()
+		}
+		s.mem.tableMap.adviseHuge()
+	}
 	d := s.dev(idx)
 	*d = device{maxT: math.MinInt64, lastMonth: noMonth, tlen: uint8(min(len(tenant), 255))}
 	if n := len(tenant) + 1 + len(dev); n <= inlineKey && len(tenant) < 256 {
@@ -285,9 +297,12 @@ func (s *State) insert(h uint64, idx int32) {
 }
 
 func (s *State) rehash(size int) {
-	old := s.mem.tableFree
-	s.mem.table, s.mem.tableFree = offHeap[slot](size)
-	old()
+	old := s.mem.tableMap
+	s.mem.table, s.mem.tableMap = offHeap[slot](size)
+	if s.ndev >= hugeFrom {
+		s.mem.tableMap.adviseHuge()
+	}
+	old.free()
 	var buf [256]byte
 	for i := int32(0); i < s.ndev; i++ {
 		d := s.dev(i)
