@@ -106,11 +106,13 @@ const (
 
 // Poll appends the next fetched messages to into: it waits for one, then takes what is
 // already fetched, within maxTxnMessages and maxTxnBytes. The messages come grouped by
-// partition, each partition's in offset order.
+// partition, each partition's in offset order. After the brokers refused a batch's output
+// (Refused), the next batches are of one message until one commits, so a batch the rater
+// quarantines in the end holds no more than the message it cannot get past.
 func (s *TxSession) Poll(ctx context.Context, into []Message) ([]Message, error) {
 	n := len(into)
 	into, err := poll(ctx, s.sess.Client(), 1, into, s.logger)
-	if err != nil || len(into) == n {
+	if err != nil || len(into) == n || s.Refused() != nil {
 		return into, err
 	}
 	size := len(into[n].Value)
