@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"fleetmeter/record"
 )
@@ -259,6 +260,59 @@ func TestProducerIdleFlushesEarly(t *testing.T) {
 		}
 		t.Logf("record %d acknowledged after %s", i, time.Since(begin))
 	}
+}
+
+// Devices waiting each for its answer before it sends again, spread over every partition:
+// the partitions' messages share produce requests. kgo sends one request at a time to a
+// broker, and partitions that each waited for their own message took turns on it, one
+// partition a request (here, 4 partitions: 1.02 batches a request before, 2.9 since the
+// last acknowledgement flushes every partition; 8 partitions: 1.15 and 6.8).
+func TestProducerPartitionsShareRequests(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := testCluster(t)
+	var reqs, batches atomic.Int64
+	p, err := newProducer(ctx, cfg, nil, MaxMessageBytes, kgo.WithHooks(requestHook{&reqs, &batches}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	devices := 8 * int(p.Partitions())
+	stop := time.Now().Add(time.Second)
+	var wg sync.WaitGroup
+	rnd := rand.New(rand.NewPCG(6, 6))
+	for i := range devices {
+		u := testUsage(rnd, "t", fmt.Sprint("dev-", i), fmt.Sprint("share-", i))
+		wg.Go(func() {
+			done := make(chan error, 1)
+			for time.Now().Before(stop) {
+				p.Enqueue([]record.Usage{u}, func(err error) { done <- err })
+				if err := <-done; err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	per := float64(batches.Load()) / float64(max(reqs.Load(), 1))
+	t.Logf("%d produce requests, %.2f partition batches a request", reqs.Load(), per)
+	if per < float64(p.Partitions())/2 {
+		t.Fatalf("%.2f partition batches a produce request with %d devices over %d partitions: partitions take turns", per, devices, p.Partitions())
+	}
+}
+
+// requestHook counts produce requests written and the partition batches they held.
+type requestHook struct{ reqs, batches *atomic.Int64 }
+
+func (h requestHook) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, _ error) {
+	if key == int16(kmsg.Produce) {
+		h.reqs.Add(1)
+	}
+}
+
+func (h requestHook) OnProduceBatchWritten(kgo.BrokerMetadata, string, int32, kgo.ProduceBatchMetrics) {
+	h.batches.Add(1)
 }
 
 // A rejection's message is bounded whatever the transport named: a device id of 2 MiB
