@@ -10,7 +10,6 @@ package rating
 
 import (
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -74,41 +73,43 @@ func (e *Engine) Rate(st *State, u *record.Usage, out []record.Rated) ([]record.
 	return e.rate(st, u, st.hash(u.Tenant, u.Device), out, e.now())
 }
 
-// batchWindow is how many records RateBatch looks ahead; enough to keep the memory system
-// busy, small enough to stay on the stack.
-const batchWindow = 16
-
 // RateBatch rates us in order exactly as calling Rate for each would, appending to out.
-// It first loads the state of a window of records so their cache misses overlap, which
-// pays off when a State tracks many more devices than fit in cache. Each rejected record
-// is reported to onErr (its index in us and the error) and leaves no output; onErr may
-// be nil only if the caller accepts losing that information.
+// It pays off when a State tracks many more devices than fit in cache: while it rates a
+// record it has the table slot of a record prefetchAhead*2 further on fetched, and the
+// device of one prefetchAhead further on, so those misses overlap the work in between
+// instead of stalling each record. Each rejected record is reported to onErr (its index
+// in us and the error) and leaves no output; onErr may be nil only if the caller accepts
+// losing that information.
 func (e *Engine) RateBatch(st *State, us []record.Usage, out []record.Rated, onErr func(i int, err error)) []record.Rated {
-	var hs [batchWindow]uint64
-	var sl [batchWindow]slot
-	var sink int64
+	var hs [hashRing]uint64
 	now := e.now()
-	for base := 0; base < len(us); base += batchWindow {
-		n := min(batchWindow, len(us)-base)
-		for i := range n {
-			hs[i] = st.hash(us[base+i].Tenant, us[base+i].Device)
-			sl[i] = st.slotOf(hs[i])
+	n := len(us)
+	for i := -2 * prefetchAhead; i < n; i++ {
+		if j := i + 2*prefetchAhead; j < n {
+			h := st.hash(us[j].Tenant, us[j].Device)
+			hs[j&(hashRing-1)] = h
+			st.prefetchSlot(h)
 		}
-		for i := range n {
-			sink += st.touchDev(sl[i])
+		if j := i + prefetchAhead; j >= 0 && j < n {
+			st.prefetchDev(hs[j&(hashRing-1)])
 		}
-		for i := range n {
-			var err error
-			if out, err = e.rate(st, &us[base+i], hs[i], out, now); err != nil && onErr != nil {
-				onErr(base+i, err)
-			}
+		if i < 0 {
+			continue
 		}
-	}
-	if sink == 1 { // keeps the touches from being optimized away; never true in practice
-		runtime.KeepAlive(sink)
+		var err error
+		if out, err = e.rate(st, &us[i], hs[i&(hashRing-1)], out, now); err != nil && onErr != nil {
+			onErr(i, err)
+		}
 	}
 	return out
 }
+
+// prefetchAhead is how many records ahead RateBatch fetches a device (and twice that its
+// table slot): a few records' rating covers a miss to memory.
+const (
+	prefetchAhead = 8
+	hashRing      = 4 * prefetchAhead // a power of two above 2*prefetchAhead
+)
 
 // rate prices u; now is the rated_time (read once per batch: the clock costs as much as
 // a tenth of a record's rating).
