@@ -46,6 +46,7 @@ type Collector struct {
 
 	inflight atomic.Int64 // requests whose records or rejections await the sink
 	workers  sync.Pool    // *worker
+	acks     sync.Pool    // *ack
 	stopping chan struct{}
 	ready    chan struct{}
 	healthy  atomic.Bool
@@ -104,6 +105,7 @@ func New(cfg Config, sink ingest.Sink, metrics *ingest.Metrics, logger *slog.Log
 		c.dtlsPeers = newSessionTable(cfg, cfg.HandshakeTimeout, dtlsSessionCharge)
 	}
 	c.workers.New = func() any { return &worker{parser: payload.Parser{Limits: payload.DefaultLimits()}} }
+	c.acks.New = func() any { return newAck(c) }
 	const src = record.SourceCoAP
 	c.src = metrics.For(src)
 	return c, nil

@@ -214,6 +214,48 @@ func TestSinkTimeoutAndError(t *testing.T) {
 	}
 }
 
+// A request whose acknowledgement comes after ack_timeout got 5.03; that late callback
+// must not answer a later request whose records are not acknowledged yet (the collector
+// reuses what a request waits on, and must not reuse it before its callback ran).
+func TestLateAckAnswersNoOtherRequest(t *testing.T) {
+	sink := &recSink{late: make(chan func(error), 4)}
+	cfg := devConfig()
+	cfg.AckTimeout = 300 * time.Millisecond
+	c := start(t, cfg, sink)
+	cc, err := udp.Dial(c.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	post := func(id string) codes.Code {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := cc.Post(ctx, "/usage/farm/meter-7", message.AppJSON, bytes.NewReader(jsonBody(id)))
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		return resp.Code()
+	}
+	if got := post("t-1"); got != codes.ServiceUnavailable {
+		t.Fatalf("request 1 unacknowledged: %v, want 5.03", got)
+	}
+	first := <-sink.late
+	for i, want := range []codes.Code{codes.ServiceUnavailable, codes.Changed, codes.Changed} {
+		res := make(chan codes.Code, 1)
+		go func() { res <- post(fmt.Sprint("t-", i+2)) }()
+		done := <-sink.late
+		if i == 0 {
+			first(nil) // late, while request 2 waits
+		} else {
+			done(nil)
+		}
+		if got := <-res; got != want {
+			t.Fatalf("request %d: %v, want %v", i+2, got, want)
+		}
+	}
+}
+
 func dialDTLS(t *testing.T, addr, identity string, key []byte) *udpClient.Conn {
 	t.Helper()
 	cc, err := dtls.Dial(addr, dtls.NewDTLSClientOptions(

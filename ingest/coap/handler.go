@@ -203,21 +203,51 @@ func (c *Collector) serve(w *responseWriter, r *pool.Message, secure bool) {
 		_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
 		return
 	}
-	done := make(chan error, 1)
+	a := c.acks.Get().(*ack)
+	a.records, a.received = nrec, received
 	c.src.InFlight.Inc()
-	c.sink.Enqueue(wk.recs, func(err error) {
+	c.sink.Enqueue(wk.recs, a.recordsDone)
+	c.workers.Put(wk) // the sink copied the records
+	if c.await(w, r, a) {
+		_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
+	}
+}
+
+// ack is one request's wait for the sink: the channel its callback answers on, the
+// callbacks (bound once) and the timer of ack_timeout. Pooled: a request costs no
+// allocation for them. One goes back to the pool only once its callback has run, so a
+// late callback of a request that timed out never answers another's wait.
+type ack struct {
+	done        chan error
+	timer       *time.Timer
+	records     int       // of the request, for the metrics
+	received    time.Time // of the request, for the latency metric
+	rejection   record.Rejection
+	recordsDone func(error)
+	rejectDone  func(error)
+}
+
+func newAck(c *Collector) *ack {
+	a := &ack{done: make(chan error, 1), timer: time.NewTimer(time.Hour)}
+	a.timer.Stop()
+	a.recordsDone = func(err error) {
 		c.src.InFlight.Dec()
 		c.release()
 		if err == nil {
-			c.src.Accepted.Add(float64(nrec))
-			c.src.AckLatency.Observe(time.Since(received).Seconds())
+			c.src.Accepted.Add(float64(a.records))
+			c.src.AckLatency.Observe(time.Since(a.received).Seconds())
 		}
-		done <- err
-	})
-	c.workers.Put(wk) // the sink copied the records
-	if c.await(w, r, done) {
-		_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
+		a.done <- err
 	}
+	a.rejectDone = func(err error) {
+		c.src.InFlight.Dec()
+		c.release()
+		if err == nil {
+			c.metrics.Rejected.WithLabelValues(a.rejection.Source, a.rejection.Reason).Inc()
+		}
+		a.done <- err
+	}
+	return a
 }
 
 // admitDev decides whether the dev path may report as (tenant, device): ids within
@@ -257,19 +287,23 @@ func refusal(err error) (reason, detail string) {
 // await waits for the sink's acknowledgement. On an error or timeout the device gets
 // 5.03 and retries; the records may still reach Kafka, and their deterministic event ids
 // make the retry's copies collapse downstream. It reports whether the sink acknowledged.
-func (c *Collector) await(w *responseWriter, r *pool.Message, done <-chan error) bool {
-	t := time.NewTimer(c.cfg.AckTimeout)
-	defer t.Stop()
+func (c *Collector) await(w *responseWriter, r *pool.Message, a *ack) bool {
+	a.timer.Reset(c.cfg.AckTimeout)
 	select {
-	case err := <-done:
+	case err := <-a.done:
+		a.timer.Stop() // before Put: no stale tick after Stop (Go 1.23 timers)
+		a.rejection = record.Rejection{}
+		c.acks.Put(a) // its callback has run: nothing answers on it any more
 		if err == nil {
 			return true
 		}
 		c.logger.Warn("coap: sink refused records", "err", err)
-	case <-t.C:
+	case <-a.timer.C:
 	case <-r.Context().Done(): // endpoint closed: nobody to answer
+		a.timer.Stop()
 		return false
 	case <-c.stopping:
+		a.timer.Stop()
 	}
 	c.backpressure(w)
 	return false
@@ -304,17 +338,11 @@ func (c *Collector) refuse(w *responseWriter, r *pool.Message, code codes.Code, 
 		c.backpressure(w)
 		return
 	}
-	done := make(chan error, 1)
+	a := c.acks.Get().(*ack)
+	a.rejection = rej
 	c.src.InFlight.Inc()
-	c.sink.EnqueueRejects([]record.Rejection{rej}, func(err error) {
-		c.src.InFlight.Dec()
-		c.release()
-		if err == nil {
-			c.metrics.Rejected.WithLabelValues(rej.Source, rej.Reason).Inc()
-		}
-		done <- err
-	})
-	if c.await(w, r, done) {
+	c.sink.EnqueueRejects([]record.Rejection{rej}, a.rejectDone)
+	if c.await(w, r, a) {
 		c.respond(w, code, rej.Reason+": "+rej.Detail)
 	}
 }

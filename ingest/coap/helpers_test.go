@@ -30,7 +30,8 @@ type recSink struct {
 	enqueued chan struct{} // one token per Enqueue/EnqueueRejects call, if non-nil
 	hold     chan struct{}
 	err      error
-	never    bool // never acknowledge
+	never    bool             // never acknowledge
+	late     chan func(error) // if non-nil, each call's callback goes here for the test to run
 }
 
 func (s *recSink) Enqueue(recs []record.Usage, done func(error)) {
@@ -53,6 +54,8 @@ func (s *recSink) ack(done func(error)) {
 	}
 	switch {
 	case s.never:
+	case s.late != nil:
+		s.late <- done
 	case s.hold != nil:
 		go func() { <-s.hold; done(s.err) }()
 	default:

@@ -40,9 +40,10 @@ import (
 // ratio-kafka and cpu-ratio-kafka compare the collector with it, kafka-req/s is its rate.
 //
 // Each client waits for its answer before it sends again, so with few clients the
-// collector's rate is clients / acknowledgement latency. The sink sends a partition's
-// records at once when none of its messages is in flight, so that latency is a broker
-// round trip and what queued behind it (kafka.linger bounds the wait), not the linger:
+// collector's rate is clients / acknowledgement latency. The sink sends what it holds
+// half a millisecond after the first record when no message is in flight, else when the
+// last in flight is acknowledged, so that latency is a broker round trip and what queued
+// behind it (kafka.linger bounds the wait), not the linger:
 // 64 clients measure the latency, 256 the capacity. A fleet is many devices each
 // sending now and then; 256 concurrent devices are still a small one.
 //
