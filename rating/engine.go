@@ -156,7 +156,7 @@ func (e *Engine) rate(st *State, u *record.Usage, h uint64, out []record.Rated, 
 	out = append(out, record.Rated{Usage: *u, RecordID: u.EventID, Charge: record.ChargeUsage,
 		Zone: t.Zones[zone].Name, Mobility: mob.String(), Tariff: t.ID, TariffVersion: t.Stamp,
 		Offer: offerID, Currency: t.Currency, Amount: amt, RatedTime: now})
-	if m := monthOf(u.StartTime); d.lastMonth != m && st.markSeen(d, m) {
+	if m := st.monthOf(u.StartTime); d.lastMonth != m && st.markSeen(d, m) {
 		out = e.firstSight(set, st, u, m, now, out)
 	}
 	return out, nil

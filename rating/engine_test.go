@@ -2,6 +2,7 @@ package rating
 
 import (
 	"errors"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -57,6 +58,28 @@ func TestPeriods(t *testing.T) {
 		}
 		if p, err := parsePeriod(c.name); err != nil || p != m {
 			t.Errorf("parse %s: %v %v", c.name, p, err)
+		}
+	}
+}
+
+// TestStateMonthOf checks the State's remembered month against the calendar arithmetic,
+// across month edges, in both directions, and at the ends of int64.
+func TestStateMonthOf(t *testing.T) {
+	st := NewState()
+	rng := rand.New(rand.NewPCG(3, 4))
+	var ts []int64
+	for _, c := range []string{"2026-11-30T23:59:59.999Z", "2026-12-01T00:00:00Z", "2024-02-29T23:59:59.999Z", "1969-12-31T23:59:59.999Z", "1970-01-01T00:00:00Z"} {
+		for d := int64(-2); d <= 2; d++ {
+			ts = append(ts, ms(c)+d, ms(c)-d)
+		}
+	}
+	for range 2000 {
+		ts = append(ts, ms("2026-06-15T00:00:00Z")+rng.Int64N(400*msPerDay)-200*msPerDay)
+	}
+	ts = append(ts, math.MinInt64, math.MinInt64+1, math.MaxInt64, math.MaxInt64-1, 0, -1)
+	for _, x := range ts {
+		if got, want := st.monthOf(x), monthOf(x); got != want {
+			t.Fatalf("%d: %v, want %v", x, got, want)
 		}
 	}
 }

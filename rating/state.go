@@ -40,6 +40,11 @@ type State struct {
 	dirtyDevs []int32
 	dirtyAggs []aggKey
 	late      uint64 // records rated beyond late tolerance
+
+	// The month of the last record and its [start, end): most records fall in the same
+	// month as the one before, and the calendar arithmetic costs more than the compare.
+	curMonth         month
+	curStart, curEnd int64
 }
 
 // stateMem owns the off-heap pages and table of a State; its finalizer returns them
@@ -328,6 +333,17 @@ func (s *State) rehash(size int) {
 		}
 		s.insert(s.hash(string(k[:t]), string(k[t+1:])), i)
 	}
+}
+
+// monthOf is monthOf(ms), remembering the last month's bounds.
+func (s *State) monthOf(ms int64) month {
+	if ms >= s.curStart && ms < s.curEnd {
+		return s.curMonth
+	}
+	m := monthOf(ms)
+	s.curMonth = m
+	s.curStart, s.curEnd = m.bounds()
+	return m
 }
 
 func (s *State) periodName(m month) string {

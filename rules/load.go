@@ -151,7 +151,7 @@ func (w *walker) zones(t *Tariff, top field) {
 		return
 	}
 	m := &t.match
-	m.cellExact, m.plmnExact, m.def = map[string]int{}, map[string]int{}, -1
+	m.def = -1
 	for i, v := range vals {
 		zp := "zones[" + strconv.Itoa(i) + "]"
 		fields, ok := w.mapping(v, zp, "name", "geofence", "cells", "plmns", "default")
@@ -188,9 +188,9 @@ func (w *walker) zones(t *Tariff, top field) {
 						continue
 					}
 					if fl.key == "cells" {
-						addPattern(m.cellExact, &m.cellPrefix, p, i)
+						m.cells.add(p, i)
 					} else {
-						addPattern(m.plmnExact, &m.plmnPrefix, p, i)
+						m.plmns.add(p, i)
 					}
 				}
 			}

@@ -14,12 +14,19 @@ const EarthRadiusKm = 6371.0088
 // is indexed on its own and the lowest zone index among the hits wins, which is exactly
 // "tried in order, first match wins" without scanning every zone per record.
 type matcher struct {
-	geos       []geofence // in zone order
-	cellExact  map[string]int
-	cellPrefix []prefix // in zone order
-	plmnExact  map[string]int
-	plmnPrefix []prefix
-	def        int
+	geos  []geofence // in zone order
+	cells patterns
+	plmns patterns
+	def   int
+}
+
+// patterns indexes the cells or plmns entries of the zones: exact ones in a map, prefixes
+// in zone order.
+type patterns struct {
+	exact map[string]int
+	// minExact is the lowest zone of exact: a record already in a lower zone skips the map.
+	minExact int
+	prefixes []prefix
 }
 
 type prefix struct {
@@ -54,10 +61,10 @@ func (m *matcher) zone(u *record.Usage) int {
 		}
 	}
 	if u.Cell != "" {
-		best = lookup(m.cellExact, m.cellPrefix, u.Cell, best)
+		best = m.cells.lookup(u.Cell, best)
 	}
 	if u.PLMN != "" {
-		best = lookup(m.plmnExact, m.plmnPrefix, u.PLMN, best)
+		best = m.plmns.lookup(u.PLMN, best)
 	}
 	if best == math.MaxInt {
 		return m.def
@@ -65,12 +72,13 @@ func (m *matcher) zone(u *record.Usage) int {
 	return best
 }
 
-func lookup(exact map[string]int, prefixes []prefix, s string, best int) int {
-	if len(exact) > 0 {
-		if z, ok := exact[s]; ok && z < best {
+func (ps *patterns) lookup(s string, best int) int {
+	if len(ps.exact) > 0 && ps.minExact < best {
+		if z, ok := ps.exact[s]; ok && z < best {
 			best = z
 		}
 	}
+	prefixes := ps.prefixes
 	for i := range prefixes {
 		if prefixes[i].zone >= best {
 			break
@@ -140,13 +148,18 @@ func newPolygon(zone int, ring [][2]float64) geofence {
 	return g
 }
 
-// addPattern indexes a cells or plmns entry: exact, or a prefix ending in '*'.
-func addPattern(exact map[string]int, prefixes *[]prefix, pat string, zone int) {
+// add indexes a cells or plmns entry of zone (added in zone order): exact, or a prefix
+// ending in '*'.
+func (ps *patterns) add(pat string, zone int) {
 	if p, ok := strings.CutSuffix(pat, "*"); ok {
-		*prefixes = append(*prefixes, prefix{p: p, zone: zone})
+		ps.prefixes = append(ps.prefixes, prefix{p: p, zone: zone})
 		return
 	}
-	if _, dup := exact[pat]; !dup {
-		exact[pat] = zone
+	if ps.exact == nil {
+		ps.exact, ps.minExact = map[string]int{}, zone
+	}
+	if _, dup := ps.exact[pat]; !dup {
+		ps.exact[pat] = zone
+		ps.minExact = min(ps.minExact, zone)
 	}
 }
