@@ -72,6 +72,8 @@ const (
 	// mapping.adviseHuge): about 7 MB of devices, where small pages start to cost more
 	// in address translation than a partly used huge page costs in memory.
 	hugeFrom = 1 << 16
+	// firstPageDevs is the first page's size before it grows (see growPages).
+	firstPageDevs = 64
 )
 
 type slot struct {
@@ -246,14 +248,7 @@ func (s *State) add(tenant, dev string, h uint64) int32 {
 		s.tenants[t] = t
 	}
 	idx := s.ndev
-	if int(idx)>>pageShift == len(s.mem.pages) {
-		p, m := offHeap[device](pageDevs)
-		if idx >= hugeFrom {
-			m.adviseHuge()
-		}
-		s.mem.pages = append(s.mem.pages, p)
-		s.mem.pageMaps = append(s.mem.pageMaps, m)
-	}
+	s.growPages(idx)
 	s.ndev++
 	if s.ndev == hugeFrom {
 		for _, m := range s.mem.pageMaps {
@@ -277,6 +272,36 @@ func (s *State) add(tenant, dev string, h uint64) int32 {
 		s.insert(h, idx)
 	}
 	return idx
+}
+
+// growPages makes room for device idx. The first page starts small and doubles up to
+// pageDevs (moved each time: devices are plain values and no pointer to one is held
+// across an add), so a State of a few devices maps and commits a few pages, not the
+// 27 MB of a full page; later pages are full at once.
+func (s *State) growPages(idx int32) {
+	pi, off := int(idx>>pageShift), int(idx&(pageDevs-1))
+	n := pageDevs
+	switch {
+	case pi == len(s.mem.pages) && pi == 0:
+		n = firstPageDevs
+	case pi == len(s.mem.pages):
+	case off == len(s.mem.pages[pi]):
+		n = min(2*off, pageDevs)
+	default:
+		return
+	}
+	p, m := offHeap[device](n)
+	if idx >= hugeFrom {
+		m.adviseHuge()
+	}
+	if pi < len(s.mem.pages) {
+		copy(p, s.mem.pages[pi])
+		s.mem.pageMaps[pi].free()
+		s.mem.pages[pi], s.mem.pageMaps[pi] = p, m
+		return
+	}
+	s.mem.pages = append(s.mem.pages, p)
+	s.mem.pageMaps = append(s.mem.pageMaps, m)
 }
 
 func (s *State) newExt() int32 {
