@@ -502,6 +502,8 @@ type phase struct {
 	// The services' own view (bucket bounds of their histograms): mediator receipt to
 	// ClickHouse insert, and one rater batch from poll to commit; p50 and p99.
 	LoaderDelay, RaterBatch [2]float64
+	// LoaderInsert is one insert into rated_usage, p50 and p99 (bucket bounds).
+	LoaderInsert [2]float64
 }
 
 // runPhase sends ticks for d (paced to rate records/s, or back to back when rate is 0),
@@ -515,6 +517,7 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 	cpu0 := r.cpu()
 	delay0 := r.scrapeHistogram("loader", "fleetmeter_loader_record_delay_seconds")
 	batch0 := r.scrapeHistogram("rater", "fleetmeter_rater_batch_seconds")
+	insert0 := r.scrapeHistogram("loader", "fleetmeter_loader_insert_seconds", `table="rated_usage"`)
 	pending := map[[2]string]probe{} // (tenant, event id) -> the probe
 	var byProto [4][]time.Duration
 	var stages [3][]time.Duration
@@ -666,6 +669,8 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 	batch := r.scrapeHistogram("rater", "fleetmeter_rater_batch_seconds").since(batch0)
 	ph.LoaderDelay = [2]float64{delay.quantile(0.5), delay.quantile(0.99)}
 	ph.RaterBatch = [2]float64{batch.quantile(0.5), batch.quantile(0.99)}
+	insert := r.scrapeHistogram("loader", "fleetmeter_loader_insert_seconds", `table="rated_usage"`).since(insert0)
+	ph.LoaderInsert = [2]float64{insert.quantile(0.5), insert.quantile(0.99)}
 	ph.CPU = map[string]time.Duration{}
 	for k, v := range cpu1 {
 		ph.CPU[k] = v - cpu0[k]
@@ -757,14 +762,21 @@ func (r *fleetRig) diagnostics(ctx context.Context) diagnostics {
 // histogram is a Prometheus histogram's cumulative bucket counts, by upper bound.
 type histogram map[float64]float64
 
-// scrapeHistogram reads the buckets of a histogram family (summed over label sets).
-func (r *fleetRig) scrapeHistogram(service, name string) histogram {
+// scrapeHistogram reads the buckets of a histogram family, summed over the label sets
+// whose labels hold each of labels (as written: `table="rated_usage"`).
+func (r *fleetRig) scrapeHistogram(service, name string, labels ...string) histogram {
 	h := histogram{}
+lines:
 	for _, line := range r.metricLines(service) {
 		if !strings.HasPrefix(line, name+"_bucket{") {
 			continue
 		}
-		i := strings.Index(line, `le="`)
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue lines
+			}
+		}
+		i := strings.LastIndex(line, `le="`) // the last label; "table=" holds `le="` too
 		j := strings.LastIndexByte(line, ' ')
 		if i < 0 || j < 0 {
 			continue

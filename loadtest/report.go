@@ -186,6 +186,7 @@ func runPipelineOnly(ctx context.Context, root, work string, cfg ReportConfig, r
 			cpu = append(cpu, fmt.Sprintf("%s %.1f", k, ph.CPU[k].Seconds()))
 		}
 		progress("  CPU seconds over %.1fs: %s", ph.Seconds, strings.Join(cpu, ", "))
+		progress("  loader insert p50 <= %gs p99 <= %gs", ph.LoaderInsert[0], ph.LoaderInsert[1])
 		for i, name := range []string{"send -> mediator receipt", "receipt -> rated", "rated -> visible"} {
 			l := ph.Stages[i]
 			progress("  %s: p50 %v p99 %v", name, quantile(l, 0.5).Round(time.Millisecond), quantile(l, 0.99).Round(time.Millisecond))
