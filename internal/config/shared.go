@@ -9,7 +9,7 @@ var SharedHelp = map[string]string{
 	"kafka.brokers":                "Kafka seed brokers, comma-separated",
 	"kafka.partitions":             "partitions of the topics created on start",
 	"kafka.replication_factor":     "replication of the topics created on start (-1: broker default)",
-	"kafka.linger":                 "the longest a partition batch waits for its partition's message in flight (with none in flight: 0.5 ms)",
+	"kafka.linger":                 "the longest a partition batch waits for the producer's messages in flight (with none in flight: 0.5 ms)",
 	"kafka.batch_records":          "flush a partition batch at this many records",
 	"kafka.batch_bytes":            "... or at this estimated size in bytes (at most 921600)",
 	"kafka.client_id":              "Kafka client id",
