@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -198,5 +200,41 @@ func TestWatchSwapsOnlyValid(t *testing.T) {
 	defer mu.Unlock()
 	if len(errs) != 1 || !strings.HasPrefix(sets[1].Tariffs[0].Stamp, "v8+") {
 		t.Errorf("sets %d errs %v", len(sets), errs)
+	}
+}
+
+// TestCircleInnerShortcut checks that the circle test's shortcut decides exactly as the
+// haversine formula alone, on points scattered over and around circles of many sizes and
+// places (poles, the antimeridian), most of them near the edge.
+func TestCircleInnerShortcut(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	hits := 0
+	for range 2000 {
+		lat, lon := rng.Float64()*180-90, rng.Float64()*360-180
+		switch rng.IntN(4) {
+		case 0:
+			lat = math.Copysign(89.9+rng.Float64()*0.1, lat)
+		case 1:
+			lon = math.Copysign(179.9+rng.Float64()*0.1, lon)
+		}
+		r := math.Exp(rng.Float64()*math.Log(20000/0.001)) * 0.001 // 1 m to 20,000 km
+		g := newCircle(0, lat, lon, r)
+		exact := g
+		exact.inner = -1
+		span := r / EarthRadiusKm / rad * 1.2
+		for range 200 {
+			plat := lat + (rng.Float64()*2-1)*span
+			plon := lon + (rng.Float64()*2-1)*span/math.Max(math.Cos(lat*rad), 1e-3)
+			got, want := g.contains(plat, plon), exact.contains(plat, plon)
+			if got != want {
+				t.Fatalf("circle (%v, %v) r %v km, point (%v, %v): %v, formula says %v", lat, lon, r, plat, plon, got, want)
+			}
+			if got {
+				hits++
+			}
+		}
+	}
+	if hits == 0 {
+		t.Fatal("no point fell inside any circle")
 	}
 }
