@@ -19,8 +19,6 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/plgd-dev/go-coap/v3/message"
-	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/udp"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
@@ -379,14 +377,10 @@ func (r *fleetRig) send(ctx context.Context, b sim.Batch, tick int, now time.Tim
 					addProbe(sim.CoAP, d.Tenant, msgID(d, record.SourceCoAP, m.Payload), time.Now())
 				}
 				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				resp, err := c.Post(cctx, "/usage/"+d.Tenant+"/"+d.ID, message.AppJSON, bytes.NewReader(m.Payload))
+				err := sim.PostCoAP(cctx, c, d, m.Payload)
 				cancel()
 				if err != nil {
-					fail(fmt.Errorf("coap post: %w", err))
-					return
-				}
-				if resp.Code() != codes.Changed {
-					fail(fmt.Errorf("coap post: %v", resp.Code()))
+					fail(err)
 					return
 				}
 			}
@@ -395,17 +389,12 @@ func (r *fleetRig) send(ctx context.Context, b sim.Batch, tick int, now time.Tim
 	// CDR: the tick's file lands in the drop directory as the CHF writes it (temporary
 	// name, then renamed), at the tick's start; its probe is the file's first session.
 	if b.CDR != nil {
-		name := fmt.Sprintf("chf-%08d.cdr", tick+1)
-		tmp := filepath.Join(r.cdrDir, "."+name+".tmp")
-		if err := os.WriteFile(tmp, b.CDR, 0o600); err != nil {
-			return 0, err
-		}
 		dec, _ := cdr.NewDecoder(cdr.Config{Tenants: cdr.TenantMap{Default: sim.SliceTenant}})
 		first, err := dec.Decode(b.CDR, nil)
 		if err != nil || len(first) == 0 {
 			return 0, fmt.Errorf("generated cdr file: %v", err)
 		}
-		if err := os.Rename(tmp, filepath.Join(r.cdrDir, name)); err != nil {
+		if err := sim.DropCDR(r.cdrDir, fmt.Sprintf("chf-%08d.cdr", tick+1), b.CDR); err != nil {
 			return 0, err
 		}
 		if probeEvery > 0 {
@@ -429,17 +418,8 @@ func (r *fleetRig) send(ctx context.Context, b sim.Batch, tick int, now time.Tim
 					addProbe(sim.HTTP, post.Tenant, id, time.Now())
 				}
 			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+r.httpAddr+"/v1/usage", bytes.NewReader(post.Body))
-			req.Header.Set("Authorization", "Bearer "+benchHTTPKey)
-			req.Header.Set("Content-Type", "application/x-ndjson")
-			resp, err := r.httpc.Do(req)
-			if err != nil {
-				fail(fmt.Errorf("http post: %w", err))
-				return
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusAccepted {
-				fail(fmt.Errorf("http post: %s", resp.Status))
+			if err := sim.PostGateway(ctx, r.httpc, r.httpAddr, benchHTTPKey, post.Body); err != nil {
+				fail(err)
 			}
 		})
 	}

@@ -1,19 +1,14 @@
 package sim
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/plgd-dev/go-coap/v3/message"
-	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/udp"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 )
@@ -231,14 +226,7 @@ func (s *mixedSender) send(ctx context.Context, t int, b Batch) ([]Sent, error) 
 				err := retry(ctx, "coap post "+path, func() error {
 					cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 					defer cancel()
-					resp, err := c.Post(cctx, path, message.AppJSON, bytes.NewReader(m.Payload))
-					if err != nil {
-						return err
-					}
-					if resp.Code() != codes.Changed {
-						return fmt.Errorf("answered %v", resp.Code())
-					}
-					return nil
+					return PostCoAP(cctx, c, d, m.Payload)
 				})
 				if err != nil {
 					fail(err)
@@ -255,21 +243,7 @@ func (s *mixedSender) send(ctx context.Context, t int, b Batch) ([]Sent, error) 
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			err := retry(ctx, "http post", func() error {
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+cfg.HTTP+"/v1/usage", bytes.NewReader(p.Body))
-				if err != nil {
-					return err
-				}
-				req.Header.Set("Authorization", "Bearer "+cfg.HTTPKey(p.Tenant))
-				req.Header.Set("Content-Type", "application/x-ndjson")
-				resp, err := s.httpc.Do(req)
-				if err != nil {
-					return err
-				}
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusAccepted {
-					return fmt.Errorf("answered %s", resp.Status)
-				}
-				return nil
+				return PostGateway(ctx, s.httpc, cfg.HTTP, cfg.HTTPKey(p.Tenant), p.Body)
 			})
 			if err != nil {
 				fail(err)
@@ -282,12 +256,8 @@ func (s *mixedSender) send(ctx context.Context, t int, b Batch) ([]Sent, error) 
 	// temporary name, then renamed.
 	okCDR := false
 	if b.CDR != nil {
-		name := fmt.Sprintf("chf-sim-%08d.cdr", t)
-		tmp := filepath.Join(cfg.CDRDir, "."+name+".tmp")
-		if err := os.WriteFile(tmp, b.CDR, 0o600); err != nil {
-			fail(fmt.Errorf("simulator: cdr file: %w", err))
-		} else if err := os.Rename(tmp, filepath.Join(cfg.CDRDir, name)); err != nil {
-			fail(fmt.Errorf("simulator: cdr file: %w", err))
+		if err := DropCDR(cfg.CDRDir, fmt.Sprintf("chf-sim-%08d.cdr", t), b.CDR); err != nil {
+			fail(fmt.Errorf("simulator: %w", err))
 		} else {
 			okCDR = true
 		}
