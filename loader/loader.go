@@ -9,8 +9,8 @@
 // offsets; only then poll again. A batch is what arrives within BatchWait of its first
 // message, up to BatchRows rows: ClickHouse writes a part per insert (and one per
 // materialized view), so an insert per poll, a few hundred rows each under a steady
-// stream, made the server spend more CPU on parts and merges than on rows. Nothing is consumed while the store is down, so memory
-// stays bounded by one batch. A crash between insert and commit inserts the batch again
+// stream, made the server spend more CPU on parts and merges than on rows. Nothing is
+// consumed while the store is down, so memory stays bounded by one batch. A crash between insert and commit inserts the batch again
 // on restart: the store keys rows by record_id and every billing read collapses copies,
 // keeping the first rating, so no total changes. The source delivers only committed
 // transactions of the rater (read committed), so an aborted batch never reaches the store.
