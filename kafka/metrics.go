@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -119,7 +120,8 @@ func (l *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	lags, err := l.lag(ctx)
 	if err != nil {
-		if l.logger != nil {
+		// A scrape while the service shuts down meets the closed client: nothing to report.
+		if l.logger != nil && !errors.Is(err, kgo.ErrClientClosed) {
 			l.logger.Warn("kafka consumer lag not measured", "group", l.group, "err", err)
 		}
 		return

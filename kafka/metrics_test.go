@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -113,3 +115,35 @@ fleetmeter_kafka_consumer_lag{group="g",partition="1",topic="lagtest"} ` + ftoa(
 }
 
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// A scrape after the consumer's client closed (a service shutting down) reports no lag
+// and logs nothing; one that cannot reach Kafka for another reason is logged.
+func TestLagAfterCloseIsQuiet(t *testing.T) {
+	cfg := testCluster(t)
+	var logged strings.Builder
+	logger := slog.New(slog.NewTextHandler(&logged, nil))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lag := newLagCollector(kadm.NewClient(cl), "g", []string{"t"}, logger)
+	cl.Close()
+	if n := testutil.CollectAndCount(lag); n != 0 {
+		t.Errorf("%d lag series from a closed client", n)
+	}
+	if logged.Len() != 0 {
+		t.Errorf("a scrape during shutdown logged: %s", logged.String())
+	}
+
+	// An unreachable broker is worth a warning.
+	bad, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"), kgo.RetryTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	lag = newLagCollector(kadm.NewClient(bad), "g", []string{"t"}, logger)
+	testutil.CollectAndCount(lag)
+	if !strings.Contains(logged.String(), "kafka consumer lag not measured") {
+		t.Errorf("an unreachable broker was not logged: %q", logged.String())
+	}
+}
