@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -70,4 +71,25 @@ func TestBenchReport(t *testing.T) {
 		}
 	}
 	t.Logf("short report:\n%s", md)
+}
+
+// The latency aim is met only by a level that landed what it offered, with a p99 under a
+// second.
+func TestLatencyVerdict(t *testing.T) {
+	fast := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 900 * time.Millisecond}
+	slow := []time.Duration{100 * time.Millisecond, 1500 * time.Millisecond}
+	for _, c := range []struct {
+		name string
+		ph   phase
+		want string
+	}{
+		{"landed, fast", phase{Offered: 1000, Rate: 990, Latencies: fast}, "met"},
+		{"landed, slow", phase{Offered: 1000, Rate: 1000, Latencies: slow}, "**not met**"},
+		{"no probes", phase{Offered: 1000, Rate: 1000}, "**not met**"},
+		{"not landed, fast", phase{Offered: 1000, Rate: 600, Latencies: fast}, "**not shown**: this level landed 600 of the 1000"},
+	} {
+		if got := latencyVerdict(c.ph); !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s: %q, want %q...", c.name, got, c.want)
+		}
+	}
 }
