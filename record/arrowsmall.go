@@ -58,11 +58,16 @@ func (s *smallWriter) begin(n int) {
 }
 
 // buffer ends the body buffer that started at from: records it and pads the body to 8 bytes.
-func (s *smallWriter) buffer(from int) {
-	s.bufs = append(s.bufs, int64(from), int64(len(s.body)-from))
-	for len(s.body)%8 != 0 {
-		s.body = append(s.body, 0)
+func (s *smallWriter) buffer(from int) { s.body, s.bufs = endBuffer(s.body, s.bufs, from) }
+
+// endBuffer records the buffer of body that started at from in bufs (offset, length) and
+// pads body to 8 bytes.
+func endBuffer(body []byte, bufs []int64, from int) ([]byte, []int64) {
+	bufs = append(bufs, int64(from), int64(len(body)-from))
+	for len(body)%8 != 0 {
+		body = append(body, 0)
 	}
+	return body, bufs
 }
 
 // field starts a column with nulls null values, and writes its validity bitmap
@@ -98,19 +103,12 @@ func appendStrings(body []byte, bufs []int64, n int, at func(j int) string) ([]b
 		off += len(at(j))
 		body = binary.LittleEndian.AppendUint32(body, uint32(off))
 	}
-	bufs = append(bufs, int64(from), int64(len(body)-from))
-	for len(body)%8 != 0 {
-		body = append(body, 0)
-	}
+	body, bufs = endBuffer(body, bufs, from)
 	from = len(body)
 	for j := range n {
 		body = append(body, at(j)...)
 	}
-	bufs = append(bufs, int64(from), int64(len(body)-from))
-	for len(body)%8 != 0 {
-		body = append(body, 0)
-	}
-	return body, bufs
+	return endBuffer(body, bufs, from)
 }
 
 // dict writes a dictionary-encoded column: the indices here, the values for the
@@ -141,19 +139,19 @@ func (s *smallWriter) dict(at func(j int) string) {
 }
 
 func (s *smallWriter) uint64s(at func(j int) uint64) {
-	s.field(0, nil)
-	from := len(s.body)
-	for j := range s.n {
-		s.body = binary.LittleEndian.AppendUint64(s.body, at(j))
-	}
-	s.buffer(from)
+	s.fixed(func(j int) { s.body = binary.LittleEndian.AppendUint64(s.body, at(j)) })
 }
 
 func (s *smallWriter) uint32s(at func(j int) uint32) {
+	s.fixed(func(j int) { s.body = binary.LittleEndian.AppendUint32(s.body, at(j)) })
+}
+
+// fixed writes a column without nulls whose values put(j) appends to the body.
+func (s *smallWriter) fixed(put func(j int)) {
 	s.field(0, nil)
 	from := len(s.body)
 	for j := range s.n {
-		s.body = binary.LittleEndian.AppendUint32(s.body, at(j))
+		put(j)
 	}
 	s.buffer(from)
 }
@@ -188,14 +186,11 @@ func (s *smallWriter) uint8s(nulls int, valid func(j int) bool, at func(j int) u
 
 // decimals writes a decimal128 column of values that fit an int64.
 func (s *smallWriter) decimals(at func(j int) int64) {
-	s.field(0, nil)
-	from := len(s.body)
-	for j := range s.n {
+	s.fixed(func(j int) {
 		v := at(j)
 		s.body = binary.LittleEndian.AppendUint64(s.body, uint64(v))
 		s.body = binary.LittleEndian.AppendUint64(s.body, uint64(v>>63))
-	}
-	s.buffer(from)
+	})
 }
 
 // Message header types and the metadata version of the Arrow format (Message.fbs).
