@@ -206,23 +206,23 @@ func (r *Report) write(cfg ReportConfig) error {
 	w("(p50 / p99; the fleet's devices share 32 MQTT connections, 128 CoAP sockets and 16 HTTP connections, so a\n")
 	w("tick's messages also queue in the load generator):\n\n")
 	w("| load | MQTT | CoAP | HTTP | CDR |\n|---|---|---|---|---|\n")
-	for _, ph := range r.Levels {
-		w("| %s |", ph.Name)
-		for _, l := range ph.ByProto {
+	// quantiles writes a level's row of p50 / p99 cells, one per latency list.
+	quantiles := func(name string, lists ...[]time.Duration) {
+		w("| %s |", name)
+		for _, l := range lists {
 			w(" %s / %s |", ms(quantile(l, 0.5)), ms(quantile(l, 0.99)))
 		}
 		w("\n")
+	}
+	for _, ph := range r.Levels {
+		quantiles(ph.Name, ph.ByProto[:]...)
 	}
 	w("\nWhere the time goes (p50 / p99), split by the probes' rows' own times: `received_time_ms` (the mediator's\n")
 	w("receipt; for a CDR, the file's pick-up) and `rated_time_ms` (the rater's rating); rated -> visible holds the\n")
 	w("rater's commit, the loader's batch (up to `load_batch_wait`) and insert, and this harness's 50 ms poll:\n\n")
 	w("| load | send -> mediator receipt | receipt -> rated | rated -> visible |\n|---|---|---|---|\n")
 	for _, ph := range r.Levels {
-		w("| %s |", ph.Name)
-		for _, l := range ph.Stages {
-			w(" %s / %s |", ms(quantile(l, 0.5)), ms(quantile(l, 0.99)))
-		}
-		w("\n")
+		quantiles(ph.Name, ph.Stages[:]...)
 	}
 	if n := len(r.Levels); n > 0 {
 		top := r.Levels[n-1]
