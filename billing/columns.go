@@ -3,6 +3,8 @@ package billing
 import (
 	"unsafe"
 
+	"github.com/apache/arrow-go/v18/arrow"
+
 	"fleetmeter/record"
 )
 
@@ -39,21 +41,45 @@ type StrColumn struct {
 	Data    []byte
 }
 
-// The export's columns by type: ExportSchema's (and clickhouse.RecordColumns') indexes of
-// the string and UInt64 columns, in the order of Columns.Str and Columns.U64.
-var (
-	StrCols = [16]int{0, 1, 2, 3, 12, 13, 16, 18, 19, 20, 21, 22, 23, 24, 25, 27}
-	U64Cols = [9]int{4, 5, 6, 7, 8, 9, 10, 26, 29}
-)
+// The export's columns by type, read off ExportSchema (whose order clickhouse.RecordColumns
+// shares): the indexes of its string columns and of its UInt64 and timestamp (Unix
+// milliseconds) columns, in the order of Columns.Str and Columns.U64.
+var StrCols, U64Cols = columnsByType()
 
 // The remaining columns' indexes.
-const (
-	ColRatingGroup = 11
-	ColLat         = 14
-	ColLon         = 15
-	ColSliceSST    = 17
-	ColAmount      = 28
+var (
+	ColRatingGroup = fieldIndex("rating_group")
+	ColLat         = fieldIndex("lat")
+	ColLon         = fieldIndex("lon")
+	ColSliceSST    = fieldIndex("slice_sst")
+	ColAmount      = fieldIndex("amount")
 )
+
+func columnsByType() (str [16]int, u64 [9]int) {
+	ns, nu := 0, 0
+	for i, f := range ExportSchema.Fields() {
+		switch f.Type.ID() {
+		case arrow.STRING:
+			str[ns] = i // an index out of range here: Columns.Str no longer fits the schema
+			ns++
+		case arrow.UINT64, arrow.TIMESTAMP:
+			u64[nu] = i
+			nu++
+		}
+	}
+	if ns != len(str) || nu != len(u64) {
+		panic("billing: ExportSchema's string or UInt64 columns no longer fit Columns")
+	}
+	return str, u64
+}
+
+func fieldIndex(name string) int {
+	is := ExportSchema.FieldIndices(name)
+	if len(is) != 1 {
+		panic("billing: ExportSchema has no column " + name)
+	}
+	return is[0]
+}
 
 // Reset empties c for n records, keeping its memory: every column has length n (strings:
 // offsets of n+1, data empty), the validity bitmaps are cleared.
