@@ -410,12 +410,8 @@ func (r *fleetRig) send(ctx context.Context, b sim.Batch, tick int, now time.Tim
 			defer func() { <-sem; finished(sim.HTTP) }()
 			if probeEvery > 0 && j%max(1, probeEvery/gatewayLines(post)) == 0 {
 				line, _, _ := bytes.Cut(post.Body, []byte("\n"))
-				if u, err := record.ParseJSON(line); err == nil {
-					id := u.EventID
-					if ns := "http:" + post.Tenant + ":"; !strings.HasPrefix(id, ns) {
-						id = ns + id // the collector's namespace
-					}
-					addProbe(sim.HTTP, post.Tenant, id, time.Now())
+				if recs, err := gatewayRecords(post.Tenant, line, nil); err == nil && len(recs) == 1 {
+					addProbe(sim.HTTP, post.Tenant, recs[0].EventID, time.Now())
 				}
 			}
 			if err := sim.PostGateway(ctx, r.httpc, r.httpAddr, benchHTTPKey, post.Body); err != nil {
