@@ -21,6 +21,7 @@ type mediatorConfig struct {
 	pipeline.MediatorConfig `yaml:",inline"`
 	Listen                  string `yaml:"listen"` // /metrics, /healthz, /readyz
 	LogLevel                string `yaml:"log_level"`
+	Pprof                   bool   `yaml:"pprof"` // /debug/pprof/ on listen
 }
 
 func defaultMediator() mediatorConfig {
@@ -95,6 +96,9 @@ func runCollectors(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		logger.Error("listen", "err", err)
 		return 1
+	}
+	if cfg.Pprof {
+		srv.Pprof()
 	}
 	stages[1].Components = []lifecycle.Component{{Name: "metrics", Run: srv.Run}}
 	logger.Info("mediator running", "listen", srv.Addr(), "kafka", cfg.Kafka.Brokers, "mqtt", cfg.MQTT.Brokers)

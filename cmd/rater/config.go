@@ -33,6 +33,7 @@ type streamConfig struct {
 	InvoiceNotify billing.NotifyConfig `yaml:"invoice_notify"`
 	Listen        string               `yaml:"listen"`
 	LogLevel      string               `yaml:"log_level"`
+	Pprof         bool                 `yaml:"pprof"` // /debug/pprof/ on listen
 }
 
 func defaultStream() streamConfig {
@@ -66,11 +67,11 @@ func streamSpec(name string, cfg *streamConfig, period *string) config.Spec {
 	switch name {
 	case "rater run":
 		spec.Summary = "Consume topic usage, rate it with the tariffs, produce topic rated (one Kafka transaction per batch) until SIGTERM."
-		spec.Keys = []string{"kafka", "group", "instance", "rules", "reload", "listen", "log_level"}
+		spec.Keys = []string{"kafka", "group", "instance", "rules", "reload", "listen", "log_level", "pprof"}
 	case "rater load":
 		spec.Summary = "Load topics rated and rejected into ClickHouse until SIGTERM; with close_after, also close periods."
 		spec.Keys = []string{"kafka", "clickhouse", "load_group", "load_batch_rows", "load_batch_wait", "instance", "rules", "reload",
-			"close_after", "invoice_notify", "listen", "log_level"}
+			"close_after", "invoice_notify", "listen", "log_level", "pprof"}
 	case "rater close":
 		spec.Summary = "Write each tenant's device-fee adjustment of a period into ClickHouse (idempotent)."
 		spec.Keys = []string{"clickhouse", "rules", "invoice_notify", "log_level"}

@@ -60,7 +60,7 @@ func runStream(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		}
 		watch := pipeline.NewTariffWatch(cfg.Rules, cfg.Reload, r.Engine(), reg, logger)
 		return []lifecycle.Component{{Name: "rater", Run: r.Run, Ready: r.Ready}, {Name: "tariffs", Run: watch.Run}}, nil
-	}, cfg.Listen)
+	}, cfg.Listen, cfg.Pprof)
 }
 
 // runLoad is `rater load`: move committed rated records and rejections into ClickHouse.
@@ -98,7 +98,7 @@ func runLoad(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 				}})
 		}
 		return components, nil
-	}, cfg.Listen)
+	}, cfg.Listen, cfg.Pprof)
 }
 
 // runClose is `rater close --period YYYY-MM`: write each tenant's exact device-fee
@@ -147,8 +147,9 @@ func runClose(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 }
 
 // serve builds a stage's components with setup and runs them until SIGTERM, with
-// /metrics, /healthz and /readyz on listen.
-func serve(logger *slog.Logger, setup func(context.Context, *obs.Registry) ([]lifecycle.Component, error), listen string) int {
+// /metrics, /healthz and /readyz on listen (and /debug/pprof/ with pprof).
+func serve(logger *slog.Logger, setup func(context.Context, *obs.Registry) ([]lifecycle.Component, error), listen string,
+	pprof bool) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	reg := obs.NewRegistry()
@@ -171,6 +172,9 @@ func serve(logger *slog.Logger, setup func(context.Context, *obs.Registry) ([]li
 		logger.Error("listen", "err", err)
 		_ = lifecycle.Close(stages...)
 		return 1
+	}
+	if pprof {
+		srv.Pprof()
 	}
 	stages[1].Components = []lifecycle.Component{{Name: "metrics", Run: srv.Run}}
 	logger.Info("running", "listen", srv.Addr())

@@ -6,6 +6,7 @@ package config
 var SharedHelp = map[string]string{
 	"listen":                       "address of /metrics, /healthz and /readyz (empty: off)",
 	"log_level":                    "debug, info, warn or error",
+	"pprof":                        "also serve the Go runtime's profiles (net/http/pprof) under /debug/pprof/ on listen; anyone who reaches listen can read them",
 	"kafka.brokers":                "Kafka seed brokers, comma-separated",
 	"kafka.partitions":             "partitions of the topics created on start",
 	"kafka.replication_factor":     "replication of the topics created on start (-1: broker default)",

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -52,6 +53,7 @@ func NewLogger(level slog.Level) *slog.Logger {
 // Server is the observability HTTP server.
 type Server struct {
 	ln     net.Listener
+	mux    *http.ServeMux
 	srv    *http.Server
 	checks []Check
 }
@@ -74,9 +76,24 @@ func Listen(addr string, reg *prometheus.Registry, checks ...Check) (*Server, er
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", s.ready)
-	s.ln = ln
+	s.ln, s.mux = ln, mux
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s, nil
+}
+
+// Pprof serves the runtime profiles (net/http/pprof) under /debug/pprof/ beside
+// /metrics, for whoever can reach the listen address: a CPU profile costs a few percent
+// while it runs and nothing otherwise. Off unless a binary's pprof key turns it on; call
+// it before Run.
+func (s *Server) Pprof() {
+	if s.mux == nil {
+		return
+	}
+	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 // Addr is the bound address, or "" when disabled.

@@ -3,6 +3,7 @@ package obs
 import (
 	"context"
 	"errors"
+	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -61,4 +62,39 @@ fleetmeter_ready{check="up"} 1
 		return
 	}
 	t.Fatal("fleetmeter_build_info missing")
+}
+
+// The profiles are served only once Pprof turned them on.
+func TestPprofOffByDefault(t *testing.T) {
+	get := func(srv *Server) int {
+		resp, err := http.Get("http://" + srv.Addr() + "/debug/pprof/heap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, on := range []bool{false, true} {
+		srv, err := Listen("127.0.0.1:0", NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if on {
+			srv.Pprof()
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Run(ctx) }()
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusOK
+		}
+		if code := get(srv); code != want {
+			t.Errorf("pprof on %v: /debug/pprof/heap answered %d, want %d", on, code, want)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
