@@ -34,7 +34,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		Addr:        cfg.Addr,
 		Auth:        ch.Auth{Username: cfg.Username, Password: cfg.Password},
 		DialTimeout: cfg.DialTimeout,
-		Compression: &ch.Compression{Method: ch.CompressionLZ4},
+		Compression: &ch.Compression{Method: compressions[cfg.Compression]},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open clickhouse: %w", err)
@@ -46,6 +46,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	return s, nil
 }
+
+// compressions maps clickhouse.compression to the driver's method.
+var compressions = map[string]ch.CompressionMethod{"lz4": ch.CompressionLZ4, "none": ch.CompressionNone}
 
 func (s *Store) init(ctx context.Context) error {
 	var raw string

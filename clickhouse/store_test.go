@@ -81,8 +81,20 @@ func sampleRated() []record.Rated {
 }
 
 func TestInsertReadBackExact(t *testing.T) {
-	st := openStore(t)
+	for _, c := range []string{"lz4", "none"} {
+		t.Run("compression="+c, func(t *testing.T) { testInsertReadBackExact(t, c) })
+	}
+}
+
+func testInsertReadBackExact(t *testing.T, compression string) {
+	cfg := testConfig(t)
+	cfg.Compression = compression
 	ctx := context.Background()
+	st, err := clickhouse.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
 	in := sampleRated()
 	if err := st.InsertRated(ctx, in); err != nil {
 		t.Fatal(err)
@@ -229,12 +241,12 @@ func TestConfigValidate(t *testing.T) {
 	if err := clickhouse.DefaultConfig().Validate(); err != nil {
 		t.Fatalf("default config: %v", err)
 	}
-	bad := clickhouse.Config{Database: "a-b; DROP", Cluster: "c x", MaxBatch: -1, QueryThreads: -1}
+	bad := clickhouse.Config{Database: "a-b; DROP", Cluster: "c x", MaxBatch: -1, QueryThreads: -1, Compression: "zip"}
 	err := bad.Validate()
 	if err == nil {
 		t.Fatal("expected errors")
 	}
-	for _, key := range []string{"clickhouse.addr", "clickhouse.database", "clickhouse.cluster", "clickhouse.dial_timeout", "clickhouse.max_batch", "clickhouse.query_threads"} {
+	for _, key := range []string{"clickhouse.addr", "clickhouse.database", "clickhouse.cluster", "clickhouse.dial_timeout", "clickhouse.max_batch", "clickhouse.query_threads", "clickhouse.compression"} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("error does not name %s: %v", key, err)
 		}

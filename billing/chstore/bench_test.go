@@ -55,6 +55,7 @@ func benchStore(b *testing.B) (*chstore.Store, string, int) {
 		cfg := clickhouse.DefaultConfig()
 		cfg.Addr = []string{addr}
 		cfg.Database = db
+		cfg.Compression = cmp.Or(os.Getenv("FLEETMETER_BENCH_COMPRESSION"), cfg.Compression)
 		ctx := context.Background()
 		st, err := clickhouse.Open(ctx, cfg)
 		if err != nil {

@@ -90,6 +90,7 @@ var SharedHelp = map[string]string{
 	"clickhouse.max_batch":         "most rows per INSERT",
 	"clickhouse.cluster":           "cluster name: the schema is applied ON CLUSTER (empty: single node)",
 	"clickhouse.query_threads":     "max_threads of read queries (0: server default)",
+	"clickhouse.compression":       "native protocol block compression: lz4, or none (cheaper on one host)",
 	"reload":                       "how often the tariffs are polled for changes (positive)",
 }
 
