@@ -164,18 +164,19 @@ type batchEncoder struct {
 	lz4    bool
 	perRow int // bytes per row of the last output, to pre-grow dst
 	out    appendWriter
-	small  *smallWriter // writes batches of 1 to minLZ4Rows-1 rows; nil until one comes
+	small  *smallWriter // writes every non-empty batch; nil until one comes
 }
 
-// smallBatch returns the writer of small batches when a batch of n rows is one.
-func (e *batchEncoder) smallBatch(n int) *smallWriter {
-	if n == 0 || n >= minLZ4Rows {
-		return nil
+// smallBatch returns the writer of a batch of n rows, and whether it compresses it; nil
+// for an empty batch, which arrow's writer writes.
+func (e *batchEncoder) smallBatch(n int) (*smallWriter, bool) {
+	if n == 0 {
+		return nil, false
 	}
 	if e.small == nil {
 		e.small = newSmallWriter(e.schema)
 	}
-	return e.small
+	return e.small, e.lz4 && n >= minLZ4Rows
 }
 
 func newBatchEncoder(schema *arrow.Schema, lz4 bool) batchEncoder {
@@ -368,13 +369,14 @@ func newUsageEncoder(lz4 bool) *UsageEncoder {
 
 // Encode appends one Arrow IPC stream holding recs as one record batch to dst.
 func (e *UsageEncoder) Encode(dst []byte, recs []Usage) ([]byte, error) {
-	if s := e.e.smallBatch(len(recs)); s != nil {
-		return s.encodeUsage(dst, recs), nil
+	if s, lz4 := e.e.smallBatch(len(recs)); s != nil {
+		return s.encodeUsage(dst, recs, lz4)
 	}
 	return e.encodeArrow(dst, recs)
 }
 
-// encodeArrow encodes recs through arrow's builders and ipc.Writer.
+// encodeArrow encodes recs through arrow's builders and ipc.Writer: what an empty batch
+// takes, and the reference the tests hold smallWriter to.
 func (e *UsageEncoder) encodeArrow(dst []byte, recs []Usage) ([]byte, error) {
 	e.e.reserve(len(recs))
 	for i := range recs {
@@ -423,8 +425,8 @@ func (e *RatedEncoder) Encode(dst []byte, recs []Rated) ([]byte, error) {
 			return dst, fmt.Errorf("encode arrow: record %d: amount %s exceeds decimal(18,6)", i, a)
 		}
 	}
-	if s := e.e.smallBatch(len(recs)); s != nil {
-		return s.encodeRated(dst, recs), nil
+	if s, lz4 := e.e.smallBatch(len(recs)); s != nil {
+		return s.encodeRated(dst, recs, lz4)
 	}
 	return e.encodeArrow(dst, recs)
 }

@@ -8,21 +8,28 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	flatbuffers "github.com/google/flatbuffers/go"
+	"github.com/pierrec/lz4/v4"
 )
 
-// smallWriter writes a batch below minLZ4Rows as an Arrow IPC stream straight from the
-// records, without arrow's builders and ipc.Writer: for a batch of a few rows those were
-// most of what a Kafka message of a CoAP or MQTT collector cost (the builders allocate
-// their buffers again for every batch, the writer builds every message's flatbuffers
-// through allocations and compares each dictionary with the previous batch's).
+// smallWriter writes a batch as an Arrow IPC stream straight from the records, without
+// arrow's builders and ipc.Writer. It was written for batches of a few rows, where those
+// were most of what a Kafka message of a CoAP or MQTT collector cost (the builders
+// allocate their buffers again for every batch, the writer builds every message's
+// flatbuffers through allocations and compares each dictionary with the previous
+// batch's); it now writes every batch, LZ4-compressed from minLZ4Rows rows: at the
+// pipeline's maximum the rater's rated messages (a few dozen rows each) went through
+// arrow's writer, a fifth of the rater's CPU and much of its garbage.
 //
-// The stream is what ipc.Writer writes, uncompressed: the schema message (arrow's own,
-// written once and kept), one DictionaryBatch message per dictionary column in field
-// order with ids 0, 1, ... (the ids arrow's writer gives them, which the schema message
-// names), the RecordBatch message, the end-of-stream marker. Body buffers are 8-byte
-// aligned; a validity bitmap is written only for a column holding nulls (its null count
-// is otherwise 0 and readers skip it, as arrow's writer does). TestSmallWriterMatchesArrow
-// decodes both encoders' output of random batches with arrow's reader and compares them.
+// The stream is what ipc.Writer writes: the schema message (arrow's own, written once
+// and kept), one DictionaryBatch message per dictionary column in field order with ids
+// 0, 1, ... (the ids arrow's writer gives them, which the schema message names), the
+// RecordBatch message, the end-of-stream marker. Body buffers are 8-byte aligned; a
+// validity bitmap is written only for a column holding nulls (its null count is otherwise
+// 0 and readers skip it, as arrow's writer does). Compressed, as arrow's writer with
+// ipc.WithLZ4 does it: each non-empty buffer becomes its uncompressed length (int64) and
+// one LZ4 frame (64 KiB blocks, no checksum), and each message's RecordBatch names the
+// codec. TestSmallWriterMatchesArrow decodes both encoders' output of random batches,
+// compressed and not, with arrow's reader and compares them.
 type smallWriter struct {
 	schema []byte // the schema message, as arrow's writer wrote it
 	fb     *flatbuffers.Builder
@@ -33,11 +40,24 @@ type smallWriter struct {
 	dicts  []dictIn // by dictionary column, in field order
 	nd     int      // dictionary columns written so far
 	dbody  []byte   // a dictionary message's body, reused
+
+	zw    *lz4.Writer  // nil until a batch is compressed
+	zout  appendWriter // where zw writes
+	cbody []byte       // a message's compressed body, reused
+	cbufs []int64      // its buffers
 }
 
 // dictIn is one dictionary column of the batch being written: its distinct values in
-// order of first use.
-type dictIn struct{ vals []string }
+// order of first use, and past dictMemoFrom of them an index of those values.
+type dictIn struct {
+	vals []string
+	memo map[string]int32
+}
+
+// dictMemoFrom is how many distinct values a dictionary column searches linearly
+// before it indexes them in a map: a column's values are few (tenants, sources, zones,
+// tariffs), and comparing a handful of strings is cheaper than hashing one.
+const dictMemoFrom = 16
 
 func newSmallWriter(schema *arrow.Schema) *smallWriter {
 	var buf bytes.Buffer
@@ -112,8 +132,8 @@ func appendStrings(body []byte, bufs []int64, n int, at func(j int) string) ([]b
 }
 
 // dict writes a dictionary-encoded column: the indices here, the values for the
-// column's dictionary message. A batch has at most minLZ4Rows values, so a linear
-// search over those seen is cheaper than hashing.
+// column's dictionary message. A row equal to the one before takes its index; otherwise
+// the values seen are searched, linearly while they are few (dictMemoFrom).
 func (s *smallWriter) dict(at func(j int) string) {
 	if s.nd == len(s.dicts) {
 		s.dicts = append(s.dicts, dictIn{})
@@ -122,20 +142,46 @@ func (s *smallWriter) dict(at func(j int) string) {
 	s.nd++
 	clear(d.vals) // the strings belong to the caller
 	d.vals = d.vals[:0]
+	clear(d.memo)
 	s.field(0, nil)
 	from := len(s.body)
+	var last string
+	k := -1
 	for j := range s.n {
 		v := at(j)
-		k := 0
-		for k < len(d.vals) && d.vals[k] != v {
-			k++
-		}
-		if k == len(d.vals) {
-			d.vals = append(d.vals, v)
+		if k < 0 || v != last {
+			k = d.index(v)
+			last = v
 		}
 		s.body = binary.LittleEndian.AppendUint32(s.body, uint32(k))
 	}
 	s.buffer(from)
+}
+
+// index returns v's position among the column's values, adding it if new.
+func (d *dictIn) index(v string) int {
+	if len(d.vals) <= dictMemoFrom {
+		for k, w := range d.vals {
+			if w == v {
+				return k
+			}
+		}
+		if len(d.vals) < dictMemoFrom {
+			d.vals = append(d.vals, v)
+			return len(d.vals) - 1
+		}
+		if d.memo == nil {
+			d.memo = make(map[string]int32)
+		}
+		for k, w := range d.vals {
+			d.memo[w] = int32(k)
+		}
+	} else if k, ok := d.memo[v]; ok {
+		return int(k)
+	}
+	d.memo[v] = int32(len(d.vals))
+	d.vals = append(d.vals, v)
+	return len(d.vals) - 1
 }
 
 func (s *smallWriter) uint64s(at func(j int) uint64) {
@@ -200,8 +246,15 @@ const (
 	fbMetadataV5            = 4
 )
 
-// finish appends the stream to dst: schema, dictionaries, the batch, end of stream.
-func (s *smallWriter) finish(dst []byte) []byte {
+// finish appends the stream to dst: schema, dictionaries, the batch, end of stream;
+// with compress, every message's body buffers LZ4-compressed.
+func (s *smallWriter) finish(dst []byte, compress bool) (out []byte, err error) {
+	start := len(dst)
+	defer func() {
+		if err != nil {
+			out = dst[:start] // nothing appended
+		}
+	}()
 	dst = append(dst, s.schema...)
 	var nodes [2]int64
 	var bufs [6]int64
@@ -211,16 +264,61 @@ func (s *smallWriter) finish(dst []byte) []byte {
 		s.dbody = s.dbody[:0]
 		var b []int64
 		s.dbody, b = appendStrings(s.dbody, append(bufs[:0], 0, 0), len(vals), func(k int) string { return vals[k] })
-		dst = s.message(dst, fbHeaderDictionaryBatch, int64(id), int64(len(vals)), nodes[:], b, s.dbody)
+		body := s.dbody
+		if compress {
+			if body, b, err = s.compress(body, b); err != nil {
+				return dst, err
+			}
+		}
+		dst = s.message(dst, fbHeaderDictionaryBatch, int64(id), int64(len(vals)), nodes[:], b, body, compress)
 	}
-	dst = s.message(dst, fbHeaderRecordBatch, 0, int64(s.n), s.nodes, s.bufs, s.body)
-	return append(dst, eos...)
+	body, b := s.body, s.bufs
+	if compress {
+		if body, b, err = s.compress(body, b); err != nil {
+			return dst, err
+		}
+	}
+	dst = s.message(dst, fbHeaderRecordBatch, 0, int64(s.n), s.nodes, b, body, compress)
+	return append(dst, eos...), nil
+}
+
+// compress returns body with each of its buffers (bufs: offset, length pairs) as arrow's
+// LZ4 codec writes one: empty stays empty, else the uncompressed length as an int64 and
+// an LZ4 frame; each padded to 8 bytes. The result is valid until the next call.
+func (s *smallWriter) compress(body []byte, bufs []int64) ([]byte, []int64, error) {
+	if s.zw == nil {
+		s.zw = lz4.NewWriter(nil)
+		// arrow's writer's settings (ipc/compression.go)
+		if err := s.zw.Apply(lz4.ChecksumOption(false), lz4.BlockSizeOption(lz4.Block64Kb)); err != nil {
+			return nil, nil, err
+		}
+	}
+	s.cbody, s.cbufs = s.cbody[:0], s.cbufs[:0]
+	for i := 0; i < len(bufs); i += 2 {
+		off, n := bufs[i], bufs[i+1]
+		from := len(s.cbody)
+		if n > 0 {
+			s.zout.b = binary.LittleEndian.AppendUint64(s.cbody, uint64(n))
+			s.zw.Reset(&s.zout)
+			_, err := s.zw.Write(body[off : off+n])
+			if cerr := s.zw.Close(); err == nil {
+				err = cerr
+			}
+			s.cbody, s.zout.b = s.zout.b, nil
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+		s.cbody, s.cbufs = endBuffer(s.cbody, s.cbufs, from)
+	}
+	return s.cbody, s.cbufs, nil
 }
 
 // message appends one IPC message: continuation, metadata length, the Message
 // flatbuffer padded to 8 bytes, the body. nodes and bufs are pairs (length, null count;
-// offset, length). A DictionaryBatch carries id; a RecordBatch ignores it.
-func (s *smallWriter) message(dst []byte, header byte, id, rows int64, nodes, bufs []int64, body []byte) []byte {
+// offset, length). A DictionaryBatch carries id; a RecordBatch ignores it. With
+// compressed, the batch names LZ4 frames per buffer as its body's codec.
+func (s *smallWriter) message(dst []byte, header byte, id, rows int64, nodes, bufs []int64, body []byte, compressed bool) []byte {
 	b := s.fb
 	b.Reset()
 	b.StartVector(16, len(bufs)/2, 8) // RecordBatch.buffers: struct Buffer {offset, length}
@@ -237,10 +335,20 @@ func (s *smallWriter) message(dst []byte, header byte, id, rows int64, nodes, bu
 		b.PrependInt64(nodes[i])
 	}
 	nodesV := b.EndVector(len(nodes) / 2)
-	b.StartObject(5) // RecordBatch
+	var codec flatbuffers.UOffsetT
+	if compressed {
+		// BodyCompression {codec: LZ4_FRAME, method: BUFFER}: both the schema's
+		// defaults (0), so the table is present and empty, as arrow writes it.
+		b.StartObject(2)
+		codec = b.EndObject()
+	}
+	b.StartObject(5) // RecordBatch: length, nodes, buffers, compression, variadicBufferCounts
 	b.PrependInt64Slot(0, rows, 0)
 	b.PrependUOffsetTSlot(1, nodesV, 0)
 	b.PrependUOffsetTSlot(2, bufsV, 0)
+	if compressed {
+		b.PrependUOffsetTSlot(3, codec, 0)
+	}
 	hdr := b.EndObject()
 	if header == fbHeaderDictionaryBatch {
 		b.StartObject(3) // DictionaryBatch: id, data, isDelta
@@ -300,14 +408,14 @@ func (s *smallWriter) usage(at func(j int) *Usage) {
 }
 
 // encodeUsage appends recs as one stream to dst.
-func (s *smallWriter) encodeUsage(dst []byte, recs []Usage) []byte {
+func (s *smallWriter) encodeUsage(dst []byte, recs []Usage, compress bool) ([]byte, error) {
 	s.begin(len(recs))
 	s.usage(func(j int) *Usage { return &recs[j] })
-	return s.finish(dst)
+	return s.finish(dst, compress)
 }
 
 // encodeRated appends recs as one stream to dst; the amounts were checked.
-func (s *smallWriter) encodeRated(dst []byte, recs []Rated) []byte {
+func (s *smallWriter) encodeRated(dst []byte, recs []Rated, compress bool) ([]byte, error) {
 	s.begin(len(recs))
 	s.usage(func(j int) *Usage { return &recs[j].Usage })
 	s.strings(func(j int) string { return recs[j].RecordID })
@@ -321,5 +429,5 @@ func (s *smallWriter) encodeRated(dst []byte, recs []Rated) []byte {
 	s.strings(func(j int) string { return recs[j].Currency })
 	s.decimals(func(j int) int64 { return int64(recs[j].Amount) })
 	s.uint64s(func(j int) uint64 { return uint64(recs[j].RatedTime) })
-	return s.finish(dst)
+	return s.finish(dst, compress)
 }

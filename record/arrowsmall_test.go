@@ -2,6 +2,7 @@ package record
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -81,6 +82,22 @@ func sameStreams(t *testing.T, got, want []byte) {
 	}
 }
 
+// encodeBoth encodes recs with enc (Encode) and with ref's arrow builders and writer
+// (encodeArrow), checks arrow's reader reads the two alike, and returns enc's output and
+// the reference's.
+func encodeBoth[R any](t *testing.T, recs []R, enc, ref func(dst []byte, recs []R) ([]byte, error)) (got, want []byte) {
+	t.Helper()
+	got, err := enc([]byte("prefix"), recs)
+	if err != nil || string(got[:6]) != "prefix" {
+		t.Fatalf("%d rows: %v, or dst not appended to", len(recs), err)
+	}
+	if want, err = ref(nil, recs); err != nil {
+		t.Fatal(err)
+	}
+	sameStreams(t, got[6:], want)
+	return got[6:], want
+}
+
 // Batches below minLZ4Rows are written without arrow's writer: arrow's reader must read
 // them exactly as it reads what arrow's writer makes of the same records, and so must
 // DecodeUsage and DecodeRated, message after message of one encoder.
@@ -91,16 +108,7 @@ func TestSmallWriterMatchesArrow(t *testing.T) {
 	for i := range 300 {
 		n := 1 + i%(minLZ4Rows-1)
 		recs := randomUsage(rng, n)
-		got, err := ue.Encode([]byte("prefix"), recs)
-		if err != nil || string(got[:6]) != "prefix" {
-			t.Fatalf("usage batch %d: %v, or dst not appended to", i, err)
-		}
-		got = got[6:]
-		want, err := ref.encodeArrow(nil, recs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sameStreams(t, got, want)
+		got, want := encodeBoth(t, recs, ue.Encode, ref.encodeArrow)
 		dg, err := DecodeUsage(got, nil)
 		if err != nil {
 			t.Fatalf("usage batch %d: %v", i, err)
@@ -114,21 +122,46 @@ func TestSmallWriterMatchesArrow(t *testing.T) {
 		}
 
 		rated := randomRated(rng, n)
-		got, err = re.Encode(nil, rated)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err = rref.encodeArrow(nil, rated)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sameStreams(t, got, want)
+		got, _ = encodeBoth(t, rated, re.Encode, rref.encodeArrow)
 		rg, err := DecodeRated(got, nil)
 		if err != nil {
 			t.Fatalf("rated batch %d: %v", i, err)
 		}
 		if !reflect.DeepEqual(rg, rated) {
 			t.Fatalf("rated batch %d (%d rows) decoded differently", i, n)
+		}
+	}
+}
+
+// Batches of minLZ4Rows rows and more are written LZ4-compressed the way arrow's writer
+// with ipc.WithLZ4 writes them (and uncompressed without it): arrow's reader and
+// DecodeUsage/DecodeRated must read them as they read arrow's own output, whether a
+// dictionary holds a few values or more than the linear search takes.
+func TestLargeBatchesMatchArrow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, lz4 := range []bool{true, false} {
+		ue, ref := newUsageEncoder(lz4), newUsageEncoder(lz4)
+		re, rref := newRatedEncoder(lz4), newRatedEncoder(lz4)
+		for i, n := range []int{minLZ4Rows, minLZ4Rows + 1, 35, 100, 257, 1000, 5000} {
+			recs := randomUsage(rng, n)
+			if i%2 == 1 {
+				for j := range recs { // many distinct tenants: the dictionary's map
+					recs[j].Tenant = fmt.Sprint("tenant-", j%(3*dictMemoFrom))
+				}
+			}
+			got, want := encodeBoth(t, recs, ue.Encode, ref.encodeArrow)
+			if lz4 && len(got) >= len(want)+len(want)/8 {
+				t.Errorf("usage, %d rows: %d bytes, arrow's writer %d", n, len(got), len(want))
+			}
+			if dg, err := DecodeUsage(got, nil); err != nil || !reflect.DeepEqual(dg, recs) {
+				t.Fatalf("usage, %d rows, lz4 %v: decoded differently (%v)", n, lz4, err)
+			}
+
+			rated := randomRated(rng, n)
+			got, _ = encodeBoth(t, rated, re.Encode, rref.encodeArrow)
+			if dg, err := DecodeRated(got, nil); err != nil || !reflect.DeepEqual(dg, rated) {
+				t.Fatalf("rated, %d rows, lz4 %v: decoded differently (%v)", n, lz4, err)
+			}
 		}
 	}
 }
