@@ -5,8 +5,13 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/metadata"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
 	"fleetmeter/billing"
 	"fleetmeter/record"
@@ -86,5 +91,79 @@ func TestColumnsWriteAsRecords(t *testing.T) {
 	}
 	if err := rd.Err(); err != nil || i != n {
 		t.Fatalf("arrow: read %d rows of %d: %v", i, n, err)
+	}
+	// Parquet, read back by arrow-go's reader, holds the Arrow stream's columns: written as
+	// one batch (a page) and as batches of 24,000 rows.
+	rd, err = ipc.NewReader(bytes.NewReader(enc(billing.ArrowStream, func(w billing.RecordWriter) error { return w.WriteColumns(c) })))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batches []arrow.RecordBatch
+	for rd.Next() {
+		b := rd.RecordBatch()
+		b.Retain()
+		batches = append(batches, b)
+	}
+	want := array.NewTableFromRecords(billing.ExportSchema, batches)
+	for _, rows := range []int{0, 24_000} {
+		pq := enc(billing.Parquet, func(w billing.RecordWriter) error {
+			if rows > 0 {
+				billing.SetBatchRows(w, rows)
+			}
+			return w.WriteColumns(c)
+		})
+		checkParquet(t, pq, want, recs)
+	}
+}
+
+// checkParquet reads pq back and wants the columns of want, and the row groups' statistics
+// of start_time to bound the records'.
+func checkParquet(t *testing.T, pq []byte, want arrow.Table, recs []billing.Exported) {
+	t.Helper()
+	pf, err := file.NewParquetReader(bytes.NewReader(pq))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := fr.ReadTable(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Release()
+	if got.NumRows() != want.NumRows() || got.NumCols() != want.NumCols() {
+		t.Fatalf("parquet: %d rows of %d columns, want %d of %d", got.NumRows(), got.NumCols(), want.NumRows(), want.NumCols())
+	}
+	for k := range int(want.NumCols()) {
+		if g, w := got.Schema().Field(k), want.Schema().Field(k); g.Name != w.Name || !arrow.TypeEqual(g.Type, w.Type) || g.Nullable != w.Nullable {
+			t.Fatalf("parquet field %d: %s %v (nullable %v), want %s %v (nullable %v)", k, g.Name, g.Type, g.Nullable, w.Name, w.Type, w.Nullable)
+		}
+		if !array.ChunkedEqual(got.Column(k).Data(), want.Column(k).Data()) {
+			t.Errorf("parquet column %s differs from the arrow stream's", want.Schema().Field(k).Name)
+		}
+	}
+	start := billing.ExportSchema.FieldIndices("start_time")[0]
+	row := 0
+	for g := range pf.NumRowGroups() {
+		rg := pf.MetaData().RowGroup(g)
+		cc, err := rg.ColumnChunk(start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := cc.Statistics()
+		if err != nil || st == nil || !st.HasMinMax() {
+			t.Fatalf("parquet row group %d: no statistics of start_time (%v)", g, err)
+		}
+		lo, hi := recs[row].Rec.StartTime, recs[row].Rec.StartTime
+		for _, r := range recs[row : row+int(rg.NumRows())] {
+			lo, hi = min(lo, r.Rec.StartTime), max(hi, r.Rec.StartTime)
+		}
+		s := st.(*metadata.Int64Statistics)
+		if s.Min() != lo || s.Max() != hi {
+			t.Errorf("parquet row group %d: start_time statistics %d..%d, want %d..%d", g, s.Min(), s.Max(), lo, hi)
+		}
+		row += int(rg.NumRows())
 	}
 }

@@ -239,12 +239,37 @@ var ExportSchema = func() *arrow.Schema {
 	}, nil)
 }()
 
-// arrowBatch is the most rows per Arrow record batch (Parquet row group).
-const arrowBatch = 64 << 10
+// arrowBatch is the most rows per Arrow record batch; parquetBatch per batch handed to the
+// Parquet writer (a page of a million rows in one: each call costs a pass over the columns'
+// writers) and per row group.
+const (
+	arrowBatch   = 64 << 10
+	parquetBatch = 1 << 20
+)
+
+// parquetProps are the export's Parquet writer properties, chosen for the cost of writing
+// (measured by BenchmarkRecordWriter) with a file any reader takes (version 1 data pages,
+// Snappy):
+//   - no dictionaries: building them (a lookup and an allocation per value in arrow-go)
+//     cost five times the rest of the encoding, and Snappy takes most of what they save on
+//     the columns whose values repeat;
+//   - no statistics on the string columns: a comparison of every value with the page's
+//     least and greatest was a fifth of the write, and a min/max of ids says little; the
+//     numeric columns (times, quantities, amount) keep theirs, for readers that skip row
+//     groups by time or amount.
+var parquetProps = func() *parquet.WriterProperties {
+	opts := []parquet.WriterProperty{parquet.WithCompression(compress.Codecs.Snappy), parquet.WithMaxRowGroupLength(parquetBatch),
+		parquet.WithDictionaryDefault(false)}
+	for _, k := range StrCols {
+		opts = append(opts, parquet.WithStatsFor(ExportSchema.Field(k).Name, false))
+	}
+	return parquet.NewWriterProperties(opts...)
+}()
 
 type arrowWriter struct {
 	ipc     *ipc.Writer
 	pq      *pqarrow.FileWriter
+	rows    int              // the most rows per batch: arrowBatch or parquetBatch
 	recs    Columns          // Write's records as columns
 	offsets [16][]int32      // a batch's string offsets, from 0
 	amount  []decimal128.Num // a batch's amounts
@@ -252,21 +277,16 @@ type arrowWriter struct {
 }
 
 func newArrowWriter(w io.Writer, parquetOut bool) (*arrowWriter, error) {
-	a := &arrowWriter{}
+	a := &arrowWriter{rows: arrowBatch}
 	if !parquetOut {
 		a.ipc = ipc.NewWriter(w, ipc.WithSchema(ExportSchema))
 		return a, nil
 	}
-	// No dictionaries: building them (a lookup and an allocation per value in arrow-go)
-	// cost five times the rest of the encoding, and Snappy takes most of what they save
-	// on the columns whose values repeat.
-	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy), parquet.WithMaxRowGroupLength(1<<20),
-		parquet.WithDictionaryDefault(false))
-	pw, err := pqarrow.NewFileWriter(ExportSchema, w, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	pw, err := pqarrow.NewFileWriter(ExportSchema, w, parquetProps, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 	if err != nil {
 		return nil, fmt.Errorf("billing parquet: %w", err)
 	}
-	a.pq = pw
+	a.pq, a.rows = pw, parquetBatch
 	return a, nil
 }
 
@@ -275,8 +295,8 @@ func (a *arrowWriter) Write(recs []Exported) error {
 }
 
 func (a *arrowWriter) WriteColumns(c *Columns) error {
-	for from := 0; from < c.N; from += arrowBatch {
-		rec := a.batch(c, from, min(c.N, from+arrowBatch))
+	for from := 0; from < c.N; from += a.rows {
+		rec := a.batch(c, from, min(c.N, from+a.rows))
 		var err error
 		if a.ipc != nil {
 			err = a.ipc.Write(rec)
