@@ -54,8 +54,8 @@ type batch struct {
 	nerr   int         // all errors
 	seen   idSet
 	parser payload.Parser
-	lines  record.JSONLineReader // its strings outlive the request: only the GC frees them
-	prefix string                // the event id namespace: "http:<tenant>:"
+	lines  lineReader // its strings outlive the request: only the GC frees them
+	prefix string     // the event id namespace: "http:<tenant>:"
 
 	raw, body []byte // request body as read, and after decompression
 }
@@ -74,7 +74,7 @@ func (b *batch) reset(tenant string, received int64, lim payload.Limits, maxLine
 	if b.prefix == "" || b.prefix[len(record.SourceHTTP)+1:len(b.prefix)-1] != tenant {
 		b.prefix = record.SourceHTTP + ":" + tenant + ":" // kept while the pool hands b to one tenant
 	}
-	b.lines.NS = b.prefix
+	b.lines.reset(tenant, b.prefix)
 }
 
 // trim drops buffers an unusually large request grew, so the pool keeps typical ones.
@@ -183,7 +183,7 @@ func (b *batch) jsonLines(body []byte) {
 		// parse (namespace below keeps it), with no allocation per record.
 		b.recs = append(b.recs, record.Usage{})
 		u := &b.recs[len(b.recs)-1]
-		if err := b.lines.ParseInto(line, u); err != nil {
+		if err := b.lines.parseInto(line, u); err != nil {
 			b.recs = b.recs[:len(b.recs)-1]
 			b.refuse(ref{line: n, index: -1}, "", record.ReasonBadJSON, err.Error(), line)
 			continue

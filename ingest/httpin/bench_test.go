@@ -231,19 +231,54 @@ func (p *poster) stop() {
 	p.wg.Wait()
 }
 
-// BenchmarkJSONLines is the body handler alone: parse and check 100 canonical lines.
+// BenchmarkJSONLines is the body handler alone: parse and check 100 canonical lines,
+// through the fast path (path=fast) and through the full parser alone (path=full).
 func BenchmarkJSONLines(b *testing.B) {
 	body := benchBody(100)
-	var bt batch
 	lim := DefaultConfig().limits()
+	for _, path := range []string{"fast", "full"} {
+		b.Run("path="+path, func(b *testing.B) {
+			var bt batch
+			bt.lines.noFast = path == "full"
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				bt.reset("acme", now, lim, 1000, nil)
+				bt.jsonLines(body)
+				if bt.nerr != 0 {
+					b.Fatal(bt.errs)
+				}
+			}
+			b.ReportMetric(float64(100*b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// BenchmarkJSONLinesFastVsFull times the body handler with the fast path and with the
+// full parser alone in alternating rounds, so both see the same machine load; ratio is
+// the full parser's time over the fast path's.
+func BenchmarkJSONLinesFastVsFull(b *testing.B) {
+	const round = 50
+	body := benchBody(100)
+	lim := DefaultConfig().limits()
+	var fast, full batch
+	full.lines.noFast = true
+	var took [2]time.Duration
 	b.ReportAllocs()
-	b.SetBytes(int64(len(body)))
-	for b.Loop() {
-		bt.reset("acme", now, lim, 1000, nil)
-		bt.jsonLines(body)
-		if bt.nerr != 0 {
-			b.Fatal(bt.errs)
+	for done := 0; done < b.N; done += round {
+		for i, bt := range []*batch{&fast, &full} {
+			start := time.Now()
+			for range min(round, b.N-done) {
+				bt.reset("acme", now, lim, 1000, nil)
+				bt.jsonLines(body)
+			}
+			took[i] += time.Since(start)
 		}
 	}
-	b.ReportMetric(float64(100*b.N)/b.Elapsed().Seconds(), "records/s")
+	if fast.nerr+full.nerr != 0 {
+		b.Fatal(fast.errs, full.errs)
+	}
+	b.ReportMetric(float64(took[0].Nanoseconds())/float64(100*b.N), "fast-ns/line")
+	b.ReportMetric(float64(took[1].Nanoseconds())/float64(100*b.N), "full-ns/line")
+	b.ReportMetric(took[1].Seconds()/took[0].Seconds(), "ratio")
 }
