@@ -190,6 +190,9 @@ func (c *Collector) clientOptions(ctx context.Context) (*paho.ClientOptions, err
 		// redelivers from the persistent session arrive before the subscription is renewed,
 		// and shared-subscription topics match no route pattern anyway.
 		SetDefaultPublishHandler(c.handle)
+	if buffered(c.cfg.Brokers) {
+		opts.SetCustomOpenConnectionFn(openBuffered)
+	}
 	if c.cfg.CAFile != "" || c.cfg.CertFile != "" || c.cfg.InsecureTLS {
 		tc, err := c.tlsConfig()
 		if err != nil {
