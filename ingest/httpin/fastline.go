@@ -138,6 +138,7 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 		order    [numFields]uint8
 		nkeys    int
 		strs     [numFields][]byte
+		times    [3]int64 // start_time, end_time, received_time
 		lat, lon float64
 		out      record.Usage
 	)
@@ -178,7 +179,9 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 			order[nkeys] = uint8(f)
 		}
 		nkeys++
-		i = skipSpace(d, i)
+		if i < n && d[i] <= ' ' {
+			i = skipSpace(d, i)
+		}
 		if i >= n {
 			return false
 		}
@@ -220,7 +223,26 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 			} else {
 				lon = v
 			}
-		default: // the string fields, times included
+		case kStartTime, kEndTime, kReceivedTime:
+			if d[i] != '"' {
+				return false
+			}
+			// A time read good holds no quote, backslash or control byte: the Z form
+			// needs no string scan first.
+			end := i + 1 + len("2006-01-02T15:04:05Z")
+			if end >= n || d[end] != '"' {
+				var ok bool
+				if end, ok = plainString(d, i+1); !ok {
+					return false
+				}
+			}
+			t, ok := r.time(d[i+1 : end])
+			if !ok {
+				return false // empty (absent, or missing for start_time) or bad: not ours to word
+			}
+			times[f-kStartTime] = t
+			i = end + 1
+		default: // the other string fields
 			if d[i] != '"' {
 				return false
 			}
@@ -231,7 +253,9 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 			strs[f] = d[i+1 : end]
 			i = end + 1
 		}
-		i = skipSpace(d, i)
+		if i < n && d[i] <= ' ' {
+			i = skipSpace(d, i)
+		}
 		if i >= n {
 			return false
 		}
@@ -244,30 +268,18 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 		if d[i] != ',' {
 			return false
 		}
-		i = skipSpace(d, i+1)
+		if i++; i < n && d[i] <= ' ' {
+			i = skipSpace(d, i)
+		}
 	}
 
-	// Times: start_time is required; an empty or odd one is the full parser's to refuse.
-	const times = 1<<kStartTime | 1<<kEndTime | 1<<kReceivedTime
+	// start_time is required; end_time defaults to it.
 	if seen&(1<<kStartTime) == 0 {
 		return false
 	}
-	var ok bool
-	if out.StartTime, ok = r.time(strs[kStartTime]); !ok {
-		return false
-	}
-	out.EndTime = out.StartTime
-	if seen&times != 1<<kStartTime {
-		if seen&(1<<kEndTime) != 0 {
-			if out.EndTime, ok = r.time(strs[kEndTime]); !ok {
-				return false
-			}
-		}
-		if seen&(1<<kReceivedTime) != 0 {
-			if out.ReceivedTime, ok = r.time(strs[kReceivedTime]); !ok {
-				return false
-			}
-		}
+	out.StartTime, out.EndTime, out.ReceivedTime = times[0], times[0], times[2]
+	if seen&(1<<kEndTime) != 0 {
+		out.EndTime = times[1]
 	}
 	const pos = 1<<kLat | 1<<kLon
 	switch seen & pos {

@@ -44,6 +44,7 @@ type Server struct {
 	cfg     Config
 	sink    ingest.Sink
 	metrics *ingest.Metrics
+	sm      ingest.SourceMetrics // metrics' children for source http, resolved once
 	logger  *slog.Logger
 	keys    []tenantKey
 	lim     payload.Limits
@@ -93,7 +94,7 @@ func New(cfg Config, sink ingest.Sink, metrics *ingest.Metrics, logger *slog.Log
 	}
 	gates(keys)
 	s := &Server{cfg: cfg, sink: sink, metrics: metrics, logger: logger, keys: keys,
-		sem: make(chan struct{}, cfg.MaxConcurrent), now: time.Now, clock: time.Now, lim: cfg.limits()}
+		sem: make(chan struct{}, cfg.MaxConcurrent), now: time.Now, clock: time.Now, lim: cfg.limits(), sm: metrics.For(src)}
 	s.adm.SetLive(cfg.Registry)
 	if cfg.Registry == nil && cfg.RegistryFile != "" {
 		live, err := registry.LoadLive(cfg.RegistryFile)
@@ -264,7 +265,7 @@ const supportedTypes = "application/x-ndjson, application/jsonl, application/clo
 // ones to usage).
 func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 	received := s.now()
-	s.metrics.Received.WithLabelValues(src).Inc()
+	s.sm.Received.Inc()
 	// An answer given before the body is read closes the connection: otherwise net/http
 	// reads up to 256 KiB of the unread body before sending it, so a client dribbling
 	// its upload would not even hear it was refused.
@@ -383,10 +384,10 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(b.recs)+len(b.rejs) > 0 {
-		s.metrics.AckLatency.WithLabelValues(src).Observe(time.Since(received).Seconds())
+		s.sm.AckLatency.Observe(time.Since(received).Seconds())
 	}
 	if n := len(b.recs); n > 0 {
-		s.metrics.Accepted.WithLabelValues(src).Add(float64(n))
+		s.sm.Accepted.Add(float64(n))
 	}
 	for i := range b.rejs {
 		s.metrics.Rejected.WithLabelValues(src, b.rejs[i].Reason).Inc()
@@ -502,13 +503,13 @@ func (s *Server) produce(ctx context.Context, b *batch) (settled bool, err error
 	if pending == 0 {
 		return true, nil
 	}
-	s.metrics.InFlight.WithLabelValues(src).Inc()
+	s.sm.InFlight.Inc()
 	left := atomic.Int32{}
 	left.Store(int32(pending))
 	ch := make(chan error, pending)
 	done := func(err error) {
 		if left.Add(-1) == 0 {
-			s.metrics.InFlight.WithLabelValues(src).Dec()
+			s.sm.InFlight.Dec()
 		}
 		ch <- err
 	}
