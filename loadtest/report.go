@@ -172,6 +172,20 @@ func runPipelineOnly(ctx context.Context, root, work string, cfg ReportConfig, r
 	}
 	s := summarize(rs)
 	progress("sustained maximum %.0f / %.0f / %.0f records/s (min / median / max)", s.Min, s.Med, s.Max)
+	if totalCPU, landed := rep.serviceCPU(); landed > 0 {
+		perM := map[string]time.Duration{}
+		for _, ph := range rep.MaxPhases {
+			for k, v := range ph.CPU {
+				perM[k] += v
+			}
+		}
+		var cpu []string
+		for _, k := range slices.Sorted(maps.Keys(perM)) {
+			cpu = append(cpu, fmt.Sprintf("%s %.1f", k, perM[k].Seconds()/float64(landed)*1e6))
+		}
+		progress("during the maximum: CPU seconds per million records %.1f (services); %s", totalCPU.Seconds()/float64(landed)*1e6,
+			strings.Join(cpu, ", "))
+	}
 	a, z := rep.Diag[0], rep.Diag[1]
 	if txns, ins := z.RaterTxns-a.RaterTxns, z.LoaderInserts-a.LoaderInserts; txns > 0 && ins > 0 {
 		progress("during the maximum: rater %.0f records per transaction, loader %.0f rows per insert, %d active parts",
