@@ -30,6 +30,8 @@ type lineReader struct {
 	// interned maps a string value (not event ids) to a string already in the arena, so
 	// the devices, cells and PLMNs a gateway repeats cost neither bytes nor a copy.
 	interned [256]internSlot
+	// last is, by string field, the value the last line read fast gave it.
+	last [numFields]lastValue
 	// order is the fields of the last line read fast, in its order: the guess for the next.
 	order  [numFields]uint8
 	norder int
@@ -137,7 +139,9 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 		seen     uint32
 		order    [numFields]uint8
 		nkeys    int
-		strs     [numFields][]byte
+		strs     [numFields][]byte // string values as they stand in the line
+		vals     [numFields]string // ... or, where repeated has the field, as the last line had them
+		repeated uint32
 		times    [3]int64 // start_time, end_time, received_time
 		lat, lon float64
 		out      record.Usage
@@ -150,10 +154,16 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 		}
 		i++
 		f := -1
-		if nkeys < r.norder && i+16 <= n {
-			k := &keyWords[r.order[nkeys]]
-			if binary.LittleEndian.Uint64(d[i:])&k.mlo == k.lo && binary.LittleEndian.Uint64(d[i+8:])&k.mhi == k.hi {
-				f = int(r.order[nkeys])
+		if nkeys < r.norder {
+			pf := r.order[nkeys]
+			k := &keyWords[pf]
+			if i+16 <= n {
+				if binary.LittleEndian.Uint64(d[i:])&k.mlo == k.lo && binary.LittleEndian.Uint64(d[i+8:])&k.mhi == k.hi {
+					f = int(pf)
+					i += k.n
+				}
+			} else if i+k.n <= n && string(d[i:i+k.n]) == keyColon[pf] { // near the line's end
+				f = int(pf)
 				i += k.n
 			}
 		}
@@ -246,6 +256,16 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 			if d[i] != '"' {
 				return false
 			}
+			// The value the previous line gave the field, closing quote included: that
+			// string again (it holds no quote, so the first quote after it ends it).
+			if lv := &r.last[f]; lv.mlo != 0 && (i+17 <= n &&
+				binary.LittleEndian.Uint64(d[i+1:])&lv.mlo == lv.lo && binary.LittleEndian.Uint64(d[i+9:])&lv.mhi == lv.hi ||
+				i+17 > n && i+2+len(lv.s) <= n && string(d[i+1:i+1+len(lv.s)]) == lv.s && d[i+1+len(lv.s)] == '"') {
+				vals[f] = lv.s
+				repeated |= 1 << f
+				i += len(lv.s) + 2
+				break
+			}
 			end, ok := plainString(d, i+1)
 			if !ok {
 				return false
@@ -294,22 +314,52 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 	if id := strs[kEventID]; len(id) > 0 {
 		out.EventID = r.eventID(id)
 	}
-	if t := strs[kTenant]; len(t) > 0 {
-		if string(t) == r.tenant {
-			out.Tenant = r.tenant
-		} else {
-			out.Tenant = r.intern(t)
-		}
-	}
-	out.Device = r.intern(strs[kDevice])
-	out.Source = r.intern(strs[kSource])
-	out.PLMN = r.intern(strs[kPLMN])
-	out.Cell = r.intern(strs[kCell])
-	out.RAT = r.intern(strs[kRAT])
-	out.SliceSD = r.intern(strs[kSliceSD])
+	out.Tenant = r.value(kTenant, repeated, &vals, &strs)
+	out.Device = r.value(kDevice, repeated, &vals, &strs)
+	out.Source = r.value(kSource, repeated, &vals, &strs)
+	out.PLMN = r.value(kPLMN, repeated, &vals, &strs)
+	out.Cell = r.value(kCell, repeated, &vals, &strs)
+	out.RAT = r.value(kRAT, repeated, &vals, &strs)
+	out.SliceSD = r.value(kSliceSD, repeated, &vals, &strs)
 	*u = out
 	r.order, r.norder = order, min(nkeys, len(order))
 	return true
+}
+
+// lastValue is a string value of up to 15 bytes followed by its closing quote, as two
+// little-endian words and their masks (mlo 0: none).
+type lastValue struct {
+	lo, hi, mlo, mhi uint64
+	s                string
+}
+
+// value is string field f of the line fast read: the last line's value again, or the
+// line's bytes interned (and remembered for the next line); "" when absent.
+func (r *lineReader) value(f int, repeated uint32, vals *[numFields]string, strs *[numFields][]byte) string {
+	if repeated&(1<<f) != 0 {
+		return vals[f]
+	}
+	v := strs[f]
+	if v == nil {
+		return ""
+	}
+	var s string
+	if f == kTenant && string(v) == r.tenant {
+		s = r.tenant
+	} else {
+		s = r.intern(v)
+	}
+	lv := &r.last[f]
+	if len(s) > 15 {
+		lv.mlo = 0
+		return s
+	}
+	var b [16]byte
+	copy(b[:], s)
+	b[len(s)] = '"'
+	lv.lo, lv.hi = binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
+	lv.mlo, lv.mhi, lv.s = lowBytes(len(s)+1), lowBytes(len(s)+1-8), s
+	return s
 }
 
 // skipSpace skips JSON whitespace from d[i].
@@ -374,17 +424,18 @@ func plainString(d []byte, i int) (end int, ok bool) {
 }
 
 // plainUint reads an unsigned integer without sign, fraction or exponent, ended by a
-// delimiter, that fits 64 bits.
+// delimiter, of at most 19 digits (so it cannot overflow; longer ones go to the full
+// parser).
 func plainUint(d []byte, i int) (v uint64, end int, ok bool) {
 	start := i
-	for ; i < len(d) && d[i] >= '0' && d[i] <= '9'; i++ {
-		digit := uint64(d[i] - '0')
-		if v > (math.MaxUint64-digit)/10 {
-			return 0, 0, false
+	for ; i < len(d); i++ {
+		c := d[i] - '0'
+		if c > 9 {
+			break
 		}
-		v = v*10 + digit
+		v = v*10 + uint64(c)
 	}
-	if i == start || (d[start] == '0' && i-start > 1) || !delimiter(d, i) {
+	if nd := i - start; nd == 0 || nd > 19 || (d[start] == '0' && nd > 1) || !delimiter(d, i) {
 		return 0, 0, false
 	}
 	return v, i, true
@@ -416,24 +467,32 @@ func plainFloat(d []byte, i int) (v float64, end int, ok bool) {
 	var mant uint64
 	digits, frac := 0, 0
 	intStart := i
-	for ; i < len(d) && d[i] >= '0' && d[i] <= '9'; i++ {
-		mant = mant*10 + uint64(d[i]-'0')
-		digits++
+	for ; i < len(d); i++ {
+		c := d[i] - '0'
+		if c > 9 {
+			break
+		}
+		mant = mant*10 + uint64(c)
 	}
+	digits = i - intStart
 	if digits == 0 || (d[intStart] == '0' && digits > 1) {
 		return 0, 0, false
 	}
 	if i < len(d) && d[i] == '.' {
 		i++
 		j := i
-		for ; i < len(d) && d[i] >= '0' && d[i] <= '9'; i++ {
-			mant = mant*10 + uint64(d[i]-'0')
-			digits++
+		for ; i < len(d); i++ {
+			c := d[i] - '0'
+			if c > 9 {
+				break
+			}
+			mant = mant*10 + uint64(c)
 		}
 		if i == j {
 			return 0, 0, false
 		}
 		frac = i - j
+		digits += frac
 	}
 	if digits > 15 || !delimiter(d, i) {
 		return 0, 0, false
