@@ -139,9 +139,6 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 		seen     uint32
 		order    [numFields]uint8
 		nkeys    int
-		strs     [numFields][]byte // string values as they stand in the line
-		vals     [numFields]string // ... or, where repeated has the field, as the last line had them
-		repeated uint32
 		times    [3]int64 // start_time, end_time, received_time
 		lat, lon float64
 		out      record.Usage
@@ -261,8 +258,7 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 			if lv := &r.last[f]; lv.mlo != 0 && (i+17 <= n &&
 				binary.LittleEndian.Uint64(d[i+1:])&lv.mlo == lv.lo && binary.LittleEndian.Uint64(d[i+9:])&lv.mhi == lv.hi ||
 				i+17 > n && i+2+len(lv.s) <= n && string(d[i+1:i+1+len(lv.s)]) == lv.s && d[i+1+len(lv.s)] == '"') {
-				vals[f] = lv.s
-				repeated |= 1 << f
+				*stringField(&out, f) = lv.s
 				i += len(lv.s) + 2
 				break
 			}
@@ -270,7 +266,15 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 			if !ok {
 				return false
 			}
-			strs[f] = d[i+1 : end]
+			// Kept in the arena and the tables even if the line is given up later: the
+			// strings are right for their bytes all the same.
+			if f == kEventID {
+				if end > i+1 {
+					out.EventID = r.eventID(d[i+1 : end])
+				}
+			} else {
+				*stringField(&out, f) = r.value(f, d[i+1:end])
+			}
 			i = end + 1
 		}
 		if i < n && d[i] <= ' ' {
@@ -310,17 +314,6 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 		return false
 	}
 
-	// Strings last, once the line is known good: nothing is copied for a line given up.
-	if id := strs[kEventID]; len(id) > 0 {
-		out.EventID = r.eventID(id)
-	}
-	out.Tenant = r.value(kTenant, repeated, &vals, &strs)
-	out.Device = r.value(kDevice, repeated, &vals, &strs)
-	out.Source = r.value(kSource, repeated, &vals, &strs)
-	out.PLMN = r.value(kPLMN, repeated, &vals, &strs)
-	out.Cell = r.value(kCell, repeated, &vals, &strs)
-	out.RAT = r.value(kRAT, repeated, &vals, &strs)
-	out.SliceSD = r.value(kSliceSD, repeated, &vals, &strs)
 	*u = out
 	r.order, r.norder = order, min(nkeys, len(order))
 	return true
@@ -333,16 +326,9 @@ type lastValue struct {
 	s                string
 }
 
-// value is string field f of the line fast read: the last line's value again, or the
-// line's bytes interned (and remembered for the next line); "" when absent.
-func (r *lineReader) value(f int, repeated uint32, vals *[numFields]string, strs *[numFields][]byte) string {
-	if repeated&(1<<f) != 0 {
-		return vals[f]
-	}
-	v := strs[f]
-	if v == nil {
-		return ""
-	}
+// value is the string of bytes v, a value of string field f, interned and remembered
+// as the field's last value.
+func (r *lineReader) value(f int, v []byte) string {
 	var s string
 	if f == kTenant && string(v) == r.tenant {
 		s = r.tenant
@@ -360,6 +346,25 @@ func (r *lineReader) value(f int, repeated uint32, vals *[numFields]string, strs
 	lv.lo, lv.hi = binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
 	lv.mlo, lv.mhi, lv.s = lowBytes(len(s)+1), lowBytes(len(s)+1-8), s
 	return s
+}
+
+// stringField is the string field of u that f names (not event_id).
+func stringField(u *record.Usage, f int) *string {
+	switch f {
+	case kTenant:
+		return &u.Tenant
+	case kDevice:
+		return &u.Device
+	case kSource:
+		return &u.Source
+	case kPLMN:
+		return &u.PLMN
+	case kCell:
+		return &u.Cell
+	case kRAT:
+		return &u.RAT
+	}
+	return &u.SliceSD
 }
 
 // skipSpace skips JSON whitespace from d[i].
