@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"fleetmeter/ingest/payload"
@@ -58,6 +60,13 @@ type batch struct {
 	prefix string     // the event id namespace: "http:<tenant>:"
 
 	raw, body []byte // request body as read, and after decompression
+
+	// The sink hand-off (Server.produce), made once per batch: the callback the sink
+	// calls per slice, the acknowledgements it sends, how many are awaited, the deadline.
+	done  func(error)
+	acks  chan error
+	left  atomic.Int32
+	timer *time.Timer
 }
 
 func (b *batch) reset(tenant string, received int64, lim payload.Limits, maxLines int, adm *registry.Admission) {

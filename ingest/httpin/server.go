@@ -491,7 +491,8 @@ var errAckTimeout = errors.New("no acknowledgement within http.ack_timeout")
 
 // produce hands b's records and rejections to the sink and waits for both
 // acknowledgements. settled reports whether every done callback has run: only then may
-// b's slices be reused.
+// b be reused, its slices and its acknowledgement channel, callback and timer with it (a
+// batch not settled is left to the late callbacks and the GC).
 func (s *Server) produce(ctx context.Context, b *batch) (settled bool, err error) {
 	pending := 0
 	if len(b.recs) > 0 {
@@ -504,33 +505,37 @@ func (s *Server) produce(ctx context.Context, b *batch) (settled bool, err error
 		return true, nil
 	}
 	s.sm.InFlight.Inc()
-	left := atomic.Int32{}
-	left.Store(int32(pending))
-	ch := make(chan error, pending)
-	done := func(err error) {
-		if left.Add(-1) == 0 {
-			s.sm.InFlight.Dec()
+	if b.acks == nil { // the batch's first hand-off: what every later one reuses
+		b.acks = make(chan error, 2)
+		inFlight := s.sm.InFlight
+		b.done = func(err error) {
+			if b.left.Add(-1) == 0 {
+				inFlight.Dec()
+			}
+			b.acks <- err
 		}
-		ch <- err
+		b.timer = time.NewTimer(s.cfg.AckTimeout)
+	} else {
+		b.timer.Reset(s.cfg.AckTimeout)
 	}
+	defer b.timer.Stop() // no stale tick after Stop (Go 1.23 timers), so the next Reset starts clean
+	b.left.Store(int32(pending))
 	// Rejections first: a request whose usage is acknowledged has its refused lines
 	// in flight too, and neither is reported before both are.
 	if len(b.rejs) > 0 {
-		s.sink.EnqueueRejects(b.rejs, done)
+		s.sink.EnqueueRejects(b.rejs, b.done)
 	}
 	if len(b.recs) > 0 {
-		s.sink.Enqueue(b.recs, done)
+		s.sink.Enqueue(b.recs, b.done)
 	}
-	timer := time.NewTimer(s.cfg.AckTimeout)
-	defer timer.Stop()
 	for pending > 0 {
 		select {
-		case err := <-ch:
+		case err := <-b.acks:
 			pending--
 			if err != nil {
 				return pending == 0, err
 			}
-		case <-timer.C:
+		case <-b.timer.C:
 			return false, errAckTimeout
 		case <-ctx.Done():
 			return false, ctx.Err()
