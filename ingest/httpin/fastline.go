@@ -135,13 +135,13 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 	if n < 2 || d[0] != '{' || d[n-1] != '}' {
 		return false
 	}
+	*u = record.Usage{} // built in place (a record copied costs as much as its zeroing)
 	var (
 		seen     uint32
 		order    [numFields]uint8
 		nkeys    int
 		times    [3]int64 // start_time, end_time, received_time
 		lat, lon float64
-		out      record.Usage
 	)
 	i := skipSpace(d, 1)
 	for {
@@ -201,23 +201,23 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 			i = end
 			switch f {
 			case kBytesUp:
-				out.BytesUp = v
+				u.BytesUp = v
 			case kBytesDown:
-				out.BytesDown = v
+				u.BytesDown = v
 			case kDurationMs:
-				out.DurationMs = v
+				u.DurationMs = v
 			case kEvents:
-				out.Events = v
+				u.Events = v
 			case kRatingGroup:
 				if v > math.MaxUint32 {
 					return false
 				}
-				out.RatingGroup = uint32(v)
+				u.RatingGroup = uint32(v)
 			case kSliceSST:
 				if v > math.MaxUint8 {
 					return false
 				}
-				out.SliceSST, out.HasSlice = uint8(v), true
+				u.SliceSST, u.HasSlice = uint8(v), true
 			}
 		case kLat, kLon:
 			v, end, ok := plainFloat(d, i)
@@ -258,7 +258,7 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 			if lv := &r.last[f]; lv.mlo != 0 && (i+17 <= n &&
 				binary.LittleEndian.Uint64(d[i+1:])&lv.mlo == lv.lo && binary.LittleEndian.Uint64(d[i+9:])&lv.mhi == lv.hi ||
 				i+17 > n && i+2+len(lv.s) <= n && string(d[i+1:i+1+len(lv.s)]) == lv.s && d[i+1+len(lv.s)] == '"') {
-				*stringField(&out, f) = lv.s
+				*stringField(u, f) = lv.s
 				i += len(lv.s) + 2
 				break
 			}
@@ -270,10 +270,10 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 			// strings are right for their bytes all the same.
 			if f == kEventID {
 				if end > i+1 {
-					out.EventID = r.eventID(d[i+1 : end])
+					u.EventID = r.eventID(d[i+1 : end])
 				}
 			} else {
-				*stringField(&out, f) = r.value(f, d[i+1:end])
+				*stringField(u, f) = r.value(f, d[i+1:end])
 			}
 			i = end + 1
 		}
@@ -301,20 +301,19 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 	if seen&(1<<kStartTime) == 0 {
 		return false
 	}
-	out.StartTime, out.EndTime, out.ReceivedTime = times[0], times[0], times[2]
+	u.StartTime, u.EndTime, u.ReceivedTime = times[0], times[0], times[2]
 	if seen&(1<<kEndTime) != 0 {
-		out.EndTime = times[1]
+		u.EndTime = times[1]
 	}
 	const pos = 1<<kLat | 1<<kLon
 	switch seen & pos {
 	case pos:
-		out.Lat, out.Lon, out.HasPos = lat, lon, true
+		u.Lat, u.Lon, u.HasPos = lat, lon, true
 	case 0:
 	default:
 		return false
 	}
 
-	*u = out
 	r.order, r.norder = order, min(nkeys, len(order))
 	return true
 }

@@ -38,7 +38,11 @@ func compareLine(t testing.TB, r *lineReader, line []byte) bool {
 	var want record.Usage
 	wantErr := full.ParseInto(line, &want)
 
-	var fu record.Usage
+	// Both start from a record holding something: they must not leave any of it.
+	junk := record.Usage{EventID: "junk", Tenant: "t", Device: "d", Source: "s", StartTime: 1, EndTime: 2,
+		ReceivedTime: 3, BytesUp: 4, BytesDown: 5, DurationMs: 6, Events: 7, RatingGroup: 8, PLMN: "262-01",
+		Cell: "c", Lat: 9, Lon: 10, HasPos: true, RAT: "NR", SliceSST: 11, HasSlice: true, SliceSD: "abcdef"}
+	fu := junk
 	took := r.fast(line, &fu)
 	if took {
 		if wantErr != nil {
@@ -48,7 +52,7 @@ func compareLine(t testing.TB, r *lineReader, line []byte) bool {
 			t.Fatalf("fast path and full parser differ in %s on %q:\nfast %+v\nfull %+v", d, line, fu, want)
 		}
 	}
-	var got record.Usage
+	got := junk
 	err := r.parseInto(line, &got)
 	switch {
 	case (err == nil) != (wantErr == nil):
