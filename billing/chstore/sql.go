@@ -32,6 +32,18 @@ func quote(s string) string {
 
 func num(n int64) string { return strconv.FormatInt(n, 10) }
 
+// adjustments and deviceFees are conditions on the sort key that hold for every
+// adjustment and device fee: rating names them adj:<tenant>:<period> and
+// fee:<tenant>:<device>:<period> (the view's period is the end of that id; the test
+// TestRatingIDsMatchKeyRanges holds rating to it). A subquery for the adjustments or fees
+// then reads their granules of rated_seen only, not the charge column of the whole
+// table for every page (ten million rows: the adjustments' join was 40% of a page's
+// keys query).
+const (
+	adjustments = "charge = 'adjustment' AND record_id >= 'adj:' AND record_id < 'adj;'"
+	deviceFees  = "charge = 'device_fee' AND record_id >= 'fee:' AND record_id < 'fee;'"
+)
+
 // never is the Seen of a record that is not exportable yet (a provisional device fee).
 const never = "toUInt32(4294967295)"
 
@@ -46,7 +58,7 @@ const never = "toUInt32(4294967295)"
 // conditions that are the same for every copy of a key (of tenant, record_id and what the
 // view derives from them: charge, period), so filtering before the merge equals after it.
 func seenSQL(db, where, tenant string, final bool) string {
-	adjWhere := "charge = 'adjustment'"
+	adjWhere := adjustments
 	if tenant != "" {
 		adjWhere += " AND tenant = " + quote(tenant)
 	}
@@ -114,8 +126,8 @@ func FeeBoundsQuery(db string, req billing.ExportRequest) string {
 		scope = "tenant = " + quote(req.Tenant) + " AND "
 	}
 	return "SELECT min(record_id), max(record_id) FROM " + db + ".rated_seen\n" +
-		"WHERE " + scope + "charge = 'device_fee' AND (tenant, period) IN (SELECT tenant, period FROM " + db + ".rated_seen WHERE " +
-		scope + "charge = 'adjustment' AND toUInt32(seen) >= " + num(req.After.Seen) + " AND toUInt32(seen) <= " + num(req.UpTo) + ")"
+		"WHERE " + scope + deviceFees + " AND (tenant, period) IN (SELECT tenant, period FROM " + db + ".rated_seen WHERE " +
+		scope + adjustments + " AND toUInt32(seen) >= " + num(req.After.Seen) + " AND toUInt32(seen) <= " + num(req.UpTo) + ")"
 }
 
 // RangeCountQuery counts the rows of table (rated_seen or rated_usage) in the key range:
@@ -173,7 +185,7 @@ func ExportKeysQuery(db string, req billing.ExportRequest, whole bool, keys KeyR
 		inRange := "toUInt32(seen) >= " + a + " AND toUInt32(seen) <= " + w
 		cand = scope + "(" + keyHash + " IN (SELECT " + keyHash + " FROM " + db + ".rated_seen WHERE " + scope + inRange + ")" +
 			" OR (charge = 'device_fee' AND (tenant, period) IN (SELECT tenant, period FROM " + db + ".rated_seen WHERE " +
-			scope + "charge = 'adjustment' AND " + inRange + ")))"
+			scope + adjustments + " AND " + inRange + ")))"
 	}
 	t, r := quote(req.After.Tenant), quote(req.After.RecordID)
 	order := ""
@@ -278,7 +290,7 @@ func LinesQuery(db, tenant, period string, start, end, after, upTo int64) string
 // ClosedQuery lists the tenants whose adjustment for period was first stored by upTo.
 func ClosedQuery(db, period string, upTo int64) string {
 	return "SELECT tenant FROM " + db + ".rated_seen\n" +
-		"WHERE charge = 'adjustment' AND period = " + quote(period) + "\n" +
+		"WHERE " + adjustments + " AND period = " + quote(period) + "\n" +
 		"GROUP BY tenant HAVING min(toUInt32(seen)) <= " + num(upTo) + "\n" +
 		"ORDER BY tenant"
 }
