@@ -60,7 +60,7 @@ func (s *Store) ExportColumns(ctx context.Context, req billing.ExportRequest, in
 		var blocks []block
 		for b := range arrived {
 			blocks = append(blocks, b)
-			for row := range len(b.str.Pos) {
+			for row := range len(b.str[0].Pos) {
 				m.add(blocks, len(blocks)-1, row)
 			}
 		}
@@ -92,9 +92,9 @@ var errNotInPlace = fmt.Errorf("billing export: blocks not readable in place")
 
 // block is one block of ExportColumnsQuery, viewed in place.
 type block struct {
-	str     *chproto.ColStr // a row's strings, concatenated
-	lens    [15][]uint32    // the lengths of the first 15 (the last is what remains)
-	u64     [9][]uint64     // billing.U64Cols order
+	str     [2]*chproto.ColStr // a row's strings, concatenated: the first 8, the last 8
+	lens    [15][]uint32       // the lengths of the first 15 (the last is what remains)
+	u64     [9][]uint64        // billing.U64Cols order
 	rg      []uint32
 	lat     []float64
 	latNull []uint8
@@ -106,10 +106,13 @@ type block struct {
 	h       []uint64 // the key hash, when read
 }
 
+// strSplit is how many string columns the first concatenation of ExportColumnsQuery holds.
+const strSplit = 8
+
 // The columns of ExportColumnsQuery.
 const (
-	qStr  = 0
-	qLens = 1
+	qStr  = 0 // and 1
+	qLens = 2
 	qU64  = qLens + 15
 	qRG   = qU64 + 9
 	qLat  = qRG + 1
@@ -120,8 +123,8 @@ const (
 )
 
 func (b *block) view(c *clickhouse.Cursor, hash bool) bool {
-	b.str = c.BlockStr(qStr)
-	ok := b.str != nil
+	b.str[0], b.str[1] = c.BlockStr(qStr), c.BlockStr(qStr+1)
+	ok := b.str[0] != nil && b.str[1] != nil
 	var oki bool
 	for k := range b.lens {
 		b.lens[k], _, oki = clickhouse.BlockNum[uint32](c, qLens+k)
@@ -149,13 +152,8 @@ func (b *block) view(c *clickhouse.Cursor, hash bool) bool {
 
 // key returns row's tenant and record_id (billing.StrCols 1 and 8), in place.
 func (b *block) key(row int) (tenant, recordID string) {
-	start := b.str.Pos[row].Start
-	t := start + int(b.lens[0][row])
-	r := t
-	for k := 1; k < 8; k++ {
-		r += int(b.lens[k][row])
-	}
-	return viewStr(b.str.Buf, t, int(b.lens[1][row])), viewStr(b.str.Buf, r, int(b.lens[8][row]))
+	t := b.str[0].Pos[row].Start + int(b.lens[0][row])
+	return viewStr(b.str[0].Buf, t, int(b.lens[1][row])), viewStr(b.str[1].Buf, b.str[1].Pos[row].Start, int(b.lens[8][row]))
 }
 
 // gathered is a page read as blocks: at[i] is where record i of the page lies (block
@@ -306,11 +304,13 @@ func (g *gathered) gather(c *billing.Columns) {
 			h = &size[1]
 		}
 		b, r := &g.blocks[at>>32], uint32(at)
-		p := b.str.Pos[r]
+		p := b.str[1].Pos[r]
 		rest := p.End - p.Start
 		for k := range b.lens {
 			h[k] += int(b.lens[k][r])
-			rest -= int(b.lens[k][r])
+			if k >= strSplit {
+				rest -= int(b.lens[k][r])
+			}
 		}
 		h[15] += rest
 	}
@@ -329,17 +329,19 @@ func (g *gathered) gatherRows(c *billing.Columns, from, to int, data [16]int) {
 	for i := from; i < to; i++ {
 		at := g.at[i]
 		b, r := &g.blocks[at>>32], uint32(at)
-		p := b.str.Pos[r]
-		start := p.Start
-		for k := range c.Str {
-			n := p.End - start
-			if k < len(b.lens) {
-				n = int(b.lens[k][r])
+		for half, str := range b.str {
+			p := str.Pos[r]
+			start := p.Start
+			for k := half * strSplit; k < (half+1)*strSplit; k++ {
+				n := p.End - start
+				if k < len(b.lens) {
+					n = int(b.lens[k][r])
+				}
+				d := &c.Str[k]
+				data[k] += copy(d.Data[data[k]:], str.Buf[start:start+n])
+				d.Offsets[i+1] = int32(data[k])
+				start += n
 			}
-			d := &c.Str[k]
-			data[k] += copy(d.Data[data[k]:], b.str.Buf[start:start+n])
-			d.Offsets[i+1] = int32(data[k])
-			start += n
 		}
 	}
 	for k := range c.U64 {
