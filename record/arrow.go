@@ -457,6 +457,23 @@ func (e *RatedEncoder) encodeArrow(dst []byte, recs []Rated) ([]byte, error) {
 // appends its records to into. Strings of one column share one allocation. On error
 // into is returned with its original length.
 func DecodeUsage(b []byte, into []Usage) ([]Usage, error) {
+	r := usageLayout.getReader()
+	defer usageLayout.putReader(r)
+	if r.read(b) {
+		if u, ok := r.usage(); ok {
+			out := slices.Grow(into, r.rows)[:len(into)+r.rows]
+			for j := range r.rows {
+				u.row(j, &out[len(into)+j])
+			}
+			return out, nil
+		}
+	}
+	return decodeUsageArrow(b, into)
+}
+
+// decodeUsageArrow is DecodeUsage through arrow's reader: every stream the direct reader
+// does not take, and the errors.
+func decodeUsageArrow(b []byte, into []Usage) ([]Usage, error) {
 	out := into
 	err := readBatch(b, usageSchema, func(rec arrow.RecordBatch) error {
 		d := newColDecoder(rec)
@@ -480,6 +497,18 @@ func DecodeUsage(b []byte, into []Usage) ([]Usage, error) {
 // DecodeRated decodes one rated.v1 Arrow IPC stream (as RatedEncoder writes it) and
 // appends its records to into. On error into is returned with its original length.
 func DecodeRated(b []byte, into []Rated) ([]Rated, error) {
+	r := ratedLayout.getReader()
+	defer ratedLayout.putReader(r)
+	if r.read(b) {
+		if out, ok := r.rated(into); ok {
+			return out, nil
+		}
+	}
+	return decodeRatedArrow(b, into)
+}
+
+// decodeRatedArrow is DecodeRated through arrow's reader.
+func decodeRatedArrow(b []byte, into []Rated) ([]Rated, error) {
 	out := into
 	err := readBatch(b, ratedSchema, func(rec arrow.RecordBatch) error {
 		d := newColDecoder(rec)
@@ -826,14 +855,14 @@ func (d *colDecoder) uint32s(i int) []uint32 {
 }
 
 // float64s returns column i and its validity (nil when every value is set).
-func (d *colDecoder) float64s(i int) ([]float64, arrow.Array) {
+func (d *colDecoder) float64s(i int) ([]float64, nullable) {
 	if a, ok := column[*array.Float64](d, i, true); ok {
 		return a.Float64Values(), a
 	}
 	return make([]float64, d.n), nil
 }
 
-func (d *colDecoder) uint8s(i int) ([]uint8, arrow.Array) {
+func (d *colDecoder) uint8s(i int) ([]uint8, nullable) {
 	if a, ok := column[*array.Uint8](d, i, true); ok {
 		return a.Uint8Values(), a
 	}
@@ -866,7 +895,7 @@ type usageColumns struct {
 	bytesUp, bytesDown, duration, events []uint64
 	ratingGroup                          []uint32
 	lat, lon                             []float64
-	latA, lonA, sstA                     arrow.Array // validity; nil after a decode error
+	latA, lonA, sstA                     nullable // validity; nil after a decode error
 	sst                                  []uint8
 }
 
@@ -894,7 +923,13 @@ func (d *colDecoder) usage() *usageColumns {
 	return c
 }
 
-func valid(a arrow.Array, j int) bool { return a == nil || a.NullN() == 0 || a.IsValid(j) }
+// nullable is a column's validity: an arrow array, or the direct reader's bitmap.
+type nullable interface {
+	NullN() int
+	IsValid(j int) bool
+}
+
+func valid(a nullable, j int) bool { return a == nil || a.NullN() == 0 || a.IsValid(j) }
 
 func (c *usageColumns) row(j int, u *Usage) {
 	*u = Usage{
