@@ -257,9 +257,12 @@ const (
 //     least and greatest was a fifth of the write, and a min/max of ids says little; the
 //     numeric columns (times, quantities, amount) keep theirs, for readers that skip row
 //     groups by time or amount.
+//   - data pages of 128 KiB rather than arrow-go's 1 MiB: its page buffers grow by
+//     reallocation and are cleared when given back, so a large page costs more than its
+//     bytes (a fifth less CPU, 5% larger files: 49.6 bytes a row against 46.9).
 var parquetProps = func() *parquet.WriterProperties {
 	opts := []parquet.WriterProperty{parquet.WithCompression(compress.Codecs.Snappy), parquet.WithMaxRowGroupLength(parquetBatch),
-		parquet.WithDictionaryDefault(false)}
+		parquet.WithDictionaryDefault(false), parquet.WithDataPageSize(128 << 10)}
 	for _, k := range StrCols {
 		opts = append(opts, parquet.WithStatsFor(ExportSchema.Field(k).Name, false))
 	}
