@@ -1,6 +1,7 @@
 package rater
 
 import (
+	"bytes"
 	"fmt"
 
 	"fleetmeter/record"
@@ -18,6 +19,7 @@ type batch struct {
 	rejs           []record.Rejection
 	enc            *record.RatedEncoder
 	buf            []byte // changelog keys and values; valid until the transaction ends
+	scratch        []byte // a rated message as encoded, reused; produced as an exact-size copy
 	nRated         int
 	changelogBytes int
 	late           map[int32]uint64 // each partition's late count before the batch
@@ -122,12 +124,15 @@ func (b *batch) produceRated(r *Rater, p int32) error {
 	for k := 0; k < len(out); {
 		n := min(ratedChunk, len(out)-k)
 		for {
-			payload, err := b.enc.Encode(nil, out[k:k+n])
+			// Encoding into a fresh slice grew it by doubling, a copy each time; kgo holds
+			// the value until the transaction ends, so it gets an exact-size copy.
+			payload, err := b.enc.Encode(b.scratch[:0], out[k:k+n])
 			if err != nil {
 				return fmt.Errorf("rater: encode rated batch: %w", err)
 			}
+			b.scratch = payload[:0]
 			if len(payload) <= b.max {
-				r.sess.Produce(r.cfg.Topics.Rated, p, nil, payload, record.RatedSchema)
+				r.sess.Produce(r.cfg.Topics.Rated, p, nil, bytes.Clone(payload), record.RatedSchema)
 				for i := k; i < k+n; i++ {
 					b.tenants.add(&out[i])
 				}
