@@ -13,6 +13,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"fleetmeter/internal/swar"
 )
 
 // A hand-written decoder for one usage.v1 JSON object. It accepts and rejects exactly what
@@ -143,17 +145,6 @@ func keySlot(n int, first, last byte) int {
 	return (n*14 + int(first) + int(last)*6) & 31
 }
 
-// lowBytes masks the first n bytes of a little-endian word (all of it from 8 on).
-func lowBytes(n int) uint64 {
-	switch {
-	case n >= 8:
-		return ^uint64(0)
-	case n <= 0:
-		return 0
-	}
-	return 1<<(8*n) - 1
-}
-
 // keySlots is the slot of each field's name in keyNames.
 var keySlots = func() (t [numUsageFields]uint8) {
 	for f, name := range usageFieldNames {
@@ -185,7 +176,7 @@ var keyColons = func() (t [numUsageFields]struct{ lo, hi, mlo, mhi uint64 }) {
 	for f := range t {
 		k := &keyNames[keySlots[f]]
 		t[f].lo, t[f].hi = k.loColon, k.hiColon
-		t[f].mlo, t[f].mhi = lowBytes(k.n+2), lowBytes(k.n-6)
+		t[f].mlo, t[f].mhi = swar.LowBytes(k.n+2), swar.LowBytes(k.n-6)
 	}
 	return t
 }()
@@ -219,7 +210,7 @@ func plainKey(d []byte, i int) (f, end int) {
 		return -1, 0
 	}
 	k := &keyNames[keySlot(n, byte(w0), d[i+n])]
-	if k.n != n || w0&lowBytes(n) != k.lo || (n > 8 && w1&lowBytes(n-8) != k.hi) {
+	if k.n != n || w0&swar.LowBytes(n) != k.lo || (n > 8 && w1&swar.LowBytes(n-8) != k.hi) {
 		return -1, 0
 	}
 	return k.f, i + n + 2

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"fleetmeter/internal/swar"
 	"fleetmeter/record"
 )
 
@@ -100,22 +101,11 @@ var keyWords = func() (t [numFields]struct {
 		var b [16]byte
 		copy(b[:], kc)
 		t[f].lo, t[f].hi = binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
-		t[f].mlo, t[f].mhi = lowBytes(len(kc)), lowBytes(len(kc)-8)
+		t[f].mlo, t[f].mhi = swar.LowBytes(len(kc)), swar.LowBytes(len(kc)-8)
 		t[f].n = len(kc)
 	}
 	return t
 }()
-
-// lowBytes masks the first n bytes of a little-endian word (all of it from 8 on).
-func lowBytes(n int) uint64 {
-	switch {
-	case n >= 8:
-		return ^uint64(0)
-	case n <= 0:
-		return 0
-	}
-	return 1<<(8*n) - 1
-}
 
 // fieldOf is the field a key names exactly, or -1. Only a line whose names stand in
 // another order than the previous line's needs it.
@@ -343,7 +333,7 @@ func (r *lineReader) value(f int, v []byte) string {
 	copy(b[:], s)
 	b[len(s)] = '"'
 	lv.lo, lv.hi = binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
-	lv.mlo, lv.mhi, lv.s = lowBytes(len(s)+1), lowBytes(len(s)+1-8), s
+	lv.mlo, lv.mhi, lv.s = swar.LowBytes(len(s)+1), swar.LowBytes(len(s)+1-8), s
 	return s
 }
 
@@ -406,7 +396,7 @@ func plainString(d []byte, i int) (end int, ok bool) {
 			if d[i] != '"' {
 				return 0, false
 			}
-			if (high|w&lowBytes(k))&highs != 0 && !utf8.Valid(d[start:i]) {
+			if (high|w&swar.LowBytes(k))&highs != 0 && !utf8.Valid(d[start:i]) {
 				return 0, false
 			}
 			return i, true
@@ -432,6 +422,16 @@ func plainString(d []byte, i int) (end int, ok bool) {
 // parser).
 func plainUint(d []byte, i int) (v uint64, end int, ok bool) {
 	start := i
+	v, i = digitRun(d, i, 0)
+	if nd := i - start; nd == 0 || nd > 19 || (d[start] == '0' && nd > 1) || !delimiter(d, i) {
+		return 0, 0, false
+	}
+	return v, i, true
+}
+
+// digitRun reads the decimal digits from d[i] on into v (v*10 + digit each; the caller
+// bounds how many) and returns where they end.
+func digitRun(d []byte, i int, v uint64) (uint64, int) {
 	for ; i < len(d); i++ {
 		c := d[i] - '0'
 		if c > 9 {
@@ -439,10 +439,7 @@ func plainUint(d []byte, i int) (v uint64, end int, ok bool) {
 		}
 		v = v*10 + uint64(c)
 	}
-	if nd := i - start; nd == 0 || nd > 19 || (d[start] == '0' && nd > 1) || !delimiter(d, i) {
-		return 0, 0, false
-	}
-	return v, i, true
+	return v, i
 }
 
 // delimiter reports whether d[i] may follow a value: whitespace, ',' or '}'.
@@ -468,30 +465,16 @@ func plainFloat(d []byte, i int) (v float64, end int, ok bool) {
 	if neg {
 		i++
 	}
-	var mant uint64
-	digits, frac := 0, 0
 	intStart := i
-	for ; i < len(d); i++ {
-		c := d[i] - '0'
-		if c > 9 {
-			break
-		}
-		mant = mant*10 + uint64(c)
-	}
-	digits = i - intStart
+	mant, i := digitRun(d, i, 0)
+	digits, frac := i-intStart, 0
 	if digits == 0 || (d[intStart] == '0' && digits > 1) {
 		return 0, 0, false
 	}
 	if i < len(d) && d[i] == '.' {
 		i++
 		j := i
-		for ; i < len(d); i++ {
-			c := d[i] - '0'
-			if c > 9 {
-				break
-			}
-			mant = mant*10 + uint64(c)
-		}
+		mant, i = digitRun(d, i, mant)
 		if i == j {
 			return 0, 0, false
 		}
@@ -571,7 +554,7 @@ func (r *lineReader) intern(v []byte) string {
 	var lo, hi uint64
 	if n <= 16 && cap(v) >= 16 {
 		w := v[:16]
-		lo, hi = binary.LittleEndian.Uint64(w)&lowBytes(n), binary.LittleEndian.Uint64(w[8:])&lowBytes(n-8)
+		lo, hi = binary.LittleEndian.Uint64(w)&swar.LowBytes(n), binary.LittleEndian.Uint64(w[8:])&swar.LowBytes(n-8)
 	} else {
 		var b [16]byte
 		copy(b[:], v)
