@@ -75,3 +75,40 @@ func TestTxPollTakesFetchedAndShrinksAfterRefusal(t *testing.T) {
 		t.Fatalf("after a refusal a batch holds %d messages, want 1", len(got))
 	}
 }
+
+// A transaction gathers: a poll that finds a message already fetched still waits
+// txnGather for more before the transaction starts.
+func TestTxPollGathers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := testCluster(t)
+	cfg.Partitions = 1
+	const in = "gather-in"
+	prod, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	s, err := NewTxSession(ctx, cfg, "g", "tx-gather", in, []string{"gather-out"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var msgs []Message
+	for i, v := range []string{"first", "second"} {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: in, Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			time.Sleep(300 * time.Millisecond) // fetched by now: the poll need not wait for it
+		}
+		start := time.Now()
+		if msgs, err = s.Poll(ctx, msgs); err != nil || len(msgs) != i+1 {
+			t.Fatalf("poll %d: %d messages, %v", i, len(msgs), err)
+		}
+		if took := time.Since(start); i == 1 && took < txnGather {
+			t.Errorf("a poll that found a message fetched returned after %v, before the gather (%v) ended", took, txnGather)
+		}
+	}
+}
