@@ -128,9 +128,12 @@ func (s *TxSession) Poll(ctx context.Context, into []Message) ([]Message, error)
 	defer cancel()
 	for len(into)-n < maxTxnMessages && size < maxTxnBytes && gather.Err() == nil {
 		k := len(into)
-		into, _ = poll(gather, s.sess.Client(), 1, into, s.logger) // its end is no error
-		if len(into) > k {
+		var perr error
+		if into, perr = poll(gather, s.sess.Client(), 1, into, s.logger); len(into) > k {
 			size += len(into[k].Value)
+		}
+		if perr != nil {
+			break // the gather's end; any other error is the next Poll's to report
 		}
 	}
 	// Each poll's messages are grouped by partition; several polls' are regrouped.
