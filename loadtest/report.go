@@ -18,6 +18,13 @@ import (
 	"fleetmeter/sim"
 )
 
+// latencyProbeEvery: every latencyProbeEvery-th MQTT and CoAP message of a paced level is a
+// latency probe (and a gateway's batch in every latencyProbeEvery records' worth). The
+// probes' query reads a granule of rated_usage per probe still pending, 20 times a second:
+// at every 20th message it took ClickHouse half a core, which the pipeline it measures
+// then lacked; at every 100th a level still times over a thousand probes.
+const latencyProbeEvery = 100
+
 // ReportConfig shapes a benchmark report run.
 type ReportConfig struct {
 	Short  bool   // BENCH_SHORT: every part, tiny sizes, one round (minutes, not tens of them)
@@ -243,7 +250,7 @@ func runFleet(ctx context.Context, root, dir string, cfg ReportConfig, devices i
 	}
 	sustained := summarize(rs).Med
 	for _, frac := range []float64{0.25, 0.5, 0.8} {
-		ph, err := rig.runPhase(ctx, fmt.Sprintf("%.0f%% of max", frac*100), levelFor, frac*sustained, 20, progress)
+		ph, err := rig.runPhase(ctx, fmt.Sprintf("%.0f%% of max", frac*100), levelFor, frac*sustained, latencyProbeEvery, progress)
 		if err != nil {
 			return err
 		}

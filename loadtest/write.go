@@ -188,7 +188,8 @@ func (r *Report) write(cfg ReportConfig) error {
 	}
 
 	w("### Event-to-queryable latency\n\n")
-	w("Probes (every 20th MQTT and CoAP message, one truck per gateway batch, the first session of each CDR file) are\n")
+	w("Probes (every %dth MQTT and CoAP message, a truck of one gateway batch in each %d records, the first session of each CDR file) are\n",
+		latencyProbeEvery, latencyProbeEvery)
 	w("timed from the moment the device sends to the moment a ClickHouse query (polled every 50 ms) returns their row.\n")
 	w("Paced at a fraction of the sustained maximum (median above): each tick's messages are spread over 80%% of its\n")
 	w("interval and a tick starts on time while up to 3 earlier ones still wait for acknowledgements, so a level that\n")
