@@ -204,7 +204,7 @@ func (r *Report) write(cfg ReportConfig) error {
 	}
 	w("\nThe last two columns are the services' own histograms (bucket bounds): the loader's delay from the mediator's\n")
 	w("receipt of a record to its insert, and the rater's batch from poll to committed transaction. By protocol\n")
-	w("(p50 / p99; the fleet's devices share 32 MQTT connections, 128 CoAP sockets and 16 HTTP connections, so a\n")
+	w("(p50 / p99; the fleet's devices share 32 MQTT connections, 128 CoAP sockets at a time (new ones every 5 s) and 16 HTTP connections, so a\n")
 	w("tick's messages also queue in the load generator):\n\n")
 	w("| load | MQTT | CoAP | HTTP | CDR |\n|---|---|---|---|---|\n")
 	// quantiles writes a level's row of p50 / p99 cells, one per latency list.
