@@ -574,8 +574,12 @@ func readBatch(b []byte, want *arrow.Schema, fn func(arrow.RecordBatch) error) (
 	}
 	br := bytes.NewReader(b)
 	limit := int64(len(b))
-	r, err := ipc.NewReader(br, ipc.WithAllocator(newBoundedAllocator(len(b))),
-		ipc.WithMetadataSizeLimit(limit), ipc.WithBodySizeLimit(limit))
+	// Through NewMessageReader: ipc.NewReader (arrow-go v18.8.0) builds its message reader
+	// without the size limits, so a message length of 2^31 in a later message was a 2 GiB
+	// make before the read failed (TestArrowPathBoundsMessageLengths).
+	opts := []ipc.Option{ipc.WithAllocator(newBoundedAllocator(len(b))),
+		ipc.WithMetadataSizeLimit(limit), ipc.WithBodySizeLimit(limit)}
+	r, err := ipc.NewReaderFromMessageReader(ipc.NewMessageReader(br, opts...), opts...)
 	if err != nil {
 		return fmt.Errorf("%s: %w: %w", op, ErrNotArrow, err)
 	}

@@ -1,9 +1,11 @@
 package record
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"testing"
 )
 
@@ -115,4 +117,41 @@ func FuzzDirectReaderMatchesArrow(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { sameAsArrow(t, b) })
+}
+
+// A message length far beyond the stream, at any position, costs neither path more than
+// the stream's size in allocations: arrow's path once made the length it read (2 GiB)
+// before finding the stream too short.
+func TestArrowPathBoundsMessageLengths(t *testing.T) {
+	for _, rated := range []bool{false, true} {
+		var b []byte
+		var err error
+		if rated {
+			b, err = newRatedEncoder(true).Encode(nil, manyRated(30))
+		} else {
+			b, err = newUsageEncoder(true).Encode(nil, manyUsage(30))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, len(b))
+		var worst uint64
+		for i := 0; i+4 <= len(b); i += 4 {
+			copy(buf, b)
+			binary.LittleEndian.PutUint32(buf[i:], 0x7fffffff)
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			if rated {
+				_, _ = DecodeRated(buf, nil)
+			} else {
+				_, _ = DecodeUsage(buf, nil)
+			}
+			runtime.ReadMemStats(&m1)
+			worst = max(worst, m1.TotalAlloc-m0.TotalAlloc)
+		}
+		// The bounded allocator's budget is 256 bytes per input byte plus 64 KiB.
+		if limit := uint64(256*len(b) + 1<<20); worst > limit {
+			t.Fatalf("rated %v: a stream of %d bytes allocated %d bytes (limit %d)", rated, len(b), worst, limit)
+		}
+	}
 }
