@@ -149,8 +149,10 @@ func TestArrowPathBoundsMessageLengths(t *testing.T) {
 			runtime.ReadMemStats(&m1)
 			worst = max(worst, m1.TotalAlloc-m0.TotalAlloc)
 		}
-		// The bounded allocator's budget is 256 bytes per input byte plus 64 KiB.
-		if limit := uint64(256*len(b) + 1<<20); worst > limit {
+		// The bounded allocator's budget is 256 bytes per input byte plus 64 KiB (1.7 MiB
+		// here); TotalAlloc also counts what tests running beside this one allocate, and
+		// -race adds its own, so the bound is loose: the make this guards against was 2 GiB.
+		if limit := uint64(64 << 20); worst > limit {
 			t.Fatalf("rated %v: a stream of %d bytes allocated %d bytes (limit %d)", rated, len(b), worst, limit)
 		}
 	}
