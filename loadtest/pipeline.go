@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
@@ -80,12 +82,13 @@ const (
 	// fell from 21k to 12k records/s over three rounds; CoAP acknowledgements took 4 s at
 	// the 80% level). DTLS sessions expire theirs on a timer, not per datagram.
 	//
-	// A replaced socket stays open for coapKeep: closed, its port could come back to a
-	// new socket while the server still holds the old one's responses by message ID, and
-	// a new request whose ID matched one would be answered from there (CoAP's
-	// deduplication), with the old token, which the client ignores.
+	// A new socket must not take the port of one closed within the exchange lifetime: the
+	// server would still hold that one's responses by message ID and answer a new request
+	// whose ID matched one from there (CoAP's deduplication), with the old token, which
+	// the client ignores. The kernel's choice reused such ports within seconds, so the
+	// rig binds its sockets itself, walking coapPorts, which it comes round to again only
+	// after coapPorts.n/coapSockets*coapRotate (13 minutes).
 	coapRotate    = 5 * time.Second
-	coapKeep      = 250 * time.Second
 	httpGateways  = 16
 	fleetProcess  = "fleet (this process)"
 	benchDatabase = "fleetmeter_bench"
@@ -240,16 +243,33 @@ clickhouse:
 	return r, nil
 }
 
-// dialCoAP opens a set of the fleet's CoAP sockets.
+// coapPorts hands out the local ports of the fleet's CoAP sockets, from a range below
+// Linux's ephemeral one (32768-60999), so no kernel-chosen port competes for them.
+var coapPorts = struct {
+	sync.Mutex
+	lo, n, next int
+}{lo: 12000, n: 20000}
+
+// dialCoAP opens a set of the fleet's CoAP sockets, each from the next free port of
+// coapPorts.
 func dialCoAP(addr string) (*coapSet, error) {
 	set := &coapSet{born: time.Now()}
-	for range coapSockets {
-		c, err := udp.Dial(addr)
+	coapPorts.Lock()
+	defer coapPorts.Unlock()
+	var err error
+	for tries := 0; len(set.conns) < coapSockets && tries < coapPorts.n; tries++ {
+		port := coapPorts.lo + coapPorts.next
+		coapPorts.next = (coapPorts.next + 1) % coapPorts.n
+		var c *udpClient.Conn
+		c, err = udp.Dial(addr, options.WithDialer(&net.Dialer{LocalAddr: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}}))
 		if err != nil {
-			set.close()
-			return nil, err
+			continue // in use: the next one
 		}
 		set.conns = append(set.conns, c)
+	}
+	if len(set.conns) < coapSockets {
+		set.close()
+		return nil, fmt.Errorf("coap sockets: no free local port left in %d-%d: %v", coapPorts.lo, coapPorts.lo+coapPorts.n-1, err)
 	}
 	return set, nil
 }
@@ -262,7 +282,7 @@ func (s *coapSet) close() {
 
 // coapConns returns the CoAP sockets a tick sends from, fresh ones once the current set
 // is coapRotate old, and the function that gives them back when the tick is done (the
-// last tick of a replaced set closes it, coapKeep after it was replaced).
+// last tick of a replaced set closes it).
 func (r *fleetRig) coapConns() ([]*udpClient.Conn, func(), error) {
 	r.coapMu.Lock()
 	defer r.coapMu.Unlock()
@@ -288,7 +308,7 @@ func (r *fleetRig) coapConns() ([]*udpClient.Conn, func(), error) {
 func (r *fleetRig) closeIdleCoAPLocked() {
 	old := r.coapOld[:0]
 	for _, set := range r.coapOld {
-		if set.users == 0 && time.Since(set.born) >= coapKeep+coapRotate {
+		if set.users == 0 {
 			set.close()
 			continue
 		}
