@@ -70,6 +70,10 @@ var usageFieldNames = [numUsageFields]string{
 	"lat", "lon", "rat", "slice_sst", "slice_sd",
 }
 
+// UsageJSONFields returns the usage.v1 JSON field names in the order of the fields of
+// the canonical line (event_id first, slice_sd last).
+func UsageJSONFields() [numUsageFields]string { return usageFieldNames }
+
 // goTypeOf is the Go type of each integer field in usageJSON, for error messages.
 var goTypeOf = [numUsageFields]string{fBytesUp: "uint64", fBytesDown: "uint64", fDurationMs: "uint64",
 	fEvents: "uint64", fRatingGroup: "uint32", fSliceSST: "uint8"}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/bits"
+	"strconv"
 	"unicode/utf8"
 	"unsafe"
 
@@ -84,12 +85,18 @@ const (
 )
 
 // keyColon is each field's name followed by its closing quote and a colon, what a
-// canonical line has after the opening quote of the key.
-var keyColon = [numFields]string{
-	`event_id":`, `tenant":`, `device":`, `source":`, `start_time":`, `end_time":`,
-	`received_time":`, `bytes_up":`, `bytes_down":`, `duration_ms":`, `events":`,
-	`rating_group":`, `plmn":`, `cell":`, `lat":`, `lon":`, `rat":`, `slice_sst":`, `slice_sd":`,
-}
+// canonical line has after the opening quote of the key: record's names, in its order
+// (which the k constants above follow).
+var keyColon = func() (t [numFields]string) {
+	names := record.UsageJSONFields()
+	if len(names) != numFields {
+		panic("httpin: the fast path numbers " + strconv.Itoa(numFields) + " usage.v1 fields, record has " + strconv.Itoa(len(names)))
+	}
+	for f, name := range names {
+		t[f] = name + `":`
+	}
+	return t
+}()
 
 // keyWords is keyColon as two little-endian words with the masks of the bytes they
 // hold (every name with its `":` fits sixteen bytes).
