@@ -246,8 +246,21 @@ func (l Limits) withDefaults() Limits {
 // and a counter above lim.MaxCounter (ReasonAbsurdCounter), checked before the fields.
 // CDR files, back-fills and offline rating are history, and take Validate alone.
 func ValidateWithin(u *Usage, lim Limits) error {
-	if err := checkHead(u); err != nil {
+	if err := checkIdentity(u); err != nil {
 		return err
+	}
+	return ValidateWithinIdentified(u, lim)
+}
+
+// ValidateWithinIdentified is ValidateWithin without its first rules, the identity:
+// event_id, tenant and device present, ValidTenantID, ValidDeviceID, ValidEventID. It is
+// for a collector that has applied those to the record itself (with CheckTenantID or
+// ValidTenantID, CheckDeviceID, ValidEventID), refusing what they refuse, and would
+// otherwise run them twice per record. For such a record it returns what ValidateWithin
+// returns; it never passes a record ValidateWithin refuses for another reason.
+func ValidateWithinIdentified(u *Usage, lim Limits) error {
+	if u.EndTime < u.StartTime {
+		return intervalError(u)
 	}
 	lim = lim.withDefaults()
 	if u.ReceivedTime < MinTime || u.ReceivedTime >= MaxTime {
@@ -261,13 +274,15 @@ func ValidateWithin(u *Usage, lim Limits) error {
 		return &InvalidError{Reason: ReasonStaleTime, Msg: "starts at " + FormatTime(u.StartTime) + ", before received " +
 			FormatTime(u.ReceivedTime) + " - " + lim.MaxPastAge.String()}
 	}
-	for _, c := range [...]struct {
-		name string
-		v    uint64
-	}{{"bytes_up", u.BytesUp}, {"bytes_down", u.BytesDown}, {"duration_ms", u.DurationMs}, {"events", u.Events}} {
-		if c.v > lim.MaxCounter {
-			return &InvalidError{Reason: ReasonAbsurdCounter, Msg: c.name + " " + strconv.FormatUint(c.v, 10) +
-				" exceeds " + strconv.FormatUint(lim.MaxCounter, 10)}
+	if max(u.BytesUp, u.BytesDown, u.DurationMs, u.Events) > lim.MaxCounter { // which one, in this order
+		for _, c := range [...]struct {
+			name string
+			v    uint64
+		}{{"bytes_up", u.BytesUp}, {"bytes_down", u.BytesDown}, {"duration_ms", u.DurationMs}, {"events", u.Events}} {
+			if c.v > lim.MaxCounter {
+				return &InvalidError{Reason: ReasonAbsurdCounter, Msg: c.name + " " + strconv.FormatUint(c.v, 10) +
+					" exceeds " + strconv.FormatUint(lim.MaxCounter, 10)}
+			}
 		}
 	}
 	return checkBody(u)
@@ -275,6 +290,17 @@ func ValidateWithin(u *Usage, lim Limits) error {
 
 // checkHead checks the identity, the event id and the interval.
 func checkHead(u *Usage) error {
+	if err := checkIdentity(u); err != nil {
+		return err
+	}
+	if u.EndTime < u.StartTime {
+		return intervalError(u)
+	}
+	return nil
+}
+
+// checkIdentity checks the event id, tenant and device.
+func checkIdentity(u *Usage) error {
 	switch {
 	case u.EventID == "":
 		return &InvalidError{Reason: ReasonMissingEventID, Msg: "event_id is empty"}
@@ -289,20 +315,24 @@ func checkHead(u *Usage) error {
 	case !ValidEventID(u.EventID):
 		return &InvalidError{Reason: ReasonBadID, Msg: "event_id " + QuoteInput(u.EventID) + " is not 1 to " +
 			strconv.Itoa(MaxEventIDLen) + " bytes of UTF-8 without control or format characters"}
-	case u.EndTime < u.StartTime:
-		return &InvalidError{Reason: ReasonBadInterval, Msg: "end " + FormatTime(u.EndTime) + " before start " + FormatTime(u.StartTime)}
 	}
 	return nil
 }
 
+func intervalError(u *Usage) error {
+	return &InvalidError{Reason: ReasonBadInterval, Msg: "end " + FormatTime(u.EndTime) + " before start " + FormatTime(u.StartTime)}
+}
+
 // checkBody checks the time range and the fields.
 func checkBody(u *Usage) error {
-	for _, t := range [...]struct {
-		name string
-		ms   int64
-	}{{"start_time", u.StartTime}, {"end_time", u.EndTime}, {"received_time", u.ReceivedTime}} {
-		if t.ms < MinTime || t.ms >= MaxTime {
-			return timeRangeError(t.name, t.ms)
+	if min(u.StartTime, u.EndTime, u.ReceivedTime) < MinTime || max(u.StartTime, u.EndTime, u.ReceivedTime) >= MaxTime {
+		for _, t := range [...]struct { // which one, in this order
+			name string
+			ms   int64
+		}{{"start_time", u.StartTime}, {"end_time", u.EndTime}, {"received_time", u.ReceivedTime}} {
+			if t.ms < MinTime || t.ms >= MaxTime {
+				return timeRangeError(t.name, t.ms)
+			}
 		}
 	}
 	switch {

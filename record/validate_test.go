@@ -206,11 +206,20 @@ func TestValidateWithin(t *testing.T) {
 		{"received before 1970", Limits{}, func(u *Usage) { u.ReceivedTime, u.StartTime, u.EndTime = -10, -10, -10 }, ReasonBadTime},
 		{"interval first", Limits{}, func(u *Usage) { u.EndTime = u.StartTime - 1 }, ReasonBadInterval},
 		{"window before fields", Limits{}, func(u *Usage) { u.EndTime = received + time.Hour.Milliseconds(); u.PLMN = "x" }, ReasonFutureTime},
+		{"counter before fields", Limits{}, func(u *Usage) { u.Events = 1<<50 + 1; u.PLMN = "x" }, ReasonAbsurdCounter},
+		{"plmn", Limits{}, func(u *Usage) { u.PLMN = "26201" }, ReasonBadField},
+		{"position", Limits{}, func(u *Usage) { u.Lat = math.NaN() }, ReasonBadPosition},
+		{"start before 1970 within a long age", Limits{MaxPastAge: 100 * 365 * 24 * time.Hour}, func(u *Usage) { u.StartTime = -1 }, ReasonBadTime},
+		{"end at 2100 within a long skew", Limits{MaxFutureSkew: 100 * 365 * 24 * time.Hour}, func(u *Usage) { u.EndTime = MaxTime }, ReasonBadTime},
 	} {
 		u := validUsage()
 		tc.change(&u)
 		if got := reasonOf(t, ValidateWithin(&u, tc.lim)); got != tc.reason {
 			t.Errorf("%s: reason %q, want %q (%v)", tc.name, got, tc.reason, ValidateWithin(&u, tc.lim))
+		}
+		// The identity is good in every case: the rest is all ValidateWithin checks.
+		if got := reasonOf(t, ValidateWithinIdentified(&u, tc.lim)); got != tc.reason {
+			t.Errorf("%s: ValidateWithinIdentified reason %q, want %q", tc.name, got, tc.reason)
 		}
 	}
 }
@@ -219,6 +228,9 @@ func TestValidateNoAlloc(t *testing.T) {
 	u := validUsage()
 	if n := testing.AllocsPerRun(100, func() {
 		if err := ValidateWithin(&u, Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ValidateWithinIdentified(&u, Limits{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := Validate(&u); err != nil {
@@ -299,6 +311,11 @@ func FuzzValidate(f *testing.F) {
 		reasonOf(t, err)
 		within := ValidateWithin(&u, Limits{})
 		reasonOf(t, within)
+		if ValidTenantID(u.Tenant) && ValidDeviceID(u.Device) && ValidEventID(u.EventID) {
+			if rest := ValidateWithinIdentified(&u, Limits{}); (rest == nil) != (within == nil) || rest != nil && rest.Error() != within.Error() {
+				t.Fatalf("ValidateWithinIdentified %v, ValidateWithin %v: %+v", rest, within, u)
+			}
+		}
 		if err != nil {
 			if within == nil {
 				t.Fatalf("ValidateWithin accepts what Validate refuses (%v): %+v", err, u)

@@ -47,6 +47,9 @@ type batch struct {
 	received int64 // ms since the epoch
 	lim      payload.Limits
 	rlim     record.Limits // lim, as record.ValidateWithin takes it
+	// tenantOK: tenant is a valid tenant id (the configuration checked it), so a record
+	// naming it passed the identity rules once check has checked its device and event id.
+	tenantOK bool
 	maxLines int
 	adm      *registry.Admission // the device registry snapshot of this request; nil: none
 
@@ -73,6 +76,7 @@ func (b *batch) reset(tenant string, received int64, lim payload.Limits, maxLine
 	b.tenant, b.received, b.lim, b.maxLines, b.adm = tenant, received, lim, maxLines, adm
 	b.parser.Limits = lim
 	b.rlim = record.Limits{MaxFutureSkew: lim.MaxFutureSkew, MaxPastAge: lim.MaxPastAge, MaxCounter: lim.MaxCounter}
+	b.tenantOK = record.ValidTenantID(tenant)
 	clear(b.recs)
 	b.recs = b.recs[:0]
 	clear(b.rejs)
@@ -188,16 +192,21 @@ func (b *batch) jsonLines(body []byte) {
 		if len(line) == 0 {
 			continue
 		}
-		// Built in place at the end of b.recs, dropped again if refused. Namespaced in the
-		// parse (namespace below keeps it), with no allocation per record.
-		b.recs = append(b.recs, record.Usage{})
+		// Built in place at the end of b.recs, dropped again if refused. Not zeroed first:
+		// both parsers start by zeroing the record. Namespaced in the parse, with no
+		// allocation per record.
+		if len(b.recs) < cap(b.recs) {
+			b.recs = b.recs[:len(b.recs)+1]
+		} else {
+			b.recs = append(b.recs, record.Usage{})
+		}
 		u := &b.recs[len(b.recs)-1]
 		if err := b.lines.parseInto(line, u); err != nil {
 			b.recs = b.recs[:len(b.recs)-1]
 			b.refuse(ref{line: n, index: -1}, "", record.ReasonBadJSON, err.Error(), line)
 			continue
 		}
-		if !b.check(u, ref{line: n, index: -1}, line) {
+		if !b.check(u, ref{line: n, index: -1}, line, true) {
 			b.recs = b.recs[:len(b.recs)-1]
 		}
 	}
@@ -206,14 +215,19 @@ func (b *batch) jsonLines(body []byte) {
 // admit checks a canonical record a client sent, completes it for the http source and
 // appends it, or refuses it.
 func (b *batch) admit(u *record.Usage, at ref, raw []byte) {
-	if b.check(u, at, raw) {
+	if b.check(u, at, raw, false) {
 		b.recs = append(b.recs, *u)
 	}
 }
 
 // check checks a canonical record a client sent and completes it for the http source,
-// or refuses it (false).
-func (b *batch) check(u *record.Usage, at ref, raw []byte) bool {
+// or refuses it (false). namespaced: the parser put a non-empty event id in the
+// namespace already (JSON Lines), as namespace would.
+//
+// Each rule runs once: the tenant is the key's (valid, tenantOK), the device and event id
+// are checked here, so record.ValidateWithinIdentified checks the rest of what
+// record.ValidateWithin would (TestCheckMatchesValidateWithin).
+func (b *batch) check(u *record.Usage, at ref, raw []byte, namespaced bool) bool {
 	if u.Tenant != b.tenant {
 		b.refuse(at, u.Device, record.ReasonTenantMismatch, "tenant "+record.QuoteInput(u.Tenant)+
 			" is not the API key's tenant "+record.QuoteInput(b.tenant), raw)
@@ -233,7 +247,9 @@ func (b *batch) check(u *record.Usage, at ref, raw []byte) bool {
 		b.refuse(at, u.Device, record.ReasonMissingEventID, "event_id is required: it is the idempotency key", raw)
 		return false
 	}
-	u.EventID = b.namespace(u.EventID)
+	if !namespaced {
+		u.EventID = b.namespace(u.EventID)
+	}
 	if len(u.EventID) > maxEventID || !record.ValidEventID(u.EventID) {
 		b.refuse(at, u.Device, record.ReasonBadID, "event_id must be at most "+strconv.Itoa(maxEventID)+
 			" bytes (namespace included) of UTF-8 without control or format characters", raw)
@@ -242,7 +258,11 @@ func (b *batch) check(u *record.Usage, at ref, raw []byte) bool {
 	u.Source = record.SourceHTTP
 	u.ReceivedTime = b.received
 	u.SliceSD = strings.ToLower(u.SliceSD)
-	if err := record.ValidateWithin(u, b.rlim); err != nil {
+	validate := record.ValidateWithinIdentified
+	if !b.tenantOK {
+		validate = record.ValidateWithin
+	}
+	if err := validate(u, b.rlim); err != nil {
 		b.refuseErr(at, u.Device, err, raw)
 		return false
 	}
