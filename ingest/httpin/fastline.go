@@ -323,7 +323,7 @@ type lastValue struct {
 }
 
 // value is the string of bytes v, a value of string field f, interned and remembered
-// as the field's last value.
+// as the field's last value. v is followed in its buffer by its closing quote.
 func (r *lineReader) value(f int, v []byte) string {
 	var s string
 	if f == kTenant && string(v) == r.tenant {
@@ -332,15 +332,23 @@ func (r *lineReader) value(f int, v []byte) string {
 		s = r.intern(v)
 	}
 	lv := &r.last[f]
-	if len(s) > 15 {
+	n := len(v)
+	if n > 15 {
 		lv.mlo = 0
 		return s
 	}
-	var b [16]byte
-	copy(b[:], s)
-	b[len(s)] = '"'
-	lv.lo, lv.hi = binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
-	lv.mlo, lv.mhi, lv.s = swar.LowBytes(len(s)+1), swar.LowBytes(len(s)+1-8), s
+	// The words of the value and its quote: read where they lie when the buffer holds
+	// sixteen bytes from v on (what follows masked off), else from a copy.
+	w := v[:n+1]
+	if cap(v) >= 16 {
+		w = v[:16]
+	} else {
+		var b [16]byte
+		copy(b[:], w)
+		w = b[:]
+	}
+	lv.mlo, lv.mhi, lv.s = swar.LowBytes(n+1), swar.LowBytes(n+1-8), s
+	lv.lo, lv.hi = binary.LittleEndian.Uint64(w)&lv.mlo, binary.LittleEndian.Uint64(w[8:])&lv.mhi
 	return s
 }
 
