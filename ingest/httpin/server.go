@@ -389,8 +389,13 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 	if n := len(b.recs); n > 0 {
 		s.sm.Accepted.Add(float64(n))
 	}
-	for i := range b.rejs {
-		s.metrics.Rejected.WithLabelValues(src, b.rejs[i].Reason).Inc()
+	// One counter look-up per run of a reason, not per refused line: a body of
+	// thousands of bad lines mostly repeats one.
+	for i, n := 0, 0; i < len(b.rejs); i += n {
+		reason := b.rejs[i].Reason
+		for n = 1; i+n < len(b.rejs) && b.rejs[i+n].Reason == reason; n++ {
+		}
+		s.metrics.Rejected.WithLabelValues(src, reason).Add(float64(n))
 	}
 	if b.nerr > 0 {
 		writeErrors(w, len(b.recs), b.nerr, b.errs)

@@ -366,6 +366,9 @@ func TestMetrics(t *testing.T) {
 	defer cancel()
 	go s.Run(ctx)
 	do(t, s, http.MethodPost, "application/x-ndjson", "", string(must(os.ReadFile("testdata/jsonl/mixed.jsonl"))))
+	// Runs of one reason, counted once a run: three bad lines, two of another tenant, one bad.
+	other := `{"event_id":"b","tenant":"farmco","device":"d","start_time":"2026-11-25T11:00:00Z"}`
+	do(t, s, http.MethodPost, "application/x-ndjson", "", "{\n[]\n{\n"+other+"\n"+other+"\nx\n")
 	do(t, s, http.MethodPost, "text/plain", "", "x")
 	req, _ := http.NewRequest(http.MethodPost, "http://"+s.Addr()+Path, nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -378,10 +381,11 @@ func TestMetrics(t *testing.T) {
 		want float64
 		name string
 	}{
-		{value(m.Received.WithLabelValues("http")), 3, "received"},
+		{value(m.Received.WithLabelValues("http")), 4, "received"},
 		{value(m.Accepted.WithLabelValues("http")), 2, "accepted"},
-		{value(m.Rejected.WithLabelValues("http", "bad_json")), 2, "rejected bad_json"},
-		{value(m.Rejected.WithLabelValues("http", "tenant_mismatch")), 1, "rejected tenant_mismatch"},
+		{value(m.Rejected.WithLabelValues("http", "bad_json")), 2 + 4, "rejected bad_json"},
+		{value(m.Rejected.WithLabelValues("http", "tenant_mismatch")), 1 + 2, "rejected tenant_mismatch"},
+		{value(m.Rejected.WithLabelValues("http", "duplicate_id")), 1, "rejected duplicate_id"},
 		{value(m.Rejected.WithLabelValues("http", "unauthorized")), 1, "unauthorized"},
 		{value(m.Rejected.WithLabelValues("http", "unsupported_media_type")), 1, "unsupported_media_type"},
 		{value(m.InFlight.WithLabelValues("http")), 0, "in flight"},
