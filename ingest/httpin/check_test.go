@@ -2,6 +2,8 @@ package httpin
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -79,7 +81,8 @@ next:
 // refusals, reasons and messages, over bodies of canonical lines, lines with hostile
 // values (one or two per line: the order of the rules shows) and random mutations,
 // through the fast path and through the full parser. Whatever is accepted passes
-// record.ValidateWithin and has its event id in the tenant's namespace.
+// record.ValidateWithin and has its event id in the tenant's namespace. A quarter of the
+// bodies go as CloudEvents batches instead, check's other caller.
 func TestCheckMatchesValidateWithin(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	// The collector's limits, and a window of two centuries, where only the time range
@@ -115,8 +118,34 @@ func TestCheckMatchesValidateWithin(t *testing.T) {
 			t.Fatal("tenant acme not taken as valid: the test compares nothing")
 		}
 		want.tenantOK = false
-		got.jsonLines(lines)
-		want.jsonLines(lines)
+		if body%4 == 3 {
+			// The same lines as the data of a CloudEvents batch (check namespaces their ids),
+			// each JSON one with a subject sometimes, and an event id made from it sometimes.
+			events := []byte{'['}
+			for i, l := range bytes.Split(bytes.TrimSuffix(lines, []byte{'\n'}), []byte{'\n'}) {
+				if !json.Valid(l) {
+					continue
+				}
+				if len(events) > 1 {
+					events = append(events, ',')
+				}
+				events = fmt.Appendf(events, `{"specversion":"1.0","id":"ev-%d","source":"gw","type":%q`, i%7, EventType)
+				if rng.IntN(3) == 0 {
+					events = append(events, `,"subject":"meter-1"`...)
+				}
+				if rng.IntN(3) == 0 { // no event_id: the event's id makes it
+					l = bytes.Replace(l, []byte(`"event_id":`), []byte(`"source":`), 1)
+				}
+				events = append(append(append(events, `,"data":`...), l...), '}')
+			}
+			lines = append(events, ']')
+			got.cloudEvents(lines)
+			want.cloudEvents(lines)
+			accepted["events"] += len(got.recs)
+		} else {
+			got.jsonLines(lines)
+			want.jsonLines(lines)
+		}
 		if len(got.recs) != len(want.recs) {
 			t.Fatalf("body %q: %d records accepted, %d with record.ValidateWithin", lines, len(got.recs), len(want.recs))
 		}
@@ -149,7 +178,7 @@ func TestCheckMatchesValidateWithin(t *testing.T) {
 			t.Errorf("no line refused with %s", reason)
 		}
 	}
-	if accepted["records"] < 500 {
-		t.Errorf("%d records accepted: the bodies are mostly refused", accepted["records"])
+	if accepted["records"] < 500 || accepted["events"] < 100 {
+		t.Errorf("%d records accepted, %d of them from events: the bodies are mostly refused", accepted["records"], accepted["events"])
 	}
 }
