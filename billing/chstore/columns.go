@@ -2,6 +2,7 @@ package chstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -27,28 +28,29 @@ var _ billing.ColumnStore = (*Store)(nil)
 // record_ids growing with time), on a single node, the data read does not wait for the
 // keys: it reads every row of the range, without a set of keys, while the keys query
 // runs, and the walk then finds the page's rows exactly and drops the rest. The server
-// neither builds the set nor hashes every row, and the two reads overlap.
+// neither builds the set nor hashes every row, and the reads overlap. The range is read
+// as two halves on two connections (cut where about half the page's copies were stored),
+// each decoded and matched on its own goroutine: the driver decodes a result on one, and
+// the decoding of a page's data is the export's largest single cost in the client.
 func (s *Store) ExportColumns(ctx context.Context, req billing.ExportRequest, into *billing.Columns) (int64, error) {
 	into.Reset(0)
 	p, err := s.plan(ctx, req)
 	if err != nil || p.empty {
 		return p.req.UpTo, err
 	}
-	// early: the data read under way beside the keys query; its blocks arrive on arrived
-	// as they come and are matched once the keys are known.
-	var early chan error
-	var arrived chan block
+	var early []*earlyRead
 	cancel := func() {}
 	if s.final && p.dense {
 		var rctx context.Context
 		rctx, cancel = context.WithCancel(ctx)
-		defer cancel() // a read not waited for ends here
-		early, arrived = make(chan error, 1), make(chan block, 64)
-		go func() {
-			defer close(arrived)
-			_, err := s.readData(rctx, ExportColumnsQuery(s.db, p.req.Tenant, p.keys, ""), false, nil, arrived)
-			early <- err
-		}()
+		defer cancel() // reads not waited for end here
+		ranges := []KeyRange{p.keys}
+		if lo, hi, ok := p.keys.Split(p.split); ok {
+			ranges = []KeyRange{lo, hi}
+		}
+		for _, kr := range ranges {
+			early = append(early, s.startEarly(rctx, ExportColumnsQuery(s.db, p.req.Tenant, kr, "")))
+		}
 	}
 	pk, err := s.pageKeys(ctx, p.req, p.whole, p.keys, p.sizeHint, early == nil)
 	if err != nil || len(pk.page) == 0 {
@@ -56,22 +58,12 @@ func (s *Store) ExportColumns(ctx context.Context, req billing.ExportRequest, in
 	}
 	var g *gathered
 	if early != nil && pk.byKey != nil {
-		m := newMatcher(pk)
-		var blocks []block
-		for b := range arrived {
-			blocks = append(blocks, b)
-			for row := range len(b.str[0].Pos) {
-				m.add(blocks, len(blocks)-1, row)
-			}
-		}
-		if err = <-early; err == nil {
-			g, err = m.done(blocks)
-		}
+		g, err = finishEarly(pk, early)
 	} else {
 		cancel() // the keys are not walked: read them by their hashes
 		g, err = s.readBlocks(ctx, p.req, p.keys, pk)
 	}
-	if err == errNotInPlace {
+	if errors.Is(err, errNotInPlace) {
 		recs, err := s.export(ctx, p.req, p.whole, p.keys, p.sizeHint, nil)
 		if err != nil {
 			return 0, err
@@ -85,6 +77,87 @@ func (s *Store) ExportColumns(ctx context.Context, req billing.ExportRequest, in
 	g.gather(into)
 	into.Last = pk.page[len(pk.page)-1].pos
 	return p.req.UpTo, nil
+}
+
+// earlyRead is one part of a page's data read under way beside the keys query (part r of
+// n numbers its blocks r, r+n, r+2n, ... among the page's: finishEarly). It keeps its blocks until it is given its matcher (once the keys are known), then matches
+// those and every later block as it comes.
+type earlyRead struct {
+	match  chan *matcher
+	done   chan error
+	blocks []block // its own, in order
+}
+
+func (s *Store) startEarly(ctx context.Context, query string) *earlyRead {
+	e := &earlyRead{match: make(chan *matcher, 1), done: make(chan error, 1)}
+	go func() {
+		var m *matcher
+		matched := 0
+		catchUp := func() {
+			for ; matched < len(e.blocks); matched++ {
+				for row := range e.blocks[matched].rows() {
+					m.add(e.blocks, matched, row)
+				}
+			}
+		}
+		err := s.readData(ctx, query, false, func(b block) error {
+			e.blocks = append(e.blocks, b)
+			if m == nil {
+				select {
+				case m = <-e.match:
+				default:
+					return nil
+				}
+			}
+			catchUp()
+			return nil
+		})
+		if err == nil && m == nil {
+			select {
+			case m = <-e.match:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+		if err == nil {
+			catchUp()
+		}
+		e.done <- err
+	}()
+	return e
+}
+
+// finishEarly hands the keys pk to the parts of the data read and waits for them.
+func finishEarly(pk pageKeys, parts []*earlyRead) (*gathered, error) {
+	at := newAt(len(pk.page))
+	ms := make([]*matcher, len(parts))
+	for r, e := range parts {
+		ms[r] = newMatcher(pk, at)
+		ms[r].stride, ms[r].offset = len(parts), r
+		e.match <- ms[r]
+	}
+	var errs []error
+	found, twice, most := 0, 0, 0
+	for r, e := range parts {
+		errs = append(errs, <-e.done)
+		found, twice = found+ms[r].found, twice+ms[r].twice
+		most = max(most, len(e.blocks))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if twice > 0 {
+		return nil, fmt.Errorf("billing export: %d records of the page read by two parts of its data read", twice)
+	}
+	// The parts' blocks interleaved, as their matchers numbered them (a part with fewer
+	// leaves empty blocks no record points to).
+	blocks := make([]block, most*len(parts))
+	for r, e := range parts {
+		for k, b := range e.blocks {
+			blocks[k*len(parts)+r] = b
+		}
+	}
+	return done(blocks, at, found)
 }
 
 // errNotInPlace: the driver's blocks cannot be viewed in place.
@@ -150,6 +223,9 @@ func (b *block) view(c *clickhouse.Cursor, hash bool) bool {
 	return ok
 }
 
+// rows is how many rows b holds.
+func (b *block) rows() int { return len(b.str[0].Pos) }
+
 // key returns row's tenant and record_id (billing.StrCols 1 and 8), in place.
 func (b *block) key(row int) (tenant, recordID string) {
 	t := b.str[0].Pos[row].Start + int(b.lens[0][row])
@@ -163,20 +239,33 @@ type gathered struct {
 	at     []uint64
 }
 
-// matcher finds the page's key of each row read and keeps each key's first rating.
+// matcher finds the page's key of each row read and keeps each key's first rating in at:
+// at[i] is the block and row of record i of the page (block << 32 | row), the block
+// numbered k*stride+offset for the k-th of the blocks it is given. Matchers of disjoint
+// record_id ranges may share at: each sets only its own keys'.
 type matcher struct {
-	pk    pageKeys
-	walk  *keyWalker
-	index pageIndex
-	at    []uint64
-	found int
+	pk             pageKeys
+	walk           *keyWalker
+	index          pageIndex
+	at             []uint64
+	found          int
+	twice          int // keys another matcher found too
+	stride, offset int
 }
 
-func newMatcher(pk pageKeys) *matcher {
-	m := &matcher{pk: pk, at: make([]uint64, len(pk.page))}
-	for i := range m.at {
-		m.at[i] = ^uint64(0)
+// none is at's value for a key not found yet.
+const none = ^uint64(0)
+
+func newAt(n int) []uint64 {
+	at := make([]uint64, n)
+	for i := range at {
+		at[i] = none
 	}
+	return at
+}
+
+func newMatcher(pk pageKeys, at []uint64) *matcher {
+	m := &matcher{pk: pk, at: at, stride: 1}
 	if pk.byKey != nil {
 		m.walk = &keyWalker{keys: pk.byKey, slot: pk.slot}
 		return m
@@ -203,62 +292,58 @@ func (m *matcher) add(blocks []block, bi, row int) {
 		return // another key's row
 	}
 	// The first rating: the least rated_time_ms (copies rated at the same instant come
-	// from the same state and are identical).
-	if prev := m.at[i]; prev == ^uint64(0) {
+	// from the same state and are identical). A key's copies share its record_id, so an
+	// earlier one is in a block of this matcher's.
+	if prev := m.at[i]; prev == none {
 		m.found++
-	} else if blocks[prev>>32].u64[8][uint32(prev)] <= b.u64[8][row] {
+	} else if int(prev>>32)%m.stride != m.offset {
+		m.twice++ // the parts' ranges overlap: a broken split
+		return
+	} else if blocks[(int(prev>>32)-m.offset)/m.stride].u64[8][uint32(prev)] <= b.u64[8][row] {
 		return
 	}
-	m.at[i] = uint64(bi)<<32 | uint64(row)
+	m.at[i] = uint64(bi*m.stride+m.offset)<<32 | uint64(row)
 }
 
-// done checks every key of the page has its record: a key without one would be a hole in
-// the stream (see export).
-func (m *matcher) done(blocks []block) (*gathered, error) {
-	if n := len(m.at); m.found != n {
-		return nil, fmt.Errorf("billing export: %d of %d records of the page missing from rated_usage", n-m.found, n)
+// done checks every key of the page has its record (found of len(at)): a key without one
+// would be a hole in the stream (see export).
+func done(blocks []block, at []uint64, found int) (*gathered, error) {
+	if n := len(at); found != n {
+		return nil, fmt.Errorf("billing export: %d of %d records of the page missing from rated_usage", n-found, n)
 	}
-	return &gathered{blocks: blocks, at: m.at}, nil
+	return &gathered{blocks: blocks, at: at}, nil
 }
 
-// readData runs query (ExportColumnsQuery; hash: with h) and returns its blocks, calling
-// each (if not nil) with every row as it comes, and sending each block (if out is not nil)
+// readData runs query (ExportColumnsQuery; hash: with h) and calls each with every block
 // as soon as it is decoded.
-func (s *Store) readData(ctx context.Context, query string, hash bool, each func(blocks []block, bi, row int), out chan<- block) ([]block, error) {
+func (s *Store) readData(ctx context.Context, query string, hash bool, each func(b block) error) error {
 	rows, err := s.conn.Query(ctx, query)
 	if err != nil {
-		return nil, fmt.Errorf("billing export: %w", err)
+		return fmt.Errorf("billing export: %w", err)
 	}
 	defer rows.Close()
 	c := clickhouse.NewCursor(rows)
 	if !c.Fast() {
-		return nil, errNotInPlace
+		return errNotInPlace
 	}
-	var blocks []block
 	gen := -1
 	for c.Next() {
-		if c.Gen() != gen {
-			gen = c.Gen()
-			blocks = append(blocks, block{})
-			if !blocks[len(blocks)-1].view(c, hash) {
-				return nil, errNotInPlace
-			}
-			if out != nil {
-				select {
-				case out <- blocks[len(blocks)-1]:
-				case <-ctx.Done():
-					return nil, ctx.Err()
-				}
-			}
+		if c.Gen() == gen {
+			continue
 		}
-		if each != nil {
-			each(blocks, len(blocks)-1, c.Row())
+		gen = c.Gen()
+		var b block
+		if !b.view(c, hash) {
+			return errNotInPlace
+		}
+		if err := each(b); err != nil {
+			return err
 		}
 	}
 	if err := c.Err(); err != nil {
-		return nil, fmt.Errorf("billing export: %w", err)
+		return fmt.Errorf("billing export: %w", err)
 	}
-	return blocks, nil
+	return nil
 }
 
 // readBlocks reads the rows of the page's keys pk, with a set of their hashes (on the walk
@@ -280,13 +365,20 @@ func (s *Store) readBlocks(ctx context.Context, req billing.ExportRequest, keyRa
 			return nil, err
 		}
 	}
-	m := newMatcher(pk)
-	blocks, err := s.readData(ch.Context(ctx, ch.WithExternalTable(keys)), ExportColumnsQuery(s.db, req.Tenant, keyRange, "page_keys"),
-		pk.byKey == nil, m.add, nil)
+	m := newMatcher(pk, newAt(len(pk.page)))
+	var blocks []block
+	err = s.readData(ch.Context(ctx, ch.WithExternalTable(keys)), ExportColumnsQuery(s.db, req.Tenant, keyRange, "page_keys"),
+		pk.byKey == nil, func(b block) error {
+			blocks = append(blocks, b)
+			for row := range b.rows() {
+				m.add(blocks, len(blocks)-1, row)
+			}
+			return nil
+		})
 	if err != nil {
 		return nil, err
 	}
-	return m.done(blocks)
+	return done(blocks, m.at, m.found)
 }
 
 // gather lays the page's records out as columns, in page order: two halves of the rows

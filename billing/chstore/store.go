@@ -60,12 +60,14 @@ func (s *Store) Export(ctx context.Context, req billing.ExportRequest, into []bi
 
 // pagePlan is what a page reads: the request with its upTo bounded, whether every record
 // is a candidate (whole), the range of its record_ids and whether it holds few other rows
-// (dense), and about how many records it has.
+// (dense), the record_id from which about half its copies lie (split; "" when none), and
+// about how many records it has.
 type pagePlan struct {
 	req      billing.ExportRequest
 	whole    bool
 	dense    bool
 	keys     KeyRange
+	split    string
 	sizeHint int
 	empty    bool
 }
@@ -82,6 +84,11 @@ func (s *Store) plan(ctx context.Context, req billing.ExportRequest) (pagePlan, 
 	}
 	var total uint64
 	upTo := req.UpTo
+	type second struct {
+		sec  int64
+		upTo uint64 // copies stored up to sec
+	}
+	var seconds []second
 	for span.Next() {
 		var sec uint32
 		var n uint64
@@ -89,9 +96,11 @@ func (s *Store) plan(ctx context.Context, req billing.ExportRequest) (pagePlan, 
 			span.Close()
 			return pagePlan{}, fmt.Errorf("billing export span: %w", err)
 		}
+		total += n
+		seconds = append(seconds, second{int64(sec), total})
 		// Never stop at After.Seen itself: its records may all be behind the cursor
 		// already, and the page must move on.
-		if total += n; total >= uint64(req.Limit) && int64(sec) > req.After.Seen {
+		if total >= uint64(req.Limit) && int64(sec) > req.After.Seen {
 			upTo = int64(sec)
 			break
 		}
@@ -101,7 +110,15 @@ func (s *Store) plan(ctx context.Context, req billing.ExportRequest) (pagePlan, 
 		return pagePlan{}, fmt.Errorf("billing export span: %w", err)
 	}
 	req.UpTo = upTo
-	keys, inRange, err := s.keyRange(ctx, req)
+	// mid: the second from which about half the page's copies were stored.
+	mid := req.UpTo + 1
+	for _, sc := range seconds {
+		if sc.upTo > total/2 {
+			mid = sc.sec
+			break
+		}
+	}
+	keys, inRange, split, err := s.keyRange(ctx, req, mid)
 	if err != nil {
 		return pagePlan{}, err
 	}
@@ -111,27 +128,27 @@ func (s *Store) plan(ctx context.Context, req billing.ExportRequest) (pagePlan, 
 	// everything in range, where every record is a candidate.
 	dense := inRange <= total+total/2
 	whole := req.After.Seen == 0 && total < uint64(req.Limit) || dense
-	return pagePlan{req: req, whole: whole, dense: dense, keys: keys, sizeHint: int(min(total, uint64(req.Limit)))}, nil
+	return pagePlan{req: req, whole: whole, dense: dense, keys: keys, split: split, sizeHint: int(min(total, uint64(req.Limit)))}, nil
 }
 
 // keyRange runs ExportBoundsQuery and, when adjustments are in range, FeeBoundsQuery, then
-// RangeCountQuery over rated_usage: how many copies the range holds.
-func (s *Store) keyRange(ctx context.Context, req billing.ExportRequest) (KeyRange, uint64, error) {
-	var k KeyRange
-	var adjustments, n uint64
-	if err := s.conn.QueryRow(ctx, ExportBoundsQuery(s.db, req)).Scan(&k.Lo, &k.Hi, &adjustments); err != nil {
-		return k, 0, fmt.Errorf("billing export bounds: %w", err)
+// RangeCountQuery over rated_usage: how many copies the range holds. split is the least
+// record_id of the copies stored from second mid on.
+func (s *Store) keyRange(ctx context.Context, req billing.ExportRequest, mid int64) (k KeyRange, n uint64, split string, err error) {
+	var adjustments uint64
+	if err := s.conn.QueryRow(ctx, ExportBoundsQuery(s.db, req, mid)).Scan(&k.Lo, &k.Hi, &adjustments, &split); err != nil {
+		return k, 0, "", fmt.Errorf("billing export bounds: %w", err)
 	}
 	if adjustments > 0 {
 		k.HasFees = true
 		if err := s.conn.QueryRow(ctx, FeeBoundsQuery(s.db, req)).Scan(&k.FeeLo, &k.FeeHi); err != nil {
-			return k, 0, fmt.Errorf("billing export bounds: %w", err)
+			return k, 0, "", fmt.Errorf("billing export bounds: %w", err)
 		}
 	}
 	if err := s.conn.QueryRow(ctx, RangeCountQuery(s.db, "rated_usage", req.Tenant, k)).Scan(&n); err != nil {
-		return k, 0, fmt.Errorf("billing export bounds: %w", err)
+		return k, 0, "", fmt.Errorf("billing export bounds: %w", err)
 	}
-	return k, n, nil
+	return k, n, split, nil
 }
 
 // pageIndex finds a page's records by keyHash: by the hash alone, but for the keys that
@@ -290,15 +307,16 @@ func (s *Store) readKeys(ctx context.Context, query string, sizeHint int) ([]key
 	defer rows.Close()
 	page := make([]keyRow, 0, sizeHint)
 	kc := clickhouse.NewCursor(rows)
-	tenant, recordID, seen, hash := kc.Str(0), kc.Str(1), clickhouse.Num[uint32](kc, 2), clickhouse.Num[uint64](kc, 3)
+	key, tenantLen, seen, hash := kc.Str(0), clickhouse.Num[uint32](kc, 1), clickhouse.Num[uint32](kc, 2), clickhouse.Num[uint64](kc, 3)
 	for kc.Next() {
 		var k keyRow
-		var e uint32
+		var str string
+		var tl, e uint32
 		var err error
 		if kc.Fast() {
-			k.pos.Tenant, err = tenant.Get()
+			str, err = key.Get()
 			if err == nil {
-				k.pos.RecordID, err = recordID.Get()
+				tl, _, err = tenantLen.Get()
 			}
 			if err == nil {
 				e, _, err = seen.Get()
@@ -307,12 +325,15 @@ func (s *Store) readKeys(ctx context.Context, query string, sizeHint int) ([]key
 				k.h, _, err = hash.Get()
 			}
 		} else {
-			err = rows.Scan(&k.pos.Tenant, &k.pos.RecordID, &e, &k.h)
+			err = rows.Scan(&str, &tl, &e, &k.h)
+		}
+		if err == nil && int(tl) > len(str) {
+			err = fmt.Errorf("key %q: tenant of %d bytes", str, tl)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("billing export keys: %w", err)
 		}
-		k.pos.Seen = int64(e)
+		k.pos.Tenant, k.pos.RecordID, k.pos.Seen = str[:tl], str[tl:], int64(e)
 		page = append(page, k)
 	}
 	if err := kc.Err(); err != nil {

@@ -1,0 +1,18 @@
+package chstore
+
+import (
+	"context"
+
+	"fleetmeter/billing"
+)
+
+// SplitOf returns the two halves ExportColumns would read req's data as, ok false when
+// it would read it whole (or after the keys).
+func (s *Store) SplitOf(ctx context.Context, req billing.ExportRequest) (lo, hi KeyRange, ok bool, err error) {
+	p, err := s.plan(ctx, req)
+	if err != nil || p.empty || !s.final || !p.dense {
+		return lo, hi, false, err
+	}
+	lo, hi, ok = p.keys.Split(p.split)
+	return lo, hi, ok, nil
+}
