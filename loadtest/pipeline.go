@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
@@ -587,6 +588,73 @@ type phase struct {
 	LoaderDelay, RaterBatch [2]float64
 	// LoaderInsert is one insert into rated_usage, p50 and p99 (bucket bounds).
 	LoaderInsert [2]float64
+	// CH is what ClickHouse counted during the phase (system.events): queries, inserts,
+	// merges and the rows they moved.
+	CH map[string]uint64
+}
+
+// partWatch follows the active parts of rated_usage, so a poll reads only the parts it
+// has not read yet. Part names are never reused: an insert or a merge makes a new one.
+type partWatch struct {
+	done map[string]bool // parts read (only active ones are kept)
+}
+
+func newPartWatch() *partWatch { return &partWatch{done: map[string]bool{}} }
+
+// fresh lists the active parts not read yet, and forgets the read parts that are gone.
+func (w *partWatch) fresh(ctx context.Context, conn driver.Conn) ([]string, error) {
+	rows, err := conn.Query(ctx, "SELECT name FROM system.parts WHERE database = '"+benchDatabase+"' AND table = 'rated_usage' AND active")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	active := map[string]bool{}
+	var fresh []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		active[n] = true
+		if !w.done[n] {
+			fresh = append(fresh, n)
+		}
+	}
+	for n := range w.done {
+		if !active[n] {
+			delete(w.done, n)
+		}
+	}
+	return fresh, rows.Err()
+}
+
+// checked notes parts as read.
+func (w *partWatch) checked(parts []string) {
+	for _, n := range parts {
+		w.done[n] = true
+	}
+}
+
+// chEventNames are the counters of system.events a phase keeps.
+var chEventNames = []string{"SelectQuery", "InsertQuery", "InsertedRows", "Merge", "MergedRows",
+	"MergedUncompressedBytes", "MergeTreeDataWriterBlocks", "UserTimeMicroseconds", "SystemTimeMicroseconds"}
+
+// chEvents reads chEventNames from system.events (those the server counts).
+func (r *fleetRig) chEvents(ctx context.Context) map[string]uint64 {
+	m := map[string]uint64{}
+	rows, err := r.store.Conn().Query(ctx, "SELECT event, value FROM system.events WHERE event IN ('"+strings.Join(chEventNames, "', '")+"')")
+	if err != nil {
+		return m
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		var v uint64
+		if rows.Scan(&k, &v) == nil {
+			m[k] = v
+		}
+	}
+	return m
 }
 
 // runPhase sends ticks for d (paced to rate records/s, or back to back when rate is 0),
@@ -598,6 +666,8 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 		return ph, err
 	}
 	cpu0 := r.cpu()
+	ch0 := r.chEvents(ctx)
+	txns0 := r.scrape("rater", `fleetmeter_rater_transactions_total{outcome="committed"}`)
 	delay0 := r.scrapeHistogram("loader", "fleetmeter_loader_record_delay_seconds")
 	batch0 := r.scrapeHistogram("rater", "fleetmeter_rater_batch_seconds")
 	insert0 := r.scrapeHistogram("loader", "fleetmeter_loader_insert_seconds", `table="rated_usage"`)
@@ -612,8 +682,21 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 		defer close(pollDone)
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
+		parts := newPartWatch()
 		for pollCtx.Err() == nil {
 			<-t.C
+			mu.Lock()
+			waiting := len(pending) > 0
+			mu.Unlock()
+			if !waiting {
+				continue
+			}
+			// The parts first, then the pending probes: every row of a part listed now was
+			// sent, and its probe registered, before the probes are taken.
+			fresh, err := parts.fresh(pollCtx, r.store.Conn())
+			if err != nil || len(fresh) == 0 {
+				continue
+			}
 			mu.Lock()
 			keys := make([]string, 0, len(pending))
 			for k := range pending {
@@ -621,16 +704,23 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 			}
 			mu.Unlock()
 			if len(keys) == 0 {
+				parts.checked(fresh)
 				continue
 			}
-			// The primary key as a set of tuples, which the index serves on every server
-			// version: about a granule read per probe (a set per column read two or three,
-			// and the query runs 20 times a second on the machine it measures).
+			// Only the parts written since the last poll can hold a row not seen yet: a
+			// pending probe's row is in a part created after the probe was sent. Each part
+			// is read for the primary key as a set of tuples, which the index serves on
+			// every server version: a granule per probe and part.
+			names := make([]string, len(fresh))
+			for i, n := range fresh {
+				names[i] = quote(n)
+			}
 			rows, err := r.store.Conn().Query(pollCtx, "SELECT tenant, record_id, received_time_ms, rated_time_ms FROM "+benchDatabase+
-				".rated_usage WHERE (tenant, record_id) IN ("+strings.Join(keys, ", ")+")")
+				".rated_usage WHERE _part IN ("+strings.Join(names, ", ")+") AND (tenant, record_id) IN ("+strings.Join(keys, ", ")+")")
 			if err != nil {
 				continue
 			}
+			parts.checked(fresh)
 			seen := time.Now()
 			for rows.Next() {
 				var k [2]string
@@ -747,6 +837,10 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 	stopPoll()
 	<-pollDone
 	cpu1 := r.cpu()
+	ph.CH = map[string]uint64{}
+	for k, v := range r.chEvents(ctx) {
+		ph.CH[k] = v - ch0[k]
+	}
 	delay := r.scrapeHistogram("loader", "fleetmeter_loader_record_delay_seconds").since(delay0)
 	batch := r.scrapeHistogram("rater", "fleetmeter_rater_batch_seconds").since(batch0)
 	ph.LoaderDelay = [2]float64{delay.quantile(0.5), delay.quantile(0.99)}
@@ -773,6 +867,14 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 	slices.Sort(ph.Latencies)
 	progress("pipeline %s: sent %d, landed %d in %.1fs (%.0f rows/s), %d probes timed, %d not seen; a tick's last acknowledgement, mean: MQTT %v, CoAP %v, HTTP %v (spread %v)",
 		name, ph.Sent, ph.Landed, ph.Seconds, ph.Rate, len(lat), ph.Lost, r.tookMean(sim.MQTT), r.tookMean(sim.CoAP), r.tookMean(sim.HTTP), lastSpread)
+	var ev []string
+	for _, k := range chEventNames {
+		if v, ok := ph.CH[k]; ok {
+			ev = append(ev, fmt.Sprintf("%s %d", k, v))
+		}
+	}
+	progress("  rater transactions %.0f; clickhouse during %s: %s", r.scrape("rater", `fleetmeter_rater_transactions_total{outcome="committed"}`)-txns0,
+		name, strings.Join(ev, ", "))
 	return ph, err
 }
 
