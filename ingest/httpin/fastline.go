@@ -191,11 +191,18 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 		}
 		switch f {
 		case kBytesUp, kBytesDown, kDurationMs, kEvents, kRatingGroup, kSliceSST:
-			v, end, ok := plainUint(d, i)
-			if !ok {
-				return false
+			var v uint64
+			if lv := &r.last[f]; lv.sameAt(d, i) {
+				v, i = lv.v, i+lv.n
+			} else {
+				var end int
+				var ok bool
+				if v, end, ok = plainUint(d, i); !ok {
+					return false
+				}
+				lv.number(d[i:end+1], v)
+				i = end
 			}
-			i = end
 			switch f {
 			case kBytesUp:
 				u.BytesUp = v
@@ -217,11 +224,18 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 				u.SliceSST, u.HasSlice = uint8(v), true
 			}
 		case kLat, kLon:
-			v, end, ok := plainFloat(d, i)
-			if !ok {
-				return false
+			var v float64
+			if lv := &r.last[f]; lv.sameAt(d, i) {
+				v, i = math.Float64frombits(lv.v), i+lv.n
+			} else {
+				var end int
+				var ok bool
+				if v, end, ok = plainFloat(d, i); !ok {
+					return false
+				}
+				lv.number(d[i:end+1], math.Float64bits(v))
+				i = end
 			}
-			i = end
 			if f == kLat {
 				lat = v
 			} else {
@@ -315,11 +329,42 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 	return true
 }
 
-// lastValue is a string value of up to 15 bytes followed by its closing quote, as two
-// little-endian words and their masks (mlo 0: none).
+// lastValue is the value a field had in the last line read fast, when it took at most
+// 15 bytes: those bytes and the one that ended the value (a string's closing quote, the
+// delimiter after a number) as two little-endian words with their masks (mlo 0: none),
+// and what they read as: s for a string; for a number v (a float's bits) and n, its length.
 type lastValue struct {
 	lo, hi, mlo, mhi uint64
 	s                string
+	v                uint64
+	n                int
+}
+
+// sameAt reports whether the number at d[i:] is lv's, byte for byte up to the delimiter
+// after it, so it reads as lv.v. A number near the line's end (less than sixteen bytes
+// left) is read anew.
+func (lv *lastValue) sameAt(d []byte, i int) bool {
+	return lv.mlo != 0 && i+16 <= len(d) &&
+		binary.LittleEndian.Uint64(d[i:])&lv.mlo == lv.lo && binary.LittleEndian.Uint64(d[i+8:])&lv.mhi == lv.hi
+}
+
+// number remembers the number b (its text and the delimiter that ended it) read as v.
+func (lv *lastValue) number(b []byte, v uint64) {
+	n := len(b)
+	if n > 16 {
+		lv.mlo = 0
+		return
+	}
+	w := b
+	if cap(b) >= 16 {
+		w = b[:16]
+	} else {
+		var c [16]byte
+		copy(c[:], b)
+		w = c[:]
+	}
+	lv.mlo, lv.mhi, lv.v, lv.n = swar.LowBytes(n), swar.LowBytes(n-8), v, n-1
+	lv.lo, lv.hi = binary.LittleEndian.Uint64(w)&lv.mlo, binary.LittleEndian.Uint64(w[8:])&lv.mhi
 }
 
 // value is the string of bytes v, a value of string field f, interned and remembered
