@@ -355,16 +355,8 @@ func (lv *lastValue) number(b []byte, v uint64) {
 		lv.mlo = 0
 		return
 	}
-	w := b
-	if cap(b) >= 16 {
-		w = b[:16]
-	} else {
-		var c [16]byte
-		copy(c[:], b)
-		w = c[:]
-	}
+	lv.lo, lv.hi = lowWords(b, n)
 	lv.mlo, lv.mhi, lv.v, lv.n = swar.LowBytes(n), swar.LowBytes(n-8), v, n-1
-	lv.lo, lv.hi = binary.LittleEndian.Uint64(w)&lv.mlo, binary.LittleEndian.Uint64(w[8:])&lv.mhi
 }
 
 // value is the string of bytes v, a value of string field f, interned and remembered
@@ -382,19 +374,23 @@ func (r *lineReader) value(f int, v []byte) string {
 		lv.mlo = 0
 		return s
 	}
-	// The words of the value and its quote: read where they lie when the buffer holds
-	// sixteen bytes from v on (what follows masked off), else from a copy.
-	w := v[:n+1]
-	if cap(v) >= 16 {
-		w = v[:16]
-	} else {
-		var b [16]byte
-		copy(b[:], w)
-		w = b[:]
-	}
+	lv.lo, lv.hi = lowWords(v[:n+1], n+1) // the value and its closing quote
 	lv.mlo, lv.mhi, lv.s = swar.LowBytes(n+1), swar.LowBytes(n+1-8), s
-	lv.lo, lv.hi = binary.LittleEndian.Uint64(w)&lv.mlo, binary.LittleEndian.Uint64(w[8:])&lv.mhi
 	return s
+}
+
+// lowWords is the first n (at most 16) bytes of b as two little-endian words, the rest
+// masked off: read where they lie when b's buffer holds sixteen bytes, else from a copy.
+func lowWords(b []byte, n int) (lo, hi uint64) {
+	var w []byte
+	if cap(b) >= 16 {
+		w = b[:16]
+	} else {
+		var c [16]byte
+		copy(c[:], b[:n])
+		w = c[:]
+	}
+	return binary.LittleEndian.Uint64(w) & swar.LowBytes(n), binary.LittleEndian.Uint64(w[8:]) & swar.LowBytes(n-8)
 }
 
 // stringField is the string field of u that f names (not event_id).
@@ -612,13 +608,11 @@ func (r *lineReader) intern(v []byte) string {
 		return ""
 	}
 	var lo, hi uint64
-	if n <= 16 && cap(v) >= 16 {
+	if n <= 16 && cap(v) >= 16 { // inline: lowWords is not
 		w := v[:16]
 		lo, hi = binary.LittleEndian.Uint64(w)&swar.LowBytes(n), binary.LittleEndian.Uint64(w[8:])&swar.LowBytes(n-8)
 	} else {
-		var b [16]byte
-		copy(b[:], v)
-		lo, hi = binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
+		lo, hi = lowWords(v, min(n, 16))
 	}
 	slot := &r.interned[((lo^hi*0xff51afd7ed558ccd)*0x9E3779B97F4A7C15+uint64(n))>>56]
 	if slot.n == n && slot.lo == lo && slot.hi == hi && (n <= 16 || slot.s == string(v)) {
