@@ -19,12 +19,14 @@ import (
 // ever added, so e is fixed by its first copy. A page is read at watermark
 // W = now - Lag: the Lag is chosen so every INSERT stamped at or before W is visible by
 // now, hence every record with e <= W is visible with its final e. The page holds the
-// records after the cursor's position P with e <= W, in (e, tenant, record_id) order, and
-// the next cursor is the last position returned (or, when the page is not full, at least
-// (W, "", "")). So:
-//   - no gap: a record not yet visible has e > W >= every position handed out, so it sorts
-//     after the cursor whenever it appears; a visible one with e <= W is in this page or,
-//     the page being full, after its last position;
+// records after the cursor's position P with e <= U, for a U <= W the store chooses to
+// bound the page, in (e, tenant, record_id) order, and the next cursor is the last
+// position returned or, when the page is not full (so it holds every record after P with
+// e <= U), (U+1, "", ""). So:
+//   - no gap: a record not yet visible has e > W, so it sorts after every position handed
+//     out (at most (W+1, "", ""), and tenants are not empty) whenever it appears; a visible
+//     one after P with e <= U is in this page or, the page being full, after its last
+//     position; one with e > U is after (U+1, "", "") too;
 //   - no duplicate: positions only grow and a record's position never changes, so a
 //     redelivered copy (a later seen, same record_id) does not move it behind a cursor;
 //   - first rating: each record is read as its earliest rated copy (argMin over
@@ -163,9 +165,10 @@ func (x *Exporter) Page(ctx context.Context, scope, cursor string, limit int) (P
 		}
 	}
 	n := page.Len()
-	// Not full: nothing is left up to upTo (the store may stop short of w to bound a page).
-	if n < limit && next.Less(Position{Seen: upTo}) {
-		next = Position{Seen: upTo}
+	// Not full: nothing is left up to upTo (the store may stop short of w to bound a
+	// page), so the next page starts at the next second.
+	if n < limit && next.Less(Position{Seen: upTo + 1}) {
+		next = Position{Seen: upTo + 1}
 	}
 	page.Next, page.UpTo, page.CaughtUp = x.signer.Encode(scope, next), upTo, n < limit && upTo == w
 	return page, nil

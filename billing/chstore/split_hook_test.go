@@ -16,3 +16,6 @@ func (s *Store) SplitOf(ctx context.Context, req billing.ExportRequest) (lo, hi 
 	lo, hi, ok = p.keys.Split(p.split)
 	return lo, hi, ok, nil
 }
+
+// AlignMin sets the least limit of a page that plan ends at a second's end.
+func (s *Store) AlignMin(n int) *Store { s.align = n; return s }
