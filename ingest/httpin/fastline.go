@@ -348,15 +348,17 @@ func (lv *lastValue) sameAt(d []byte, i int) bool {
 		binary.LittleEndian.Uint64(d[i:])&lv.mlo == lv.lo && binary.LittleEndian.Uint64(d[i+8:])&lv.mhi == lv.hi
 }
 
-// number remembers the number b (its text and the delimiter that ended it) read as v.
+// number remembers the number b (its text and the delimiter that ended it) read as v;
+// not one at the very end of the buffer (sameAt needs sixteen bytes there anyway).
 func (lv *lastValue) number(b []byte, v uint64) {
 	n := len(b)
-	if n > 16 {
+	if n > 16 || cap(b) < 16 {
 		lv.mlo = 0
 		return
 	}
-	lv.lo, lv.hi = lowWords(b, n)
+	w := b[:16]
 	lv.mlo, lv.mhi, lv.v, lv.n = swar.LowBytes(n), swar.LowBytes(n-8), v, n-1
+	lv.lo, lv.hi = binary.LittleEndian.Uint64(w)&lv.mlo, binary.LittleEndian.Uint64(w[8:])&lv.mhi
 }
 
 // value is the string of bytes v, a value of string field f, interned and remembered
