@@ -351,7 +351,7 @@ func (s *Store) readKeys(ctx context.Context, query string, sizeHint int) ([]key
 				k.h, _, err = hash.Get()
 			}
 		} else {
-			err = rows.Scan(&str, &tl, &e, &k.h)
+			str, tl, e, k.h, err = scanKey(rows)
 		}
 		if err == nil && int(tl) > len(str) {
 			err = fmt.Errorf("key %q: tenant of %d bytes", str, tl)
@@ -366,6 +366,13 @@ func (s *Store) readKeys(ctx context.Context, query string, sizeHint int) ([]key
 		return nil, fmt.Errorf("billing export keys: %w", err)
 	}
 	return page, nil
+}
+
+// scanKey reads a key row through Scan. Apart from readKeys' loop, so that the loop's
+// variables do not escape to the heap (three allocations a key).
+func scanKey(rows driver.Rows) (str string, tl, e uint32, h uint64, err error) {
+	err = rows.Scan(&str, &tl, &e, &h)
+	return str, tl, e, h, err
 }
 
 // orderKeys sorts keys by position and keeps the first limit. Keys in (tenant, record_id)
