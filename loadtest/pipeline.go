@@ -568,15 +568,17 @@ func (r *fleetRig) peakRSS() map[string]int64 {
 
 // phase is one measured stretch of fleet traffic.
 type phase struct {
-	Name      string
-	Offered   float64 // target records/s (0: as fast as acknowledged)
-	Sent      int
-	Landed    uint64 // rows that reached ClickHouse during the phase
-	Seconds   float64
-	Rate      float64 // landed rows per second
-	CPU       map[string]time.Duration
-	Latencies []time.Duration // probes, device send -> row visible
-	ByProto   [4][]time.Duration
+	Name    string
+	Offered float64 // target records/s (0: as fast as acknowledged)
+	Sent    int
+	Landed  uint64  // rows that reached ClickHouse during the phase
+	Seconds float64 // from the first send to the last row landed
+	// Sending is how long the fleet sent; Tail how long the last rows took to land after.
+	Sending, Tail float64
+	Rate          float64 // landed rows per second
+	CPU           map[string]time.Duration
+	Latencies     []time.Duration // probes, device send -> row visible
+	ByProto       [4][]time.Duration
 	// Stages splits the probes' latency by their rows' own times: device send -> the
 	// mediator's receipt (received_time_ms; for a CDR the file's pick-up), receipt -> rating
 	// (rated_time_ms), rating -> visible (the rater's commit, the loader's fetch and insert,
@@ -636,8 +638,8 @@ func (w *partWatch) checked(parts []string) {
 }
 
 // chEventNames are the counters of system.events a phase keeps.
-var chEventNames = []string{"SelectQuery", "InsertQuery", "InsertedRows", "Merge", "MergedRows",
-	"MergedUncompressedBytes", "MergeTreeDataWriterBlocks", "UserTimeMicroseconds", "SystemTimeMicroseconds"}
+var chEventNames = []string{"SelectQuery", "InsertQuery", "InsertedRows", "MergedRows",
+	"MergedUncompressedBytes", "UserTimeMicroseconds", "SystemTimeMicroseconds"}
 
 // chEvents reads chEventNames from system.events (those the server counts).
 func (r *fleetRig) chEvents(ctx context.Context) map[string]uint64 {
@@ -656,6 +658,29 @@ func (r *fleetRig) chEvents(ctx context.Context) map[string]uint64 {
 	}
 	return m
 }
+
+// held says whether a paced phase carried the load it was offered: the fleet sent at
+// least frac of the offered rate (its acknowledgements kept up), every record sent landed,
+// and the last ones within maxTail of the end of sending.
+func (ph phase) held(frac float64) bool {
+	return ph.Sending > 0 && float64(ph.Sent)/ph.Sending >= frac*ph.Offered && ph.Landed >= uint64(ph.Sent) && ph.Tail <= maxTail.Seconds()
+}
+
+// tryText is a paced phase in a few words: offered, sent, and how late the last rows landed.
+func (ph phase) tryText() string {
+	sent := 0.0
+	if ph.Sending > 0 {
+		sent = float64(ph.Sent) / ph.Sending
+	}
+	lost := ""
+	if ph.Landed < uint64(ph.Sent) {
+		lost = fmt.Sprintf(", %d not landed", uint64(ph.Sent)-ph.Landed)
+	}
+	return fmt.Sprintf("offered %.0f, sent %.0f, last rows %.1f s after%s", ph.Offered, sent, ph.Tail, lost)
+}
+
+// maxTail bounds how long a held phase's last rows take to land once the fleet stopped.
+const maxTail = 2 * time.Second
 
 // runPhase sends ticks for d (paced to rate records/s, or back to back when rate is 0),
 // waits for the rows, and times the probes by polling ClickHouse every 50 ms.
@@ -853,6 +878,7 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 	}
 	ph.Landed = n - n0
 	ph.Seconds = max(sending, landedAt).Seconds()
+	ph.Sending, ph.Tail = sending.Seconds(), max(landedAt-sending, 0).Seconds()
 	ph.Rate = float64(ph.Landed) / ph.Seconds
 	ph.Latencies = lat
 	for i := range byProto {

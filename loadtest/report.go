@@ -26,8 +26,8 @@ import (
 const latencyProbeEvery = 100
 
 // The sustained maximum is searched for with a paced fleet: the first try offers
-// pacedSearchStart of the closed-loop maximum; a try holds when it lands pacedHeld of its
-// offer; otherwise the next offers the lesser of pacedSearchStep of it and pacedHeld of
+// pacedSearchStart of the closed-loop maximum; a try holds when the fleet sent pacedHeld of
+// its offer and all of it landed (phase.held); otherwise the next offers the lesser of pacedSearchStep of it and pacedHeld of
 // what it landed, up to pacedSearchTries tries.
 const (
 	pacedSearchStart = 0.9
@@ -193,7 +193,7 @@ func runPipelineOnly(ctx context.Context, root, work string, cfg ReportConfig, r
 	s := summarize(rs)
 	progress("closed-loop maximum %.0f / %.0f / %.0f records/s (min / median / max)", s.Min, s.Med, s.Max)
 	for _, ph := range rep.Paced {
-		progress("paced: offered %.0f, landed %.0f records/s", ph.Offered, ph.Rate)
+		progress("paced: %s", ph.tryText())
 	}
 	progress("sustained (paced) maximum %.0f records/s", rep.Sustained)
 	if totalCPU, landed := rep.serviceCPU(); landed > 0 {
@@ -275,7 +275,7 @@ func runFleet(ctx context.Context, root, dir string, cfg ReportConfig, devices i
 			return err
 		}
 		rep.Paced = append(rep.Paced, ph)
-		if ph.Rate >= pacedHeld*ph.Offered {
+		if ph.held(pacedHeld) {
 			break
 		}
 		sustained = min(pacedSearchStep*sustained, pacedHeld*ph.Rate)

@@ -30,6 +30,10 @@ type pair struct {
 	Full, Short string // -test.benchtime
 	Aim         float64
 	AimText     string
+	// Profile, when set, splits a CPU profile of each side, taken in one more run of
+	// each after the rounds (ProfileFull or ProfileShort requests), into these parts.
+	Profile                   []profilePart
+	ProfileFull, ProfileShort string
 }
 
 // pairs are the stages and their ceilings. The benchmarks live beside the code they
@@ -44,7 +48,8 @@ var pairs = []pair{
 	{Stage: "HTTP JSON Lines ingest, 1 client", Label: "HTTP, 1 client", Ceiling: "bare net/http handler reading the body", Pkg: "ingest/httpin",
 		Bench: "BenchmarkPost", Impl: "server=httpin/lines=100/conc=1", Raw: "server=bare/lines=100/conc=1", Unit: "records/s", Full: "3000x", Short: "200x"},
 	{Stage: "HTTP JSON Lines ingest, 8 clients", Label: "HTTP, 8 clients", Ceiling: "bare net/http handler reading the body", Pkg: "ingest/httpin",
-		Bench: "BenchmarkPost", Impl: "server=httpin/lines=100/conc=8", Raw: "server=bare/lines=100/conc=8", Unit: "records/s", Full: "5000x", Short: "200x", Aim: 0.6, AimText: ">= 0.6"},
+		Bench: "BenchmarkPost", Impl: "server=httpin/lines=100/conc=8", Raw: "server=bare/lines=100/conc=8", Unit: "records/s", Full: "5000x", Short: "200x", Aim: 0.6, AimText: ">= 0.6",
+		Profile: httpParts, ProfileFull: "50000x", ProfileShort: "2000x"},
 	{Stage: "HTTP JSON Lines ingest, 8 clients, alternating in one process", Label: "HTTP 8 cl. (alt.)", Ceiling: "bare net/http handler, same process", Pkg: "ingest/httpin",
 		Bench: "BenchmarkPostVsBare", Impl: "lines=100/conc=8", Unit: "records/s", RawUnit: "bare-records/s", Full: "1000x", Short: "100x", Aim: 0.6, AimText: ">= 0.6"},
 	{Stage: "HTTP JSON Lines ingest, 8 clients, beside a fairer baseline", Label: "HTTP vs json.Valid", Ceiling: "net/http + encoding/json.Valid per line, same process", Pkg: "ingest/httpin",
@@ -81,6 +86,8 @@ type pairResult struct {
 	pair
 	Impl, Raw []sample
 	Err       string
+	// ImplCPU and RawCPU are the profiles of Profile, split (nil when not taken).
+	ImplCPU, RawCPU *cpuSplit
 }
 
 // buildTestBinaries compiles each package's test binary once into dir.
@@ -114,16 +121,16 @@ func benchPattern(bench, sub string) string {
 }
 
 // runBench runs one sub-benchmark in a process of its own and reads its rate.
-func runBench(ctx context.Context, bin, pkgDir, bench, sub, unit, benchtime string) (sample, error) {
-	s, _, err := runBench2(ctx, bin, pkgDir, bench, sub, unit, "", benchtime)
+func runBench(ctx context.Context, bin, pkgDir, bench, sub, unit, benchtime string, args ...string) (sample, error) {
+	s, _, err := runBench2(ctx, bin, pkgDir, bench, sub, unit, "", benchtime, args...)
 	return s, err
 }
 
 // runBench2 is runBench also reading a second metric, rawUnit, of the same line: the
 // ceiling of a benchmark that measures both sides in one process.
-func runBench2(ctx context.Context, bin, pkgDir, bench, sub, unit, rawUnit, benchtime string) (sample, float64, error) {
-	cmd := exec.CommandContext(ctx, bin, "-test.run", "^$", "-test.bench", benchPattern(bench, sub),
-		"-test.benchtime", benchtime, "-test.count", "1")
+func runBench2(ctx context.Context, bin, pkgDir, bench, sub, unit, rawUnit, benchtime string, args ...string) (sample, float64, error) {
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-test.run", "^$", "-test.bench", benchPattern(bench, sub),
+		"-test.benchtime", benchtime, "-test.count", "1"}, args...)...)
 	cmd.Dir = pkgDir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -172,6 +179,24 @@ func runBench2(ctx context.Context, bin, pkgDir, bench, sub, unit, rawUnit, benc
 	return s, raw, nil
 }
 
+// profileBench runs one sub-benchmark once more with a CPU profile and splits it into parts.
+func profileBench(ctx context.Context, bin, pkgDir, bench, sub, unit, benchtime string, parts []profilePart) (*cpuSplit, error) {
+	f, err := os.CreateTemp("", "fleetmeter-bench-*.pprof")
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	defer os.Remove(f.Name())
+	if _, err := runBench(ctx, bin, pkgDir, bench, sub, unit, benchtime, "-test.cpuprofile", f.Name()); err != nil {
+		return nil, err
+	}
+	split, err := splitProfile(f.Name(), parts)
+	if err != nil {
+		return nil, err
+	}
+	return &split, nil
+}
+
 func tail(s string, n int) string {
 	if len(s) > n {
 		return "..." + s[len(s)-n:]
@@ -216,6 +241,17 @@ func runPairs(ctx context.Context, root string, bins map[string]string, rounds i
 			}
 			r.Impl = append(r.Impl, s)
 			progress("stage %s, round %d: %.0f %s (ceiling %s)", p.Stage, round+1, s.Rate, p.Unit, rawText(r))
+		}
+		if p.Profile != nil && r.Err == "" {
+			bt := map[bool]string{false: p.ProfileFull, true: p.ProfileShort}[short]
+			var err error
+			if r.RawCPU, err = profileBench(ctx, bins[p.Pkg], filepath.Join(root, p.Pkg), p.Bench, p.Raw, p.Unit, bt, p.Profile); err == nil {
+				r.ImplCPU, err = profileBench(ctx, bins[p.Pkg], filepath.Join(root, p.Pkg), p.Bench, p.Impl, p.Unit, bt, p.Profile)
+			}
+			if err != nil {
+				r.RawCPU, r.ImplCPU = nil, nil
+				progress("stage %s: no profile: %v", p.Stage, err)
+			}
 		}
 		res = append(res, r)
 	}
