@@ -80,8 +80,9 @@ func (s *Store) ExportColumns(ctx context.Context, req billing.ExportRequest, in
 }
 
 // earlyRead is one part of a page's data read under way beside the keys query (part r of
-// n numbers its blocks r, r+n, r+2n, ... among the page's: finishEarly). It keeps its blocks until it is given its matcher (once the keys are known), then matches
-// those and every later block as it comes.
+// n numbers its blocks r, r+n, r+2n, ... among the page's: finishEarly). It keeps its
+// blocks until it is given its matcher (once the keys are known), then matches those and
+// every later block as it comes.
 type earlyRead struct {
 	match  chan *matcher
 	done   chan error
