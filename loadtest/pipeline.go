@@ -663,20 +663,24 @@ func (r *fleetRig) chEvents(ctx context.Context) map[string]uint64 {
 // least frac of the offered rate (its acknowledgements kept up), every record sent landed,
 // and the last ones within maxTail of the end of sending.
 func (ph phase) held(frac float64) bool {
-	return ph.Sending > 0 && float64(ph.Sent)/ph.Sending >= frac*ph.Offered && ph.Landed >= uint64(ph.Sent) && ph.Tail <= maxTail.Seconds()
+	return ph.Sending > 0 && ph.sentRate() >= frac*ph.Offered && ph.Landed >= uint64(ph.Sent) && ph.Tail <= maxTail.Seconds()
+}
+
+// sentRate is the records per second the fleet sent (0 when it did not send).
+func (ph phase) sentRate() float64 {
+	if ph.Sending <= 0 {
+		return 0
+	}
+	return float64(ph.Sent) / ph.Sending
 }
 
 // tryText is a paced phase in a few words: offered, sent, and how late the last rows landed.
 func (ph phase) tryText() string {
-	sent := 0.0
-	if ph.Sending > 0 {
-		sent = float64(ph.Sent) / ph.Sending
-	}
 	lost := ""
 	if ph.Landed < uint64(ph.Sent) {
 		lost = fmt.Sprintf(", %d not landed", uint64(ph.Sent)-ph.Landed)
 	}
-	return fmt.Sprintf("offered %.0f, sent %.0f, last rows %.1f s after%s", ph.Offered, sent, ph.Tail, lost)
+	return fmt.Sprintf("offered %.0f, sent %.0f, last rows %.1f s after%s", ph.Offered, ph.sentRate(), ph.Tail, lost)
 }
 
 // maxTail bounds how long a held phase's last rows take to land once the fleet stopped.

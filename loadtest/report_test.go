@@ -86,10 +86,16 @@ func TestLatencyVerdict(t *testing.T) {
 		ph   phase
 		want string
 	}{
-		{"landed, fast", phase{Offered: 1000, Rate: 990, Latencies: fast}, "met"},
-		{"landed, slow", phase{Offered: 1000, Rate: 1000, Latencies: slow}, "**not met**"},
-		{"no probes", phase{Offered: 1000, Rate: 1000}, "**not met**"},
-		{"not landed, fast", phase{Offered: 1000, Rate: 600, Latencies: fast}, "**not shown**: this level landed 600 of the 1000"},
+		{"landed, fast", phase{Offered: 1000, Sent: 19900, Sending: 20, Landed: 19900, Tail: 0.4, Latencies: fast}, "met"},
+		{"landed, slow", phase{Offered: 1000, Sent: 20000, Sending: 20, Landed: 20000, Tail: 0.4, Latencies: slow}, "**not met**"},
+		{"no probes", phase{Offered: 1000, Sent: 20000, Sending: 20, Landed: 20000, Tail: 0.4}, "**not met**"},
+		{"not sent, fast", phase{Offered: 1000, Sent: 12000, Sending: 20, Landed: 12000, Tail: 0.4, Latencies: fast},
+			"**not shown**: this level sent 600 of the 1000"},
+		{"not all landed, fast", phase{Offered: 1000, Sent: 20000, Sending: 20, Landed: 19000, Tail: 0.4, Latencies: fast},
+			"**not shown**: this level sent 1000 of the 1000 records/s offered and landed 19000 of its 20000 records"},
+		{"landed late, fast", phase{Offered: 1000, Sent: 20000, Sending: 20, Landed: 20000, Tail: 3, Latencies: fast},
+			"**not shown**: this level sent 1000 of the 1000 records/s offered and landed 20000 of its 20000 records, the last 3.0 s"},
+		{"nothing sent", phase{Offered: 1000}, "**not shown**: this level sent 0 of the 1000"},
 	} {
 		if got := latencyVerdict(c.ph); !strings.HasPrefix(got, c.want) {
 			t.Errorf("%s: %q, want %q...", c.name, got, c.want)

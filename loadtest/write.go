@@ -420,8 +420,8 @@ func sustainedCell(r *Report) string {
 // nothing about the aim.
 func latencyVerdict(top phase) string {
 	if !top.held(0.95) {
-		return fmt.Sprintf("**not shown**: this level sent %.0f of the %.0f records/s offered and its last rows landed %.1f s "+
-			"after the fleet stopped, so the pipeline did not sustain 80%% of the sustained maximum", float64(top.Sent)/top.Sending, top.Offered, top.Tail)
+		return fmt.Sprintf("**not shown**: this level sent %.0f of the %.0f records/s offered and landed %d of its %d records, the last %.1f s "+
+			"after the fleet stopped, so the pipeline did not sustain 80%% of the sustained maximum", top.sentRate(), top.Offered, top.Landed, top.Sent, top.Tail)
 	}
 	if p99 := quantile(top.Latencies, 0.99); p99 > 0 && p99 < time.Second {
 		return "met"
