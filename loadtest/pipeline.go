@@ -749,7 +749,6 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 			if err != nil {
 				continue
 			}
-			parts.checked(fresh)
 			seen := time.Now()
 			for rows.Next() {
 				var k [2]string
@@ -771,6 +770,9 @@ func (r *fleetRig) runPhase(ctx context.Context, name string, d time.Duration, r
 					delete(pending, k)
 				}
 				mu.Unlock()
+			}
+			if rows.Err() == nil { // a part is read once its rows all came
+				parts.checked(fresh)
 			}
 			rows.Close()
 		}
