@@ -191,18 +191,11 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 		}
 		switch f {
 		case kBytesUp, kBytesDown, kDurationMs, kEvents, kRatingGroup, kSliceSST:
-			var v uint64
-			if lv := &r.last[f]; lv.sameAt(d, i) {
-				v, i = lv.v, i+lv.n
-			} else {
-				var end int
-				var ok bool
-				if v, end, ok = plainUint(d, i); !ok {
-					return false
-				}
-				lv.number(d[i:end+1], v)
-				i = end
+			v, end, ok := r.number(f, d, i, false)
+			if !ok {
+				return false
 			}
+			i = end
 			switch f {
 			case kBytesUp:
 				u.BytesUp = v
@@ -224,18 +217,12 @@ func (r *lineReader) fast(d []byte, u *record.Usage) bool {
 				u.SliceSST, u.HasSlice = uint8(v), true
 			}
 		case kLat, kLon:
-			var v float64
-			if lv := &r.last[f]; lv.sameAt(d, i) {
-				v, i = math.Float64frombits(lv.v), i+lv.n
-			} else {
-				var end int
-				var ok bool
-				if v, end, ok = plainFloat(d, i); !ok {
-					return false
-				}
-				lv.number(d[i:end+1], math.Float64bits(v))
-				i = end
+			bits, end, ok := r.number(f, d, i, true)
+			if !ok {
+				return false
 			}
+			i = end
+			v := math.Float64frombits(bits)
 			if f == kLat {
 				lat = v
 			} else {
@@ -338,6 +325,27 @@ type lastValue struct {
 	s                string
 	v                uint64
 	n                int
+}
+
+// number reads the number of field f at d[i:] (a float's bits when float): the last
+// line's when the bytes are the same up to the delimiter after it, else parsed and
+// remembered. end is where the delimiter lies.
+func (r *lineReader) number(f int, d []byte, i int, float bool) (v uint64, end int, ok bool) {
+	lv := &r.last[f]
+	if lv.sameAt(d, i) {
+		return lv.v, i + lv.n, true
+	}
+	if float {
+		var x float64
+		x, end, ok = plainFloat(d, i)
+		v = math.Float64bits(x)
+	} else {
+		v, end, ok = plainUint(d, i)
+	}
+	if ok {
+		lv.number(d[i:end+1], v)
+	}
+	return v, end, ok
 }
 
 // sameAt reports whether the number at d[i:] is lv's, byte for byte up to the delimiter
