@@ -179,6 +179,14 @@ func runBench2(ctx context.Context, bin, pkgDir, bench, sub, unit, rawUnit, benc
 	return s, raw, nil
 }
 
+// profileTime is the -test.benchtime of the profiled runs.
+func (p pair) profileTime(short bool) string {
+	if short {
+		return p.ProfileShort
+	}
+	return p.ProfileFull
+}
+
 // profileBench runs one sub-benchmark once more with a CPU profile and splits it into parts.
 func profileBench(ctx context.Context, bin, pkgDir, bench, sub, unit, benchtime string, parts []profilePart) (*cpuSplit, error) {
 	f, err := os.CreateTemp("", "fleetmeter-bench-*.pprof")
@@ -243,7 +251,7 @@ func runPairs(ctx context.Context, root string, bins map[string]string, rounds i
 			progress("stage %s, round %d: %.0f %s (ceiling %s)", p.Stage, round+1, s.Rate, p.Unit, rawText(r))
 		}
 		if p.Profile != nil && r.Err == "" {
-			bt := map[bool]string{false: p.ProfileFull, true: p.ProfileShort}[short]
+			bt := p.profileTime(short)
 			var err error
 			if r.RawCPU, err = profileBench(ctx, bins[p.Pkg], filepath.Join(root, p.Pkg), p.Bench, p.Raw, p.Unit, bt, p.Profile); err == nil {
 				r.ImplCPU, err = profileBench(ctx, bins[p.Pkg], filepath.Join(root, p.Pkg), p.Bench, p.Impl, p.Unit, bt, p.Profile)

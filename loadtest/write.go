@@ -378,10 +378,7 @@ func mdEscape(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
 // writeProfileSplit writes where a stage's CPU goes beside its ceiling's: both sides
 // profiled over the same requests, each sample in the first part its stack matches.
 func writeProfileSplit(w func(string, ...any), p pairResult, short bool) {
-	bt := p.ProfileFull
-	if short {
-		bt = p.ProfileShort
-	}
+	bt := p.profileTime(short)
 	w("### Where the CPU goes: %s, beside %s\n\n", p.Stage, p.Ceiling)
 	w("Both sides once more, each with a CPU profile (`-test.cpuprofile`, %s requests each, the same bodies); every\n", strings.TrimSuffix(bt, "x"))
 	w("sample counted in the first of these parts its stack reaches (clients and server share the process):\n\n")
