@@ -94,17 +94,7 @@ func TestColumnsWriteAsRecords(t *testing.T) {
 	}
 	// Parquet, read back by arrow-go's reader, holds the Arrow stream's columns: written as
 	// one batch (a page) and as batches of 24,000 rows.
-	rd, err = ipc.NewReader(bytes.NewReader(enc(billing.ArrowStream, func(w billing.RecordWriter) error { return w.WriteColumns(c) })))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var batches []arrow.RecordBatch
-	for rd.Next() {
-		b := rd.RecordBatch()
-		b.Retain()
-		batches = append(batches, b)
-	}
-	want := array.NewTableFromRecords(billing.ExportSchema, batches)
+	want := arrowTable(t, enc(billing.ArrowStream, func(w billing.RecordWriter) error { return w.WriteColumns(c) }))
 	for _, rows := range []int{0, 24_000} {
 		pq := enc(billing.Parquet, func(w billing.RecordWriter) error {
 			if rows > 0 {
@@ -114,6 +104,74 @@ func TestColumnsWriteAsRecords(t *testing.T) {
 		})
 		checkParquet(t, pq, want, recs)
 	}
+}
+
+// TestParquetWritersShareMemory: Parquet writers running at once reuse each other's given
+// back buffers (one allocator for the process); each file still reads back as its own
+// records, over several rounds, so a buffer handed out while another writer still used it,
+// or not cleared, shows as a wrong column.
+func TestParquetWritersShareMemory(t *testing.T) {
+	const writers, rounds = 4, 3
+	for w := range writers {
+		n := 20_000 + w*7_000
+		recs := make([]billing.Exported, n)
+		for i := range recs {
+			id := fmt.Sprintf("w%d-%x", w, i*104729)
+			r := record.Rated{
+				Usage: record.Usage{EventID: id, Tenant: fmt.Sprintf("t%d", w), Device: fmt.Sprintf("d%d", (i*w)%101),
+					StartTime: int64(w)<<40 + int64(i), BytesUp: uint64(i * w), Cell: fmt.Sprintf("c%d", i%(w+3))},
+				RecordID: id, Charge: record.ChargeUsage, Amount: record.Micros(i*(w+1) - 5_000), RatedTime: int64(i * w),
+			}
+			if (i+w)%3 == 0 {
+				r.Lat, r.Lon, r.HasPos = float64(i*w), float64(-i), true
+			}
+			recs[i] = billing.Exported{Rec: r}
+		}
+		c := billing.NewColumns(recs, nil)
+		var buf bytes.Buffer
+		aw, err := billing.NewRecordWriter(billing.ArrowStream, &buf)
+		if err != nil || aw.WriteColumns(c) != nil || aw.Close() != nil {
+			t.Fatal("arrow stream", err)
+		}
+		want := arrowTable(t, buf.Bytes())
+		t.Run(fmt.Sprintf("writer=%d", w), func(t *testing.T) {
+			t.Parallel()
+			for range rounds {
+				var pq bytes.Buffer
+				pw, err := billing.NewRecordWriter(billing.Parquet, &pq)
+				if err != nil {
+					t.Fatal(err)
+				}
+				billing.SetBatchRows(pw, 8_000+w*1_000)
+				if err := pw.WriteColumns(c); err != nil {
+					t.Fatal(err)
+				}
+				if err := pw.Close(); err != nil {
+					t.Fatal(err)
+				}
+				checkParquet(t, pq.Bytes(), want, recs)
+			}
+		})
+	}
+}
+
+// arrowTable reads an Arrow IPC stream into a table.
+func arrowTable(t *testing.T, stream []byte) arrow.Table {
+	t.Helper()
+	rd, err := ipc.NewReader(bytes.NewReader(stream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batches []arrow.RecordBatch
+	for rd.Next() {
+		b := rd.RecordBatch()
+		b.Retain()
+		batches = append(batches, b)
+	}
+	if err := rd.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return array.NewTableFromRecords(billing.ExportSchema, batches)
 }
 
 // checkParquet reads pq back and wants the columns of want, and the row groups' statistics

@@ -19,6 +19,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/klauspost/compress/s2"
 
 	"fleetmeter/record"
 )
@@ -261,14 +262,41 @@ const (
 //     reallocation and are cleared when given back, so a large page costs more than its
 //     bytes (a fifth less CPU for an export page of 200,000 rows, about the same at
 //     10,000 and at a million; files 5% larger: 49.6 bytes a row against 46.9).
-var parquetProps = func() *parquet.WriterProperties {
+//   - parquetMem, so the pages' buffers are used again rather than collected (15% less
+//     CPU at 200,000 rows a writer).
+func parquetProps(mem memory.Allocator) *parquet.WriterProperties {
 	opts := []parquet.WriterProperty{parquet.WithCompression(compress.Codecs.Snappy), parquet.WithMaxRowGroupLength(parquetBatch),
-		parquet.WithDictionaryDefault(false), parquet.WithDataPageSize(128 << 10)}
+		parquet.WithDictionaryDefault(false), parquet.WithDataPageSize(128 << 10), parquet.WithAllocator(mem)}
 	for _, k := range StrCols {
 		opts = append(opts, parquet.WithStatsFor(ExportSchema.Field(k).Name, false))
 	}
 	return parquet.NewWriterProperties(opts...)
-}()
+}
+
+// fastSnappy is arrow-go's Snappy codec with its block encoder swapped for s2's standard
+// Snappy mode: arrow-go registers s2's "better" mode, which cost 30% of writing an export
+// page (BenchmarkRecordWriter) for a few percent smaller pages. The blocks are plain Snappy
+// either way, so every reader takes them; decoding and streams stay arrow-go's.
+type fastSnappy struct{ snappyCodec }
+
+type snappyCodec interface {
+	compress.StreamingCodec
+	compress.ErrorCodec
+}
+
+func (fastSnappy) Encode(dst, src []byte) []byte             { return s2.EncodeSnappy(dst, src) }
+func (fastSnappy) EncodeLevel(dst, src []byte, _ int) []byte { return s2.EncodeSnappy(dst, src) }
+
+// The codec registry is arrow-go's, for the whole process: only the export writes Parquet.
+func init() {
+	if c, err := compress.GetCodec(compress.Codecs.Snappy); err == nil {
+		if sc, ok := c.(snappyCodec); ok {
+			compress.RegisterCodec(compress.Codecs.Snappy, fastSnappy{sc})
+		}
+	}
+}
+
+var parquetMem reuseAllocator
 
 type arrowWriter struct {
 	ipc     *ipc.Writer
@@ -286,7 +314,7 @@ func newArrowWriter(w io.Writer, parquetOut bool) (*arrowWriter, error) {
 		a.ipc = ipc.NewWriter(w, ipc.WithSchema(ExportSchema))
 		return a, nil
 	}
-	pw, err := pqarrow.NewFileWriter(ExportSchema, w, parquetProps, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	pw, err := pqarrow.NewFileWriter(ExportSchema, w, parquetProps(&parquetMem), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(&parquetMem)))
 	if err != nil {
 		return nil, fmt.Errorf("billing parquet: %w", err)
 	}
