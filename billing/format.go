@@ -333,7 +333,7 @@ func (a *arrowWriter) WriteColumns(c *Columns) error {
 		if a.ipc != nil {
 			err = a.ipc.Write(rec)
 		} else {
-			err = a.pq.WriteBuffered(rec)
+			err = a.pq.Write(rec)
 		}
 		rec.Release()
 		if err != nil {
