@@ -48,13 +48,15 @@ func (a *reuseAllocator) Allocate(size int) []byte {
 	return buf[shift : shift+size : shift+1<<c]
 }
 
+// Reallocate grows b in place within its class, else moves it to a new buffer. The old
+// one is left to the collector, not kept: a slice of it taken before the move (arrow-go's
+// Go allocator lets that stand) must not see another writer's bytes.
 func (a *reuseAllocator) Reallocate(size int, b []byte) []byte {
 	if cap(b) >= size {
 		return b[:size]
 	}
 	nb := a.Allocate(size)
 	copy(nb, b)
-	a.Free(b)
 	return nb
 }
 
