@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -13,11 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"fleetmeter/internal/netport"
 	"fleetmeter/loadtest"
 )
 
@@ -47,38 +46,18 @@ func freePort(t testing.TB) int {
 	return stablePort(t)
 }
 
-// nextPort walks the ports below Linux's ephemeral range (32768 and up by default), from a
-// random start so that concurrent test processes rarely meet.
-var nextPort atomic.Int32
-
-func init() { nextPort.Store(int32(20000 + rand.IntN(10000))) }
-
 // stablePort returns a loopback port that is free for both TCP and UDP and lies outside the
-// ephemeral range. A service restarted on the same port must find it free: an ephemeral
-// port can be taken meanwhile by one of the test's own client sockets (a CoAP client
-// redialing while the server is down did exactly that).
+// ephemeral range (netport.Stable, as the standalone pipeline takes its own). A service
+// restarted on the same port must find it free: an ephemeral port can be taken meanwhile
+// by one of the test's own client sockets (a CoAP client redialing while the server is
+// down did exactly that).
 func stablePort(t testing.TB) int {
 	t.Helper()
-	for range 2000 {
-		p := int(nextPort.Add(1))
-		if p >= 32700 {
-			nextPort.Store(20000)
-			continue
-		}
-		ln, err := net.Listen("tcp", addr(p))
-		if err != nil {
-			continue
-		}
-		c, err := net.ListenPacket("udp", addr(p))
-		ln.Close()
-		if err != nil {
-			continue
-		}
-		c.Close()
-		return p
+	p, err := netport.Stable()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free loopback port between 20000 and 32700")
-	return 0
+	return p
 }
 
 func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }

@@ -56,7 +56,7 @@ func startStandalone(t *testing.T, args ...string) (*proc, map[string]string) {
 		}
 		select {
 		case <-p.done:
-			t.Fatalf("fleetmeter standalone exited: %s", p.output())
+			t.Fatalf("fleetmeter standalone exited (%v): %s", p.cmd.ProcessState, p.output())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

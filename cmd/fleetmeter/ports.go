@@ -10,14 +10,17 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"fleetmeter/internal/localkafka"
+	"fleetmeter/internal/netport"
 )
 
 // listenAddrs are where devices and tools reach the standalone pipeline. Once it listens
 // it records them in DATA/listen.json, and a restart on the same --data listens on them
 // again, so devices (and a test that SIGKILLs the process) find it where they left it. A
 // configured address (mqtt.listen, coap.listen, http.listen, api.listen) overrides the
-// recorded one; without either, a free loopback port is taken.
+// recorded one; without either, a free loopback port is taken outside the kernel's
+// ephemeral range (netport.Stable): a port from that range can be held by an outgoing
+// connection when the process restarts (a device redialing meanwhile), and the restart
+// would fail with "address already in use".
 type listenAddrs struct {
 	MQTT  string `json:"mqtt"`
 	CoAP  string `json:"coap"`
@@ -41,6 +44,7 @@ func resolveListenAddrs(dataDir string, configured listenAddrs) (listenAddrs, er
 			return rec, fmt.Errorf("%s: %w", filepath.Join(dataDir, listenFile), err)
 		}
 	}
+	var perr error
 	pick := func(configured, recorded string) string {
 		switch {
 		case configured != "":
@@ -48,10 +52,18 @@ func resolveListenAddrs(dataDir string, configured listenAddrs) (listenAddrs, er
 		case recorded != "":
 			return recorded
 		}
-		return "127.0.0.1:0"
+		port, err := netport.Stable()
+		if err != nil {
+			perr = err
+			return "127.0.0.1:0"
+		}
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
 	out := listenAddrs{MQTT: pick(configured.MQTT, rec.MQTT), CoAP: pick(configured.CoAP, rec.CoAP),
 		HTTP: pick(configured.HTTP, rec.HTTP), API: pick(configured.API, rec.API), Kafka: pick(configured.Kafka, rec.Kafka)}
+	if perr != nil {
+		return out, fmt.Errorf("listen addresses: %w", perr)
+	}
 	for _, a := range []struct{ key, v string }{{"mqtt.listen", out.MQTT}, {"coap.listen", out.CoAP},
 		{"http.listen", out.HTTP}, {"api.listen", out.API}, {"kafka", out.Kafka}} {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
@@ -85,7 +97,7 @@ func (a listenAddrs) kafkaPort() (int, error) {
 		return 0, err
 	}
 	if port == 0 {
-		return localkafka.FreePort()
+		return netport.Stable()
 	}
 	return port, nil
 }
