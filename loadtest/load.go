@@ -31,6 +31,7 @@ import (
 	"fleetmeter/ingest/payload"
 	"fleetmeter/internal/config"
 	"fleetmeter/internal/localkafka"
+	"fleetmeter/internal/netport"
 	"fleetmeter/internal/obs"
 	"fleetmeter/kafka"
 	"fleetmeter/pipeline"
@@ -202,7 +203,7 @@ func load(ctx context.Context, cfg LoadConfig, logger *slog.Logger, stdout, stde
 	kcfg := kafka.DefaultConfig()
 	kcfg.Partitions = cfg.Partitions
 	if cfg.Kafka == "" {
-		port, err := localkafka.FreePort()
+		port, err := netport.Stable()
 		if err != nil {
 			return 1, err
 		}

@@ -28,7 +28,7 @@ import (
 	"fleetmeter/clickhouse"
 	"fleetmeter/ingest/payload"
 	"fleetmeter/internal/chserver"
-	"fleetmeter/internal/localkafka"
+	"fleetmeter/internal/netport"
 	"fleetmeter/record"
 	"fleetmeter/sim"
 )
@@ -145,13 +145,13 @@ func startFleetRig(ctx context.Context, root, dir string, self []string, devices
 	if err != nil {
 		return nil, err
 	}
-	udpPort, err := freeUDPPort()
+	udpPort, err := netport.Stable()
 	if err != nil {
 		return nil, err
 	}
 	ports := make([]int, 4)
 	for i := range ports {
-		if ports[i], err = localkafka.FreePort(); err != nil {
+		if ports[i], err = netport.Stable(); err != nil {
 			return nil, err
 		}
 	}

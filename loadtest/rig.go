@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"fleetmeter/internal/localkafka"
+	"fleetmeter/internal/netport"
 )
 
 // RunKafkaBroker is the embedded Kafka broker as a process of its own, so the benchmark
@@ -168,7 +169,7 @@ func StartMosquitto(dir string, port int) (*Process, string, error) {
 	}
 	if port == 0 {
 		var err error
-		if port, err = localkafka.FreePort(); err != nil {
+		if port, err = netport.Stable(); err != nil {
 			return nil, "", err
 		}
 	}
@@ -202,15 +203,6 @@ func waitTCP(addr string, p *Process, timeout time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("%s did not listen on %s: %s", p.Name, addr, p.Output())
-}
-
-func freeUDPPort() (int, error) {
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port, nil
 }
 
 // mosquittoPath finds the mosquitto binary (Debian installs it in /usr/sbin, often not

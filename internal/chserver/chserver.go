@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"fleetmeter/internal/netport"
 )
 
 // ErrNotInstalled says no clickhouse-server binary was found.
@@ -255,19 +257,12 @@ func (s *Server) Stop() error {
 
 func freePorts(n int) ([]int, error) {
 	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := netport.Stable()
 		if err != nil {
 			return nil, fmt.Errorf("pick free port: %w", err)
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, p)
 	}
 	return ports, nil
 }

@@ -5,7 +5,6 @@ package localkafka
 import (
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -32,14 +31,4 @@ func Start(dataDir string, port int, partitions int32) (*kfake.Cluster, string, 
 		return nil, "", errors.New("embedded kafka: no listener")
 	}
 	return c, addrs[0], nil
-}
-
-// FreePort asks the kernel for an unused loopback port.
-func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

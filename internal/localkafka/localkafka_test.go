@@ -6,12 +6,14 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"fleetmeter/internal/netport"
 )
 
 // What is produced before a stop is there after a restart on the same directory and port.
 func TestRestartKeepsTheLog(t *testing.T) {
 	dir := t.TempDir()
-	port, err := FreePort()
+	port, err := netport.Stable()
 	if err != nil {
 		t.Fatal(err)
 	}
