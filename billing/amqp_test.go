@@ -3,7 +3,6 @@ package billing_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"fleetmeter/billing"
+	"fleetmeter/internal/netport"
 )
 
 // rabbit is a real RabbitMQ (the Debian rabbitmq-server package) on free loopback ports
@@ -28,13 +28,14 @@ type rabbit struct {
 
 const rabbitBin = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
+// freePort is a loopback port below the ephemeral range: the broker restarts on it while
+// the publisher redials, and a redial's local port must not take it meanwhile.
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := netport.Stable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func startRabbit(t *testing.T) *rabbit {

@@ -16,6 +16,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"fleetmeter/internal/netport"
 	"fleetmeter/record"
 )
 
@@ -128,14 +129,15 @@ func (b *broker) kill() {
 
 func (b *broker) output() string { return b.out.String() }
 
+// freePort is a loopback port below the ephemeral range: a broker restarted on it while
+// the collector redials must find it free.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := netport.Stable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // memSink records what collectors hand it and acknowledges at once, or fails calls while
