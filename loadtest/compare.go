@@ -37,6 +37,15 @@ func (r *Report) serviceCPU() (cpu time.Duration, landed uint64) {
 	return cpu, landed
 }
 
+// maxCPU is the CPU process name spent during the maximum rounds.
+func (r *Report) maxCPU(name string) time.Duration {
+	var c time.Duration
+	for _, ph := range r.MaxPhases {
+		c += ph.CPU[name]
+	}
+	return c
+}
+
 // pipelinePerCore is records per CPU-second of all services during the maximum rounds.
 func (r *Report) pipelinePerCore() float64 {
 	cpu, landed := r.serviceCPU()

@@ -26,9 +26,9 @@ import (
 const latencyProbeEvery = 100
 
 // The sustained maximum is searched for with a paced fleet: the first try offers
-// pacedSearchStart of the closed-loop maximum; a try holds when the fleet sent pacedHeld of
-// its offer and all of it landed (phase.held); otherwise the next offers the lesser of pacedSearchStep of it and pacedHeld of
-// what it landed, up to pacedSearchTries tries.
+// pacedSearchStart of the closed-loop maximum; a try holds when the fleet sent pacedHeld
+// of its offer and all of it landed (phase.held); otherwise the next offers the lesser of
+// pacedSearchStep of it and pacedHeld of what it landed, up to pacedSearchTries tries.
 const (
 	pacedSearchStart = 0.9
 	pacedSearchStep  = 0.9

@@ -177,10 +177,7 @@ func (r *Report) write(cfg ReportConfig) error {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		var c time.Duration
-		for _, ph := range r.MaxPhases {
-			c += ph.CPU[n]
-		}
+		c := r.maxCPU(n)
 		share := "-"
 		if n != fleetProcess && totalCPU > 0 {
 			share = fmt.Sprintf("%.0f%%", 100*c.Seconds()/totalCPU.Seconds())
@@ -195,12 +192,8 @@ func (r *Report) write(cfg ReportConfig) error {
 	}
 	w("\nThe fleet itself (this process: generating, MQTT/CoAP/HTTP clients, probe queries) shares the same %d cores.\n\n", runtime.NumCPU())
 	if landed > 0 && rawCH > 0 {
-		var fleetCPU time.Duration
-		for _, ph := range r.MaxPhases {
-			fleetCPU += ph.CPU[fleetProcess]
-		}
 		perM := func(d time.Duration) float64 { return d.Seconds() / float64(landed) * 1e6 }
-		all := perM(totalCPU + fleetCPU)
+		all := perM(totalCPU + r.maxCPU(fleetProcess))
 		bound := float64(runtime.NumCPU()) / all * 1e6
 		need := float64(runtime.NumCPU()) / (0.5 * rawCH) * 1e6
 		w("Why the ratio to the raw insert is what it is: a record crosses a broker or collector, Kafka twice (`usage`, then\n")
@@ -208,12 +201,8 @@ func (r *Report) write(cfg ReportConfig) error {
 		w("a process of its own, while the raw ceiling is one process inserting ready-made batches of 100,000 rows. At\n")
 		w("the maximum the services and the fleet spent %.1f CPU seconds per million records, which on %d cores bounds\n", all, runtime.NumCPU())
 		w("the pipeline at %.0f records/s (%.2f of the raw insert) even with every core busy; 0.5 of the raw insert\n", bound, bound/rawCH)
-		var chCPU time.Duration
-		for _, ph := range r.MaxPhases {
-			chCPU += ph.CPU["clickhouse"]
-		}
 		w("(%.0f records/s) would need %.1f CPU seconds per million records for everything; ClickHouse alone spent %.1f.\n",
-			0.5*rawCH, need, perM(chCPU))
+			0.5*rawCH, need, perM(r.maxCPU("clickhouse")))
 		w("The figure to compare across machines is the cost per million records above.\n\n")
 	}
 	a, z := r.Diag[0], r.Diag[1]

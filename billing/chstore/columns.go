@@ -96,9 +96,7 @@ func (s *Store) startEarly(ctx context.Context, query string) *earlyRead {
 		matched := 0
 		catchUp := func() {
 			for ; matched < len(e.blocks); matched++ {
-				for row := range e.blocks[matched].rows() {
-					m.add(e.blocks, matched, row)
-				}
+				m.addBlock(e.blocks, matched)
 			}
 		}
 		err := s.readData(ctx, query, false, func(b block) error {
@@ -306,6 +304,13 @@ func (m *matcher) add(blocks []block, bi, row int) {
 	m.at[i] = uint64(bi*m.stride+m.offset)<<32 | uint64(row)
 }
 
+// addBlock adds every row of blocks[bi].
+func (m *matcher) addBlock(blocks []block, bi int) {
+	for row := range blocks[bi].rows() {
+		m.add(blocks, bi, row)
+	}
+}
+
 // done checks every key of the page has its record (found of len(at)): a key without one
 // would be a hole in the stream (see export).
 func done(blocks []block, at []uint64, found int) (*gathered, error) {
@@ -371,9 +376,7 @@ func (s *Store) readBlocks(ctx context.Context, req billing.ExportRequest, keyRa
 	err = s.readData(ch.Context(ctx, ch.WithExternalTable(keys)), ExportColumnsQuery(s.db, req.Tenant, keyRange, "page_keys"),
 		pk.byKey == nil, func(b block) error {
 			blocks = append(blocks, b)
-			for row := range b.rows() {
-				m.add(blocks, len(blocks)-1, row)
-			}
+			m.addBlock(blocks, len(blocks)-1)
 			return nil
 		})
 	if err != nil {
