@@ -19,3 +19,13 @@ func (s *Store) SplitOf(ctx context.Context, req billing.ExportRequest) (lo, hi 
 
 // AlignMin sets the least limit of a page that plan ends at a second's end.
 func (s *Store) AlignMin(n int) *Store { s.align = n; return s }
+
+// SecondsReads is how many times the store has read a page's seconds from the server
+// rather than from its cache; SecondsRun bounds the seconds a read keeps.
+func (s *Store) SecondsReads() int {
+	s.secs.mu.Lock()
+	defer s.secs.mu.Unlock()
+	return s.secs.reads
+}
+
+func (s *Store) SecondsRun(n int) *Store { s.secs.maxSec = n; return s }

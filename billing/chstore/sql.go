@@ -92,45 +92,35 @@ func seenSQL(db, where, tenant string, final, fees bool) string {
 		") AS a USING (tenant, k_period)"
 }
 
-// ExportSpanQuery counts stored copies per second of seen in [After.Seen, UpTo]: the
-// store stops a page's candidates at the second where they reach the page's limit, so a
-// page costs what it returns, not the size of the table.
-func ExportSpanQuery(db string, req billing.ExportRequest) string {
+// ExportSecondsQuery returns, per second of seen in [After.Seen, UpTo] in order, the
+// copies stored then, how many of them are adjustments, and their least and greatest
+// record_id: a page's span (the store stops a page's candidates at the second where they
+// reach its limit, so a page costs what it returns, not the size of the table) and its
+// key range. The page's keys query and data read are narrowed to that range of record_id
+// (and FeeBoundsQuery's): every key whose e lies in the page's seconds has a copy stored
+// in them (or is a fee of an adjustment stored in them), and all copies of a key share
+// its record_id. The range lets ClickHouse skip the granules of rated_seen and
+// rated_usage (sorted by tenant, record_id) outside it; where record_ids grow with time
+// (sequences, time-ordered ids) a page reads about its own rows, else it still scans the
+// keys of the whole table. The store keeps the seconds for the pages that follow
+// (secondCache): seen is not in the sort key, so the query reads the whole seen column.
+func ExportSecondsQuery(db string, req billing.ExportRequest) string {
 	scope := ""
 	if req.Tenant != "" {
 		scope = "tenant = " + quote(req.Tenant) + " AND "
 	}
-	return "SELECT s, c FROM (\n" +
-		"SELECT toUInt32(seen) AS s, count() AS c FROM " + db + ".rated_seen\n" +
-		"WHERE " + scope + "toUInt32(seen) >= " + num(req.After.Seen) + " AND toUInt32(seen) <= " + num(req.UpTo) + "\n" +
+	// PREWHERE: record_id and charge are read only where seen matches.
+	return "SELECT s, c, a, lo, hi FROM (\n" +
+		"SELECT toUInt32(seen) AS s, count() AS c, countIf(charge = 'adjustment') AS a, min(record_id) AS lo, max(record_id) AS hi\n" +
+		"FROM " + db + ".rated_seen\n" +
+		"PREWHERE " + scope + "toUInt32(seen) >= " + num(req.After.Seen) + " AND toUInt32(seen) <= " + num(req.UpTo) + "\n" +
 		"GROUP BY s\n" +
 		") ORDER BY s"
 }
 
-// ExportBoundsQuery returns the least and greatest record_id of the copies stored in
-// [After.Seen, UpTo], how many of them are adjustments and the least record_id of those
-// stored from second mid on (where a page's data read is split in two; see
-// Store.ExportColumns). The page's keys query and data
-// read are narrowed to that range of record_id (and FeeBoundsQuery's): every key whose e
-// lies in the range has a copy stored in it (or is a fee of an adjustment stored in it),
-// and all copies of a key share its record_id. The range lets ClickHouse skip the granules
-// of rated_seen and rated_usage (sorted by tenant, record_id) outside it; where record_ids
-// grow with time (sequences, time-ordered ids) a page reads about its own rows, else it
-// still scans the keys of the whole table.
-func ExportBoundsQuery(db string, req billing.ExportRequest, mid int64) string {
-	scope := ""
-	if req.Tenant != "" {
-		scope = "tenant = " + quote(req.Tenant) + " AND "
-	}
-	// PREWHERE: seen is not in the sort key, so every granule is read, but record_id and
-	// charge only where seen matches (half the query's CPU on ten million rows).
-	return "SELECT min(record_id), max(record_id), countIf(charge = 'adjustment'), minIf(record_id, toUInt32(seen) >= " + num(mid) + ") FROM " + db + ".rated_seen\n" +
-		"PREWHERE " + scope + "toUInt32(seen) >= " + num(req.After.Seen) + " AND toUInt32(seen) <= " + num(req.UpTo)
-}
-
 // FeeBoundsQuery returns the least and greatest record_id of the device fees whose
 // period's adjustment has a copy stored in [After.Seen, UpTo] (asked only when there is
-// one: ExportBoundsQuery counts them).
+// one: the page's seconds count them).
 func FeeBoundsQuery(db string, req billing.ExportRequest) string {
 	scope := ""
 	if req.Tenant != "" {

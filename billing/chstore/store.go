@@ -26,6 +26,7 @@ type Store struct {
 	db    string
 	final bool
 	align int // the least limit of a page ended at a second's end; 0: DefaultAlignMin
+	secs  *secondCache
 }
 
 // DefaultAlignMin is the least limit of a page that plan ends at a second's end rather
@@ -43,7 +44,9 @@ func (s *Store) alignMin() int {
 var _ billing.Store = (*Store)(nil)
 
 // New returns a store over conn (clickhouse.Store.Conn) and database db.
-func New(conn driver.Conn, db string) *Store { return &Store{conn: conn, db: db} }
+func New(conn driver.Conn, db string) *Store {
+	return &Store{conn: conn, db: db, secs: &secondCache{}}
+}
 
 // Final makes the export collapse the copies of a key in rated_seen with FINAL rather
 // than GROUP BY (the page's keys in half the time). Only on a single node: on a cluster
@@ -85,43 +88,24 @@ type pagePlan struct {
 	empty    bool
 }
 
-// plan runs ExportSpanQuery and keyRange.
+// plan finds the page's seconds (Store.seconds) and its key range (keyRange).
 func (s *Store) plan(ctx context.Context, req billing.ExportRequest) (pagePlan, error) {
 	if req.Limit <= 0 || req.UpTo < req.After.Seen {
 		return pagePlan{req: req, empty: true}, nil
 	}
 	// Bound the page: candidates up to the second where the copies stored reach the limit.
-	span, err := s.conn.Query(ctx, ExportSpanQuery(s.db, req))
+	seconds, err := s.seconds(ctx, req)
 	if err != nil {
-		return pagePlan{}, fmt.Errorf("billing export span: %w", err)
+		return pagePlan{}, err
 	}
 	var total uint64
 	upTo := req.UpTo
-	type second struct {
-		sec  int64
-		upTo uint64 // copies stored up to sec
+	for _, sc := range seconds {
+		total += sc.n
 	}
-	var seconds []second
 	cut := false // the limit is reached inside the span
-	for span.Next() {
-		var sec uint32
-		var n uint64
-		if err := span.Scan(&sec, &n); err != nil {
-			span.Close()
-			return pagePlan{}, fmt.Errorf("billing export span: %w", err)
-		}
-		total += n
-		seconds = append(seconds, second{int64(sec), total})
-		// Never stop at After.Seen itself: its records may all be behind the cursor
-		// already, and the page must move on.
-		if total >= uint64(req.Limit) && int64(sec) > req.After.Seen {
-			upTo, cut = int64(sec), true
-			break
-		}
-	}
-	span.Close()
-	if err := span.Err(); err != nil {
-		return pagePlan{}, fmt.Errorf("billing export span: %w", err)
+	if k := len(seconds) - 1; k >= 0 && total >= uint64(req.Limit) && seconds[k].sec > req.After.Seen {
+		upTo, cut = seconds[k].sec, true
 	}
 	// A page that the limit would cut inside a second ends at the second before when that
 	// still gives at least half the limit: it is then not full, so the next cursor is the
@@ -131,20 +115,21 @@ func (s *Store) plan(ctx context.Context, req billing.ExportRequest) (pagePlan, 
 	if k := len(seconds) - 1; cut && k > 0 && req.Limit >= s.alignMin() {
 		prev := seconds[k-1]
 		atStart := req.After.Tenant == "" && req.After.RecordID == "" // nothing of After.Seen given yet
-		if prev.upTo >= uint64(req.Limit)/2 && (prev.sec > req.After.Seen || atStart && prev.sec == req.After.Seen) {
-			upTo, total = prev.sec, prev.upTo
+		if total-seconds[k].n >= uint64(req.Limit)/2 && (prev.sec > req.After.Seen || atStart && prev.sec == req.After.Seen) {
+			upTo, total = prev.sec, total-seconds[k].n
 		}
 	}
 	req.UpTo = upTo
 	// mid: the second from which about half the page's copies were stored.
 	mid := req.UpTo + 1
+	var upToSec uint64
 	for _, sc := range seconds {
-		if sc.upTo > total/2 {
+		if upToSec += sc.n; upToSec > total/2 {
 			mid = sc.sec
 			break
 		}
 	}
-	keys, inRange, split, err := s.keyRange(ctx, req, mid)
+	keys, inRange, split, err := s.keyRange(ctx, req, seconds, mid)
 	if err != nil {
 		return pagePlan{}, err
 	}
@@ -157,14 +142,12 @@ func (s *Store) plan(ctx context.Context, req billing.ExportRequest) (pagePlan, 
 	return pagePlan{req: req, whole: whole, dense: dense, keys: keys, split: split, sizeHint: int(min(total, uint64(req.Limit)))}, nil
 }
 
-// keyRange runs ExportBoundsQuery and, when adjustments are in range, FeeBoundsQuery, then
-// RangeCountQuery over rated_usage: how many copies the range holds. split is the least
-// record_id of the copies stored from second mid on.
-func (s *Store) keyRange(ctx context.Context, req billing.ExportRequest, mid int64) (k KeyRange, n uint64, split string, err error) {
+// keyRange takes the page's record_id range from its seconds and, when adjustments are in
+// range, runs FeeBoundsQuery, then RangeCountQuery over rated_usage: how many copies the
+// range holds. split is the least record_id of the copies stored from second mid on.
+func (s *Store) keyRange(ctx context.Context, req billing.ExportRequest, seconds []second, mid int64) (k KeyRange, n uint64, split string, err error) {
 	var adjustments uint64
-	if err := s.conn.QueryRow(ctx, ExportBoundsQuery(s.db, req, mid)).Scan(&k.Lo, &k.Hi, &adjustments, &split); err != nil {
-		return k, 0, "", fmt.Errorf("billing export bounds: %w", err)
-	}
+	k.Lo, k.Hi, adjustments, split = rangeOf(seconds, req.UpTo, mid)
 	if adjustments > 0 {
 		k.HasFees = true
 		if err := s.conn.QueryRow(ctx, FeeBoundsQuery(s.db, req)).Scan(&k.FeeLo, &k.FeeHi); err != nil {
