@@ -1,9 +1,9 @@
 package chstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -363,9 +363,12 @@ func scanKey(rows driver.Rows) (str string, tl, e uint32, h uint64, err error) {
 // any other order is sorted whole.
 func orderKeys(keys []keyRow, limit int) pageKeys {
 	byKey := true
-	seconds := map[int64]int{}
+	// The seconds, each with its keys' count: neighbours in key order mostly share one
+	// (a batch's records were stored together), so a key looks up its second only when
+	// it differs from the previous key's.
+	var secs secondIndex
 	for i := range keys {
-		seconds[keys[i].pos.Seen]++
+		secs.of(keys[i].pos.Seen).n++
 		if i > 0 && byKey {
 			byKey = keyLess(&keys[i-1].pos, keys[i].pos.Tenant, keys[i].pos.RecordID)
 		}
@@ -384,19 +387,22 @@ func orderKeys(keys []keyRow, limit int) pageKeys {
 	}
 	slot := make([]int32, len(keys))
 	page := keys
-	if len(seconds) > 1 {
-		order := slices.Sorted(maps.Keys(seconds))
-		at := make(map[int64]int, len(order))
+	if len(secs.list) > 1 {
+		// Each second's keys go after those of the seconds before it, in key order.
+		order := make([]*secondCount, len(secs.list))
+		for i := range secs.list {
+			order[i] = &secs.list[i]
+		}
+		slices.SortFunc(order, func(a, b *secondCount) int { return cmp.Compare(a.sec, b.sec) })
 		n := 0
-		for _, sec := range order {
-			at[sec] = n
-			n += seconds[sec]
+		for _, sc := range order {
+			sc.at, n = n, n+sc.n
 		}
 		page = make([]keyRow, len(keys))
 		for j, k := range keys {
-			p := at[k.pos.Seen]
-			page[p], slot[j] = k, int32(p)
-			at[k.pos.Seen]++
+			sc := secs.of(k.pos.Seen)
+			page[sc.at], slot[j] = k, int32(sc.at)
+			sc.at++
 		}
 	} else {
 		for j := range slot {
@@ -409,6 +415,36 @@ func orderKeys(keys []keyRow, limit int) pageKeys {
 		}
 	}
 	return pageKeys{page: page[:min(len(page), limit)], byKey: keys, slot: slot}
+}
+
+// secondCount is a second of a page's keys: how many, and where the next of them goes.
+type secondCount struct {
+	sec   int64
+	n, at int
+}
+
+// secondIndex finds a second's count, remembering the last one asked for.
+type secondIndex struct {
+	list []secondCount
+	at   map[int64]int
+	last int // index in list of the last second asked for; valid when list is not empty
+}
+
+func (x *secondIndex) of(sec int64) *secondCount {
+	if len(x.list) > 0 && x.list[x.last].sec == sec {
+		return &x.list[x.last]
+	}
+	i, ok := x.at[sec]
+	if !ok {
+		if x.at == nil {
+			x.at = map[int64]int{}
+		}
+		i = len(x.list)
+		x.at[sec] = i
+		x.list = append(x.list, secondCount{sec: sec})
+	}
+	x.last = i
+	return &x.list[i]
 }
 
 // keyLess says whether p's key sorts before (tenant, recordID).
@@ -428,6 +464,18 @@ type keyWalker struct {
 // find returns the page slot of the key (tenant, recordID), if it is one of the page's.
 func (w *keyWalker) find(tenant, recordID string) (int, bool) {
 	n := len(w.keys)
+	// Most rows are the previous row's key (another copy) or the next key: an equality
+	// settles those without the ordered comparisons of the search. Keys are unique, so
+	// an equal key is the answer wherever it lies.
+	for i := w.j; i < min(w.j+2, n); i++ {
+		if k := &w.keys[i].pos; k.RecordID == recordID && k.Tenant == tenant {
+			w.j = i
+			if w.slot[i] >= 0 {
+				return int(w.slot[i]), true
+			}
+			return 0, false
+		}
+	}
 	less := func(i int) bool { return keyLess(&w.keys[i].pos, tenant, recordID) }
 	// The answer is the first key not less than the row, in [lo, hi].
 	lo, hi := 0, n
