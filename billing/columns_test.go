@@ -3,12 +3,14 @@ package billing_test
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
@@ -221,6 +223,16 @@ func checkParquet(t *testing.T, pq []byte, want arrow.Table, recs []billing.Expo
 		s := st.(*metadata.Int64Statistics)
 		if s.Min() != lo || s.Max() != hi {
 			t.Errorf("parquet row group %d: start_time statistics %d..%d, want %d..%d", g, s.Min(), s.Max(), lo, hi)
+		}
+		// The timestamps as deltas (read back above with every value).
+		for k, f := range billing.ExportSchema.Fields() {
+			cc, err := rg.ColumnChunk(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if delta := slices.Contains(cc.Encodings(), parquet.Encodings.DeltaBinaryPacked); delta != (f.Type.ID() == arrow.TIMESTAMP) {
+				t.Errorf("parquet row group %d column %s: encodings %v", g, f.Name, cc.Encodings())
+			}
 		}
 		row += int(rg.NumRows())
 	}

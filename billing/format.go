@@ -266,11 +266,21 @@ const (
 //     CPU at 200,000 rows a writer);
 //   - amount as DECIMAL(18,6) on INT64 (Parquet's own form for a precision up to 18)
 //     rather than on 16-byte fixed-length arrays: 5-10% less CPU, 8 bytes a value.
+//   - the four timestamps DELTA_BINARY_PACKED (Parquet's encoding for sorted or
+//     clustered integers; every current reader takes it): plain, Snappy left them at
+//     five eighths of their size; as deltas a page of random start times within an
+//     hour is a tenth smaller in all and 5% cheaper to write (8% where they grow
+//     steadily, as in BenchmarkRecordWriter).
 func parquetProps(mem memory.Allocator) *parquet.WriterProperties {
 	opts := []parquet.WriterProperty{parquet.WithCompression(compress.Codecs.Snappy), parquet.WithMaxRowGroupLength(parquetBatch),
 		parquet.WithDictionaryDefault(false), parquet.WithDataPageSize(128 << 10), parquet.WithAllocator(mem), parquet.WithStoreDecimalAsInteger(true)}
 	for _, k := range StrCols {
 		opts = append(opts, parquet.WithStatsFor(ExportSchema.Field(k).Name, false))
+	}
+	for _, f := range ExportSchema.Fields() {
+		if f.Type.ID() == arrow.TIMESTAMP {
+			opts = append(opts, parquet.WithEncodingFor(f.Name, parquet.Encodings.DeltaBinaryPacked))
+		}
 	}
 	return parquet.NewWriterProperties(opts...)
 }
