@@ -118,3 +118,31 @@ func TestSecondRunAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestSecondCacheKeepsFewScopes: the cache keeps a run for the runScopes scopes used
+// last, and a scope read again counts as used.
+func TestSecondCacheKeepsFewScopes(t *testing.T) {
+	var c secondCache
+	run := func(i int) *secondRun { return &secondRun{from: int64(i), to: int64(i)} }
+	for i := range runScopes {
+		c.put(fmt.Sprint("t", i), run(i))
+	}
+	if c.get("t0") == nil { // t0 is now the last used
+		t.Fatal("t0 not kept")
+	}
+	c.put("new", run(99))
+	if c.get("t1") != nil {
+		t.Error("t1, the least recently used, still kept past the bound")
+	}
+	for _, s := range []string{"t0", "t2", "t3", "new"} {
+		if c.get(s) == nil {
+			t.Errorf("%s dropped", s)
+		}
+	}
+	if len(c.runs) != runScopes || len(c.order) != runScopes {
+		t.Errorf("%d runs, %d in order, want %d", len(c.runs), len(c.order), runScopes)
+	}
+	if c.reads != runScopes+1 {
+		t.Errorf("%d reads counted, want %d", c.reads, runScopes+1)
+	}
+}
